@@ -1,0 +1,29 @@
+"""The in-process broker: one relay node, delivery by a plain function call."""
+
+from __future__ import annotations
+
+from relay.broker.base import Deliver
+from relay.envelope import Envelope
+
+
+class MemoryBroker:
+    """Delivers each envelope straight to the local hub, synchronously."""
+
+    def __init__(self) -> None:
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    def publish(self, envelope: Envelope) -> None:
+        if self._deliver is not None:
+            self._deliver(envelope)
+
+    def interest(self, stream_id: str, interested: bool) -> None:
+        """Every stream is local here: nothing to subscribe to."""
+
+    async def listening(self, stream_id: str) -> None:
+        """Always listening: publishing is delivering."""
+
+    async def close(self) -> None:
+        self._deliver = None

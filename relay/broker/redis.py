@@ -1,0 +1,190 @@
+"""The Redis broker: relay nodes share frames, alerts and status over pub/sub.
+
+Each stream has a channel (``vigil:stream:<id>``).  A node subscribes to the
+channels of the streams it has local consumers for, and only those, so a node
+carries only the traffic its own clients want.  Messages for local consumers
+are delivered directly, without the round trip through Redis; messages coming
+back from Redis that this node published are skipped.
+
+Publishing never blocks the caller: envelopes queue here and one task sends
+them in pipelined batches.  If Redis falls behind, the oldest queued frames are
+dropped (alerts and status never are); if Redis is unreachable, messages are
+lost for the other nodes while it is down, which is why alerts are stored first
+and consumers resume them with ``sinceAlertId``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any, Final
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from relay.broker.base import Deliver
+from relay.envelope import Envelope
+from relay.protocol import VIDEO_FRAME
+
+log = logging.getLogger("relay.broker.redis")
+
+CHANNEL_PREFIX: Final = "vigil:stream:"
+SUBSCRIBE_WAIT: Final = 5.0
+
+
+class RedisBroker:
+    def __init__(self, url: str, node_id: str, *, max_pending_frames: int = 256) -> None:
+        self._url = url
+        self._node_prefix = f"{node_id}:"
+        self._control_channel = f"vigil:node:{node_id}".encode()
+        self._max_pending_frames = max_pending_frames
+        self._deliver: Deliver | None = None
+        self._client: redis.Redis | None = None
+        self._pubsub: Any = None
+        self._outgoing: deque[tuple[bytes, bytes, bool]] = deque()
+        self._pending_frames = 0
+        self._outgoing_ready = asyncio.Event()
+        self._wanted: set[bytes] = set()
+        self._subscribed: set[bytes] = set()
+        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._interest_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.frames_dropped = 0
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._client = redis.from_url(self._url)
+        await self._client.ping()
+        self._pubsub = self._client.pubsub()
+        await self._pubsub.subscribe(self._control_channel)
+        self._tasks = [
+            asyncio.create_task(self._send_outgoing()),
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._follow_interest()),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+        self._deliver = None
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, envelope: Envelope) -> None:
+        if self._deliver is None:
+            return
+        self._deliver(envelope)
+        is_frame = envelope.type == VIDEO_FRAME
+        if is_frame:
+            if self._pending_frames >= self._max_pending_frames:
+                self._drop_oldest_frame()
+            self._pending_frames += 1
+        self._outgoing.append((_channel(envelope.stream_id), envelope.to_bytes(), is_frame))
+        self._outgoing_ready.set()
+
+    def _drop_oldest_frame(self) -> None:
+        for index, (_, _, is_frame) in enumerate(self._outgoing):
+            if is_frame:
+                del self._outgoing[index]
+                self._pending_frames -= 1
+                self.frames_dropped += 1
+                return
+
+    async def _send_outgoing(self) -> None:
+        assert self._client is not None
+        while True:
+            await self._outgoing_ready.wait()
+            self._outgoing_ready.clear()
+            while self._outgoing:
+                batch = list(self._outgoing)
+                self._outgoing.clear()
+                self._pending_frames = 0
+                pipeline = self._client.pipeline(transaction=False)
+                for channel, data, _ in batch:
+                    pipeline.publish(channel, data)
+                try:
+                    await pipeline.execute()
+                except RedisError as error:
+                    log.warning("lost %d messages for other nodes: Redis failed: %s", len(batch), error)
+                    await asyncio.sleep(0.5)
+
+    # ------------------------------------------------------------------ receiving
+
+    def interest(self, stream_id: str, interested: bool) -> None:
+        channel = _channel(stream_id)
+        if interested:
+            self._wanted.add(channel)
+        else:
+            self._wanted.discard(channel)
+        self._interest_changed.set()
+
+    async def listening(self, stream_id: str) -> None:
+        """Wait until this node receives the stream's messages from the other nodes."""
+        channel = _channel(stream_id)
+        if channel in self._subscribed or channel not in self._wanted:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, SUBSCRIBE_WAIT)
+        except TimeoutError:
+            log.warning("Redis did not confirm the subscription to %s in %.0f s", stream_id, SUBSCRIBE_WAIT)
+
+    async def _follow_interest(self) -> None:
+        """Subscribe and unsubscribe to match what the hub wants, one change at a time."""
+        while True:
+            await self._interest_changed.wait()
+            self._interest_changed.clear()
+            try:
+                gained = self._wanted - self._subscribed
+                lost = self._subscribed - self._wanted
+                if gained:
+                    await self._pubsub.subscribe(*gained)
+                if lost:
+                    self._subscribed -= lost
+                    await self._pubsub.unsubscribe(*lost)
+            except RedisError as error:
+                log.warning("could not change Redis subscriptions: %s", error)
+                await asyncio.sleep(0.5)
+                self._interest_changed.set()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except RedisError as error:
+                log.warning("Redis subscription failed: %s; retrying", error)
+                await asyncio.sleep(0.5)
+                continue
+            if message is None:
+                continue
+            kind, channel = message["type"], message["channel"]
+            if kind == "subscribe":
+                self._subscribed.add(channel)
+                for waiter in self._waiters.pop(channel, []):
+                    if not waiter.done():
+                        waiter.set_result(None)
+            elif kind == "message" and channel != self._control_channel:
+                self._receive(message["data"])
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            envelope = Envelope.from_bytes(data)
+        except Exception:
+            log.exception("dropped a malformed message from Redis")
+            return
+        if envelope.origin.startswith(self._node_prefix) or self._deliver is None:
+            return
+        self._deliver(envelope)
+
+
+def _channel(stream_id: str) -> bytes:
+    return (CHANNEL_PREFIX + stream_id).encode()

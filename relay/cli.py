@@ -1,0 +1,155 @@
+"""The ``relay`` command: ``serve``, ``users add``, ``export``.
+
+Every command reads the same settings (flags over ``RELAY_*`` variables over
+defaults), so ``relay users add`` and ``relay export`` work on the database a
+running ``relay serve`` uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from relay import __version__, export, logs
+from relay.app import RelayServer
+from relay.config import Settings
+from relay.representation import parse_iso
+from relay.store import AlertFilter, Store
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except ValueError as error:
+        parser.error(str(error))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description="Vigil Relay: live camera feeds and ML alerts.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the relay (REST + WebSocket)")
+    serve.add_argument("--host", help="interface to listen on (RELAY_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (RELAY_PORT, default 8000)")
+    _database_flag(serve)
+    serve.add_argument("--broker-url", help="memory:// (default) or redis://host:port/db (RELAY_BROKER_URL)")
+    serve.add_argument(
+        "--allowed-origin",
+        action="append",
+        dest="allowed_origins",
+        help="a browser origin allowed to open the WebSocket (repeatable; RELAY_ALLOWED_ORIGINS, comma-separated)",
+    )
+    serve.add_argument("--ping-interval", type=float, help="seconds between WebSocket pings (default 30)")
+    serve.add_argument("--max-fps", type=float, help="frames per second per stream and producer (0: no limit)")
+    serve.add_argument("--max-alerts-per-second", type=float, help="alerts per second per connection (0: no limit)")
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(run=_serve)
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(title="users commands")
+    add = users.add_parser("add", help="create a user (or a new token for one) and print the token")
+    add.add_argument("name")
+    add.add_argument("--password", help="set the user's password (for POST /api/auth/token and the workbench)")
+    add.add_argument("--ask-password", action="store_true", help="prompt for the password instead")
+    _database_flag(add)
+    add.set_defaults(run=_users_add)
+
+    exporter = commands.add_parser("export", help="write alert history to a file")
+    exporter.add_argument("--format", choices=export.FORMATS, required=True)
+    exporter.add_argument("--out", type=Path, required=True)
+    exporter.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
+    exporter.add_argument("--since", type=parse_iso, help="stored at or after this ISO time")
+    exporter.add_argument("--until", type=parse_iso, help="stored before this ISO time")
+    exporter.add_argument("--user", help="only this user's streams")
+    _database_flag(exporter)
+    exporter.set_defaults(run=_export)
+    return parser
+
+
+def _database_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="SQLAlchemy URL (RELAY_DATABASE_URL, default sqlite relay.db here)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level)
+    settings = Settings.from_env(
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url,
+        broker_url=args.broker_url,
+        allowed_origins=tuple(args.allowed_origins) if args.allowed_origins else None,
+        ping_interval=args.ping_interval,
+        max_fps=args.max_fps,
+        max_alerts_per_second=args.max_alerts_per_second,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(RelayServer(settings).run_forever())
+    return 0
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    password = args.password
+    if args.ask_password:
+        password = getpass.getpass(f"password for {args.name}: ")
+    settings = Settings.from_env(database_url=args.database_url)
+
+    async def add() -> str:
+        store = await Store.open(settings.database_url)
+        try:
+            issued = await store.users.add_or_issue_token(args.name, password)
+        finally:
+            await store.close()
+        what = "created user" if issued.created_user else "new token for user"
+        print(f"{what} {issued.username} ({issued.user_id})", file=sys.stderr)
+        return issued.token
+
+    print(asyncio.run(add()))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(database_url=args.database_url)
+
+    async def run() -> int:
+        store = await Store.open(settings.database_url)
+        try:
+            user_id = None
+            if args.user:
+                user = await store.users.by_name(args.user)
+                if user is None:
+                    raise ValueError(f"no user named {args.user!r}")
+                user_id = user.id
+            where = AlertFilter(user_id=user_id, stream_ids=args.stream, since=args.since, until=args.until)
+            total = await store.alerts.count(where)
+            rows = await export.collect(store.alerts, where, progress=_progress(total))
+        finally:
+            await store.close()
+        export.write(rows, args.format, args.out)
+        print(f"wrote {len(rows)} alerts to {args.out}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
+def _progress(total: int):  # type: ignore[no-untyped-def]
+    """A one-line progress counter on stderr when it is a terminal."""
+
+    def show(done: int) -> None:
+        if sys.stderr.isatty() and total:
+            print(f"\rreading alerts {done}/{total} ({100 * done // total}%)", end="", file=sys.stderr, flush=True)
+            if done >= total:
+                print(file=sys.stderr)
+
+    return show

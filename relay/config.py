@@ -1,0 +1,67 @@
+"""The relay's settings, from defaults, the environment (``RELAY_*``) and flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from relay.store.database import DEFAULT_DATABASE_URL
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a relay node can be told.  Each field ``x`` reads ``RELAY_X``.
+
+    Limits of 0 mean "no limit".  ``allowed_origins`` lists the browser origins
+    (``https://example.com``) that may open the WebSocket besides the relay's own.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = "memory://"
+    allowed_origins: tuple[str, ...] = ()
+    ping_interval: float = 30.0
+    auth_timeout: float = 10.0
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_fps: float = 120.0
+    max_alerts_per_second: float = 50.0
+    max_rest_per_second: float = 100.0
+    max_queued_frames: int = 8
+    max_queued_messages: int = 10_000
+    status_flush_interval: float = 10.0
+    token_cache_seconds: float = 60.0
+    replay_batch: int = 500
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``RELAY_*`` variables, then ``overrides`` (flags) that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = environ.get(f"RELAY_{spec.name.upper()}")
+            if raw is not None and raw != "":
+                values[spec.name] = _convert(spec.name, raw, cls)
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _convert(name: str, raw: str, cls: type[Settings]) -> Any:
+    default = getattr(cls(), name)
+    try:
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"RELAY_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw

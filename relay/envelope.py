@@ -1,0 +1,111 @@
+"""What the router publishes and the hub delivers: one message, encoded once.
+
+An :class:`Envelope` carries one relay → client message through the broker to the
+hub.  The hub asks it for the bytes to put on each consumer's socket, in the form
+that consumer wants; those bytes (the WebSocket frame header and the payload) are
+built once per form and shared by every consumer, since a server's frames are
+not masked and so are identical for all of them.
+
+Envelopes also know how to cross a process boundary (:meth:`Envelope.to_bytes`,
+:meth:`Envelope.from_bytes`) for the Redis broker: a frame travels in its binary
+form, everything else as its JSON text.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+import orjson
+
+from relay.protocol import VIDEO_FRAME, VideoFrame, parse_binary
+
+_OP_TEXT: Final = 0x1
+_OP_BINARY: Final = 0x2
+_FIN: Final = 0x80
+_SHORT = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def websocket_frame(payload: bytes | memoryview, *, binary: bool) -> bytes:
+    """One unmasked, unfragmented server → client WebSocket frame (RFC 6455 §5.2)."""
+    first = _FIN | (_OP_BINARY if binary else _OP_TEXT)
+    size = len(payload)
+    if size < 126:
+        head = bytes((first, size))
+    elif size <= 0xFFFF:
+        head = _SHORT.pack(first, 126, size)
+    else:
+        head = _LONG.pack(first, 127, size)
+    return head + payload
+
+
+class Envelope:
+    """A message on its way from the router to the consumers of one stream.
+
+    ``origin`` is the id of the connection that caused it (so an alert is not
+    echoed to its sender); ``seq`` is the alert's storage sequence (so a consumer
+    that is replaying stored alerts can drop a live one it already replayed).
+    """
+
+    __slots__ = ("_text", "_wire_binary", "_wire_text", "frame", "origin", "seq", "stream_id", "type")
+
+    def __init__(
+        self,
+        type: str,
+        stream_id: str,
+        *,
+        origin: str = "",
+        seq: int = 0,
+        frame: VideoFrame | None = None,
+        text: bytes | None = None,
+    ) -> None:
+        self.type = type
+        self.stream_id = stream_id
+        self.origin = origin
+        self.seq = seq
+        self.frame = frame
+        self._text = text
+        self._wire_text: bytes | None = None
+        self._wire_binary: bytes | None = None
+
+    @classmethod
+    def for_frame(cls, frame: VideoFrame, origin: str = "") -> Envelope:
+        return cls(VIDEO_FRAME, frame.stream_id, origin=origin, frame=frame)
+
+    @classmethod
+    def for_message(cls, type: str, stream_id: str, text: bytes, *, origin: str = "", seq: int = 0) -> Envelope:
+        return cls(type, stream_id, origin=origin, seq=seq, text=text)
+
+    def wire(self, binary: bool = False) -> bytes:
+        """The WebSocket frame for this message, in binary or JSON form, built once."""
+        if binary:
+            wire = self._wire_binary
+            if wire is None:
+                assert self.frame is not None, "only video frames have a binary form"
+                wire = self._wire_binary = websocket_frame(self.frame.binary_payload(), binary=True)
+            return wire
+        wire = self._wire_text
+        if wire is None:
+            text = self._text if self.frame is None else self.frame.json_payload()
+            assert text is not None
+            wire = self._wire_text = websocket_frame(text, binary=False)
+        return wire
+
+    def to_bytes(self) -> bytes:
+        """Serialise for another relay node: a small JSON head, a newline, the payload."""
+        head = orjson.dumps({"t": self.type, "s": self.stream_id, "o": self.origin, "q": self.seq})
+        if self.frame is not None:
+            return head + b"\n" + self.frame.binary_payload()
+        assert self._text is not None
+        return head + b"\n" + self._text
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        """The inverse of :meth:`to_bytes`."""
+        split = data.index(b"\n")
+        head = orjson.loads(data[:split])
+        payload = data[split + 1 :]
+        if head["t"] == VIDEO_FRAME:
+            return cls.for_frame(parse_binary(payload), origin=head["o"])
+        return cls.for_message(head["t"], head["s"], payload, origin=head["o"], seq=head["q"])

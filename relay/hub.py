@@ -1,0 +1,135 @@
+"""Who is connected to this relay node, and delivery to them.
+
+The hub is the seed's ``ConnectionManager``: for each stream, its producer (the
+connection that registered it) and its consumers per message type, each with
+the frame form it asked for.  :meth:`Hub.deliver` puts an already-encoded
+:class:`~relay.envelope.Envelope` into the outboxes of the right consumers; the
+envelope builds its bytes once per form, so ten JSON consumers and ten binary
+consumers cost two encodings, not twenty.
+
+The hub knows nothing of the database, permissions or other nodes: the router
+decides what may happen, the broker brings messages from every node here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+
+from relay.connection import Connection
+from relay.envelope import Envelope
+from relay.protocol import VIDEO_FRAME
+
+_EMPTY: Mapping[Connection, bool] = MappingProxyType({})
+
+
+class Hub:
+    """Producers and consumers per stream on this node; see the module docstring.
+
+    ``on_interest`` is told when a stream gets its first local consumer (True)
+    or loses its last one (False), so a broker can listen only to streams that
+    someone here wants.
+    """
+
+    def __init__(self, on_interest: Callable[[str, bool], None] | None = None) -> None:
+        # stream id -> message type -> consumer -> wants binary frames
+        self._consumers: dict[str, dict[str, dict[Connection, bool]]] = {}
+        self._producers: dict[str, Connection] = {}
+        self._on_interest = on_interest
+
+    # ------------------------------------------------------------------ registry
+
+    def register_producer(self, stream_id: str, connection: Connection) -> Connection | None:
+        """Make ``connection`` the producer of ``stream_id``; returns the one it replaces."""
+        previous = self._producers.get(stream_id)
+        self._producers[stream_id] = connection
+        return previous if previous is not connection else None
+
+    def register_consumer(
+        self, stream_id: str, connection: Connection, consumes: Iterable[str], *, binary: bool = False
+    ) -> None:
+        """Subscribe ``connection`` to these message types of ``stream_id`` (replacing earlier ones)."""
+        self._drop_consumer(stream_id, connection)
+        types = list(consumes)
+        if not types:
+            return
+        by_type = self._consumers.get(stream_id)
+        if by_type is None:
+            by_type = self._consumers[stream_id] = {}
+            if self._on_interest is not None:
+                self._on_interest(stream_id, True)
+        for message_type in types:
+            by_type.setdefault(message_type, {})[connection] = binary
+
+    def unregister(self, stream_id: str, connection: Connection) -> bool:
+        """Remove ``connection`` from ``stream_id``; True if it was the stream's producer."""
+        self._drop_consumer(stream_id, connection)
+        if self._producers.get(stream_id) is connection:
+            del self._producers[stream_id]
+            return True
+        return False
+
+    def remove_connection(self, connection: Connection, stream_ids: Iterable[str]) -> list[str]:
+        """Forget ``connection`` on these streams; returns those it was the producer of."""
+        return [stream_id for stream_id in stream_ids if self.unregister(stream_id, connection)]
+
+    def get_consumers(self, stream_id: str, message_type: str) -> Mapping[Connection, bool]:
+        """The consumers of one message type of a stream, each with whether it wants binary."""
+        by_type = self._consumers.get(stream_id)
+        if by_type is None:
+            return _EMPTY
+        return by_type.get(message_type, _EMPTY)
+
+    def get_producer(self, stream_id: str) -> Connection | None:
+        return self._producers.get(stream_id)
+
+    def has_consumers(self, stream_id: str) -> bool:
+        return stream_id in self._consumers
+
+    def streams(self) -> list[str]:
+        """Streams with a local consumer."""
+        return list(self._consumers)
+
+    def _drop_consumer(self, stream_id: str, connection: Connection) -> None:
+        by_type = self._consumers.get(stream_id)
+        if by_type is None:
+            return
+        for message_type in list(by_type):
+            consumers = by_type[message_type]
+            consumers.pop(connection, None)
+            if not consumers:
+                del by_type[message_type]
+        if not by_type:
+            del self._consumers[stream_id]
+            if self._on_interest is not None:
+                self._on_interest(stream_id, False)
+
+    # ------------------------------------------------------------------ delivery
+
+    def deliver(self, envelope: Envelope) -> None:
+        """Hand ``envelope`` to the outbox of every local consumer of its stream and type.
+
+        Frames go to the dropping frame queue; everything else to the queue that
+        never drops.  An alert is not sent back to the connection it came from,
+        and is held back for a consumer still replaying stored alerts of that
+        stream (see :class:`relay.router.Router`).
+        """
+        by_type = self._consumers.get(envelope.stream_id)
+        if by_type is None:
+            return
+        consumers = by_type.get(envelope.type)
+        if not consumers:
+            return
+        if envelope.type == VIDEO_FRAME:
+            for connection, binary in consumers.items():
+                connection.outbox.send_frame(envelope.wire(binary))
+            return
+        origin = envelope.origin
+        for connection in consumers:
+            if connection.id == origin:
+                continue
+            held = connection.replaying.get(envelope.stream_id) if connection.replaying else None
+            if held is not None:
+                held.append(envelope)
+            else:
+                connection.outbox.send(envelope.wire())

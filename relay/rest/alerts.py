@@ -1,0 +1,113 @@
+"""``GET /api/alerts`` (paged history) and ``GET /api/alerts/export`` (a file).
+
+Both read the same filters from the query string, newest first for the list.
+Pages are cut by keyset on the storage sequence, so a page boundary never
+shifts when new alerts arrive while someone pages: ``nextCursor`` is the opaque
+position after the last alert of the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from tornado.ioloop import IOLoop
+
+from relay import export
+from relay.protocol import SEVERITIES, is_url_safe_id
+from relay.representation import alert_json, parse_iso
+from relay.rest.base import ApiError, ApiHandler
+from relay.store import AlertFilter
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+_CURSOR_PREFIX = "a1:"
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith(_CURSOR_PREFIX):
+            raise ValueError(text)
+        return int(text[len(_CURSOR_PREFIX) :])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "cursor is not one this API returned") from None
+
+
+class AlertQueryMixin(ApiHandler):
+    """Reads the alert filters of the query string into an :class:`AlertFilter`."""
+
+    async def alert_filter(self) -> AlertFilter:
+        stream_ids = self.get_query_arguments("streamId")
+        for stream_id in stream_ids:
+            if not is_url_safe_id(stream_id) or not await self._owns(stream_id):
+                raise ApiError(404, f"stream {stream_id} not found")
+        severities = [part for value in self.get_query_arguments("severity") for part in value.split(",") if part]
+        unknown = set(severities) - set(SEVERITIES)
+        if unknown:
+            raise ApiError(400, f"severity must be one of {', '.join(SEVERITIES)}; got {', '.join(sorted(unknown))}")
+        since, until = self._instant("since"), self._instant("until")
+        if since is not None and until is not None and since >= until:
+            raise ApiError(400, "since must be earlier than until")
+        return AlertFilter(
+            user_id=self.user_id,
+            stream_ids=stream_ids,
+            severities=severities,
+            since=since,
+            until=until,
+            object_type=self.get_query_argument("objectType", None) or None,
+            text=self.get_query_argument("q", None) or None,
+        )
+
+    async def _owns(self, stream_id: str) -> bool:
+        return await self.relay.store.streams.owner(stream_id) == self.user_id
+
+    def _instant(self, name: str) -> datetime | None:
+        value = self.get_query_argument(name, None)
+        if not value:
+            return None
+        try:
+            return parse_iso(value)
+        except ValueError:
+            raise ApiError(400, f"{name} must be an ISO 8601 time such as 2026-11-25T20:00:00Z") from None
+
+
+class AlertsHandler(AlertQueryMixin):
+    async def get(self) -> None:
+        where = await self.alert_filter()
+        raw_limit = self.get_query_argument("limit", str(DEFAULT_LIMIT))
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise ApiError(400, "limit must be a whole number") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
+        cursor = self.get_query_argument("cursor", None)
+        before = decode_cursor(cursor) if cursor else None
+        rows = await self.relay.store.alerts.page(where, limit=limit + 1, before_seq=before)
+        page, more = rows[:limit], len(rows) > limit
+        self.send_json(
+            {
+                "alerts": [alert_json(alert) for alert in page],
+                "nextCursor": encode_cursor(page[-1].seq) if more else None,
+            }
+        )
+
+
+class ExportHandler(AlertQueryMixin):
+    async def get(self) -> None:
+        format = self.get_query_argument("format", "json")
+        if format not in export.FORMATS:
+            raise ApiError(400, f"format must be one of {', '.join(export.FORMATS)}")
+        where = await self.alert_filter()
+        rows = await export.collect(self.relay.store.alerts, where)
+        body = await IOLoop.current().run_in_executor(None, export.encode, rows, format)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.set_header("Content-Type", export.MEDIA_TYPES[format])
+        self.set_header("Content-Disposition", f'attachment; filename="alerts-{stamp}.{format}"')
+        self.finish(body)

@@ -1,0 +1,22 @@
+"""``POST /api/auth/token``: trade a username and password for a bearer token."""
+
+from __future__ import annotations
+
+from relay.rest.base import ApiError, ApiHandler
+
+
+class TokenHandler(ApiHandler):
+    requires_auth = False
+
+    async def post(self) -> None:
+        body = self.json_body()
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or not username:
+            raise ApiError(400, 'send {"username": ..., "password": ...}')
+        if not self.relay.login_budget(self.request.remote_ip or "-").allow():
+            raise ApiError(429, "too many login attempts; wait a little")
+        user = await self.relay.store.users.check_password(username, password)
+        if user is None:
+            raise ApiError(401, "wrong username or password")
+        token = await self.relay.store.users.issue_token(user.id)
+        self.send_json({"token": token, "userId": user.id})

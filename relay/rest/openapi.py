@@ -1,0 +1,304 @@
+"""``GET /api/openapi.json``: the OpenAPI 3.1 description of the REST API.
+
+Written by hand, next to the handlers it describes; a test checks that it is a
+valid OpenAPI document and that every route the relay serves is in it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay import __version__
+from relay.protocol import SEVERITIES, STATUSES
+from relay.rest.base import ApiHandler
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_ALERT_FILTERS: list[dict[str, Any]] = [
+    {
+        "name": "streamId",
+        "in": "query",
+        "description": "Only these streams (repeatable). Another user's stream answers 404.",
+        "schema": {"type": "array", "items": {"type": "string"}},
+        "style": "form",
+        "explode": True,
+    },
+    {
+        "name": "severity",
+        "in": "query",
+        "description": "Only these severities (repeatable, or comma-separated).",
+        "schema": {"type": "array", "items": {"type": "string", "enum": list(SEVERITIES)}},
+        "style": "form",
+        "explode": True,
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "description": "Stored at or after this ISO 8601 time (inclusive).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "description": "Stored before this ISO 8601 time (exclusive).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "objectType",
+        "in": "query",
+        "description": "Only alerts whose metadata.objectType equals this.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "q",
+        "in": "query",
+        "description": "Only alerts whose message contains this text (case-insensitive).",
+        "schema": {"type": "string"},
+    },
+]
+
+_STANDARD_ERRORS = {
+    "401": _error("No bearer token, or an unknown one."),
+    "429": _error("Too many requests from this user."),
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Vigil Relay",
+        "version": __version__,
+        "description": (
+            "Live camera feeds to ML services and analysts, alerts back. The WebSocket protocol at "
+            "/api/streams/ws is described in docs/API.md."
+        ),
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/auth/token": {
+            "post": {
+                "summary": "Trade a username and password for a new bearer token",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Credentials")}},
+                },
+                "responses": {
+                    "200": _json(_ref("IssuedToken"), "A new token."),
+                    "400": _error("Missing username or password."),
+                    "401": _error("Wrong username or password."),
+                    "429": _error("Too many attempts from this address."),
+                },
+            }
+        },
+        "/api/streams/register": {
+            "post": {
+                "summary": "Register a video stream of the caller",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("StreamRegistration")}},
+                },
+                "responses": {
+                    "201": _json(_ref("StreamRegistered"), "The new stream's id."),
+                    "400": _error("Invalid body."),
+                    "413": _error("Body or metadata too large."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
+        "/api/streams/list": {
+            "get": {
+                "summary": "The caller's streams, oldest first",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["streams"],
+                            "properties": {"streams": {"type": "array", "items": _ref("Stream")}},
+                        },
+                        "The streams.",
+                    ),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
+        "/api/alerts": {
+            "get": {
+                "summary": "Alert history of the caller's streams, newest first, paged by cursor",
+                "parameters": [
+                    *_ALERT_FILTERS,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "description": "The nextCursor of the previous page.",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("AlertPage"), "One page of alerts."),
+                    "400": _error("Invalid filter, limit or cursor."),
+                    "404": _error("A streamId that is not the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
+        "/api/alerts/export": {
+            "get": {
+                "summary": "Every alert matching the filters, as a file (oldest first)",
+                "parameters": [
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["parquet", "csv", "json"], "default": "json"},
+                    },
+                    *_ALERT_FILTERS,
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file, as an attachment.",
+                        "content": {
+                            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/json": {"schema": {"type": "array", "items": _ref("Alert")}},
+                        },
+                    },
+                    "400": _error("Invalid filter or format."),
+                    "404": _error("A streamId that is not the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
+        "/api/health": {
+            "get": {
+                "summary": "Whether this relay node is up and reaches its database",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+                        "Up.",
+                    ),
+                    "503": _error("The database is unreachable."),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {}}}},
+            }
+        },
+        "/api/streams/ws": {
+            "get": {
+                "summary": "WebSocket upgrade for frames, alerts and status (protocol in docs/API.md)",
+                "description": (
+                    'Authenticate with the Authorization header, ?token=, a first {"type": "auth"} message, or the '
+                    "token field of the first register/subscribe. Failed authentication closes with 1008."
+                ),
+                "security": [{"bearer": []}, {"queryToken": []}, {}],
+                "responses": {"101": {"description": "Switching to the WebSocket protocol."}},
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "queryToken": {"type": "apiKey", "in": "query", "name": "token"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            },
+            "Credentials": {
+                "type": "object",
+                "required": ["username", "password"],
+                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+            },
+            "IssuedToken": {
+                "type": "object",
+                "required": ["token", "userId"],
+                "properties": {"token": {"type": "string"}, "userId": {"type": "string"}},
+            },
+            "StreamRegistration": {
+                "type": "object",
+                "required": ["deviceName"],
+                "properties": {
+                    "deviceName": {"type": "string", "maxLength": 200},
+                    "deviceType": {"type": "string", "default": "mobile"},
+                    "metadata": {"type": "object"},
+                },
+            },
+            "StreamRegistered": {
+                "type": "object",
+                "required": ["streamId", "message"],
+                "properties": {"streamId": {"type": "string"}, "message": {"type": "string"}},
+            },
+            "Stream": {
+                "type": "object",
+                "required": ["id", "deviceName", "deviceType", "status", "lastSeen", "metadata", "createdAt"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "deviceName": {"type": "string"},
+                    "deviceType": {"type": "string"},
+                    "status": {"type": "string", "enum": list(STATUSES)},
+                    "lastSeen": {"type": ["string", "null"], "format": "date-time"},
+                    "metadata": {"type": "object"},
+                    "createdAt": {"type": "string", "format": "date-time"},
+                },
+            },
+            "Alert": {
+                "type": "object",
+                "required": ["id", "streamId", "severity", "message", "metadata", "timestamp", "createdAt"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "streamId": {"type": "string"},
+                    "severity": {"type": "string", "enum": list(SEVERITIES)},
+                    "message": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "timestamp": {"type": "integer", "description": "Event time, ms since the epoch."},
+                    "createdAt": {"type": "string", "format": "date-time"},
+                    "ref": {"type": "string", "description": "The sender's reference, if it gave one."},
+                },
+            },
+            "AlertPage": {
+                "type": "object",
+                "required": ["alerts", "nextCursor"],
+                "properties": {
+                    "alerts": {"type": "array", "items": _ref("Alert")},
+                    "nextCursor": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
+class OpenApiHandler(ApiHandler):
+    requires_auth = False
+
+    def get(self) -> None:
+        self.send_json(DOCUMENT)

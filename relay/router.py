@@ -1,0 +1,275 @@
+"""The rules: who may produce and consume what, and what each message does.
+
+The session parses a client's message and hands it here with the client's
+:class:`~relay.connection.Connection`.  The router checks permissions against
+the store (cached per connection, so the frame path never waits for the
+database), keeps the hub's registry up to date, stores alerts before anything
+else sees them, records status changes, and publishes through the broker.
+
+Frames take a synchronous path end to end: parse, a dict lookup for the
+permission, a token bucket, ``broker.publish``.  Only the first frame of a
+connection for a stream it has not been cleared for goes to the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+
+from relay.broker import Broker
+from relay.config import Settings
+from relay.connection import Connection, Permit
+from relay.envelope import Envelope
+from relay.hub import Hub
+from relay.protocol import (
+    ALERT,
+    STREAM_STATUS,
+    VIDEO_FRAME,
+    AlertIn,
+    ProtocolError,
+    Register,
+    Subscribe,
+    Unsubscribe,
+    VideoFrame,
+    encode,
+)
+from relay.representation import alert_message, status_message
+from relay.status import StatusTracker
+from relay.store import Store
+from relay.tokens import TokenVerifier
+
+log = logging.getLogger("relay.router")
+
+
+class Router:
+    """See the module docstring.  One per relay node."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        hub: Hub,
+        broker: Broker,
+        status: StatusTracker,
+        tokens: TokenVerifier,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.broker = broker
+        self.status = status
+        self.tokens = tokens
+
+    # ------------------------------------------------------------------ ownership
+
+    async def owns(self, connection: Connection, stream_id: str) -> bool:
+        """Whether the connection's user owns ``stream_id`` (cached per connection)."""
+        owned = connection.owned.get(stream_id)
+        if owned is None:
+            owner = await self.store.streams.owner(stream_id)
+            owned = owner is not None and owner == connection.user_id
+            connection.remember_owner(stream_id, owned)
+        return owned
+
+    # ------------------------------------------------------------------ register / subscribe
+
+    async def register(self, connection: Connection, message: Register) -> None:
+        """A producer claims its stream: it may now send what it ``produces``."""
+        stream_id = message.stream_id
+        if not await self.owns(connection, stream_id):
+            raise _forbidden(stream_id)
+        connection.client_type = message.client_type
+        self._grant(connection, stream_id, message.produces)
+        self.hub.register_consumer(stream_id, connection, message.consumes)
+        connection.subscriptions[stream_id] = message.consumes
+        await self.broker.listening(stream_id)
+        previous = self.hub.register_producer(stream_id, connection)
+        if previous is not None:
+            previous.registered.discard(stream_id)
+            previous.streaming.discard(stream_id)
+            log.info("stream %s: producer %s replaced by %s", stream_id, previous.id, connection.id)
+        connection.registered.add(stream_id)
+        connection.streaming.discard(stream_id)
+        connection.send({"type": "registered", "streamId": stream_id})
+        self.status.set(stream_id, "online")
+        log.info("register %s stream=%s peer=%s", connection.describe(), stream_id, connection.peer)
+
+    async def subscribe(self, connection: Connection, message: Subscribe) -> None:
+        """A consumer attaches; stored alerts after ``sinceAlertId`` come before live ones.
+
+        Live alerts that arrive while the replay runs are held back on the
+        connection and sent after it, minus those the replay already sent, so
+        the consumer sees every alert once, in storage order.
+        """
+        stream_id = message.stream_id
+        if not await self.owns(connection, stream_id):
+            raise _forbidden(stream_id)
+        replay_after: int | None = None
+        if message.since_alert_id is not None and ALERT in message.consumes:
+            replay_after = await self.store.alerts.seq_of(stream_id, message.since_alert_id)
+            if replay_after is None:
+                raise ProtocolError(
+                    "invalid-message",
+                    f"sinceAlertId {message.since_alert_id} is not an alert of stream {stream_id}",
+                    stream_id=stream_id,
+                )
+        connection.client_type = message.client_type
+        if replay_after is not None:
+            connection.replaying[stream_id] = []
+        try:
+            binary = message.frame_format == "binary"
+            self.hub.register_consumer(stream_id, connection, message.consumes, binary=binary)
+            connection.subscriptions[stream_id] = message.consumes
+            if message.produces:
+                self._grant(connection, stream_id, message.produces)
+            await self.broker.listening(stream_id)
+            connection.send({"type": "subscribed", "streamId": stream_id})
+            log.info("subscribe %s stream=%s peer=%s", connection.describe(), stream_id, connection.peer)
+            if STREAM_STATUS in message.consumes:
+                stream = await self.store.streams.get(stream_id)
+                if stream is not None:
+                    connection.send(status_message(stream_id, stream.status, stream.last_seen))
+        except BaseException:
+            connection.replaying.pop(stream_id, None)
+            raise
+        if replay_after is not None:
+            await self._replay(connection, stream_id, replay_after)
+
+    async def _replay(self, connection: Connection, stream_id: str, after: int) -> None:
+        batch = self.settings.replay_batch
+        try:
+            while True:
+                alerts = await self.store.alerts.after(stream_id, after, limit=batch)
+                for alert in alerts:
+                    connection.send(alert_message(alert))
+                if alerts:
+                    after = alerts[-1].seq
+                if len(alerts) < batch:
+                    break
+        finally:
+            held = connection.replaying.pop(stream_id, [])
+        for envelope in held:
+            if envelope.seq > after:
+                connection.outbox.send(envelope.wire())
+
+    def unsubscribe(self, connection: Connection, message: Unsubscribe) -> None:
+        """Detach from a stream entirely: consuming, producing and the producer role."""
+        stream_id = message.stream_id
+        connection.permits.pop(stream_id, None)
+        connection.subscriptions.pop(stream_id, None)
+        connection.replaying.pop(stream_id, None)
+        if self.hub.unregister(stream_id, connection):
+            self.status.set(stream_id, "offline")
+        connection.registered.discard(stream_id)
+        connection.streaming.discard(stream_id)
+        connection.send({"type": "unsubscribed", "streamId": stream_id})
+
+    def disconnect(self, connection: Connection) -> None:
+        """Clean up after a closed connection; its streams go offline."""
+        connection.outbox.close()
+        streams = set(connection.permits) | set(connection.subscriptions) | connection.registered
+        for stream_id in self.hub.remove_connection(connection, streams):
+            self.status.set(stream_id, "offline")
+        connection.permits.clear()
+        connection.subscriptions.clear()
+        connection.registered.clear()
+        connection.replaying.clear()
+
+    def _grant(self, connection: Connection, stream_id: str, produces: frozenset[str]) -> None:
+        permit = connection.permits.get(stream_id)
+        if permit is None:
+            connection.permits[stream_id] = Permit(produces, self.settings.max_fps)
+        else:
+            permit.types = permit.types | produces
+
+    # ------------------------------------------------------------------ frames
+
+    def frame(self, connection: Connection, frame: VideoFrame) -> Awaitable[None] | None:
+        """Route a video frame; synchronous unless this stream needs a permission lookup."""
+        permit = connection.permits.get(frame.stream_id)
+        if permit is None or VIDEO_FRAME not in permit.types:
+            return self._refuse(connection, frame.stream_id, VIDEO_FRAME)
+        if not permit.frames.allow():
+            self._rate_limited(connection, VIDEO_FRAME, frame.stream_id)
+            return None
+        stream_id = frame.stream_id
+        if stream_id not in connection.streaming and stream_id in connection.registered:
+            connection.streaming.add(stream_id)
+            self.status.set(stream_id, "streaming")
+        self.broker.publish(Envelope.for_frame(frame, connection.id))
+        return None
+
+    # ------------------------------------------------------------------ alerts
+
+    async def alert(self, connection: Connection, alert: AlertIn) -> None:
+        """Store an alert, confirm it to its sender, then send it to the stream's consumers."""
+        permit = connection.permits.get(alert.stream_id)
+        if permit is None or ALERT not in permit.types:
+            refusal = self._refuse(connection, alert.stream_id, ALERT, ref=alert.ref)
+            if refusal is not None:
+                await refusal
+            return
+        if not connection.alerts.allow():
+            raise ProtocolError(
+                "rate-limited",
+                f"more than {self.settings.max_alerts_per_second:g} alerts per second",
+                ref=alert.ref,
+                stream_id=alert.stream_id,
+            )
+        stored = await self.store.alerts.add(alert)
+        row = stored.alert
+        connection.send({"type": "alert-stored", "id": row.id, "ref": row.ref, "streamId": row.stream_id})
+        if stored.created:
+            self.broker.publish(
+                Envelope.for_message(
+                    ALERT, row.stream_id, encode(alert_message(row)), origin=connection.id, seq=row.seq
+                )
+            )
+
+    # ------------------------------------------------------------------ refusals
+
+    def _refuse(
+        self, connection: Connection, stream_id: str, kind: str, *, ref: str | None = None
+    ) -> Awaitable[None] | None:
+        """Answer ``forbidden`` or ``not-registered``; looks ownership up only if not cached."""
+        owned = connection.owned.get(stream_id)
+        if owned is None:
+            return self._refuse_after_lookup(connection, stream_id, kind, ref)
+        connection.send_error(_refusal(stream_id, kind, owned, ref))
+        return None
+
+    async def _refuse_after_lookup(self, connection: Connection, stream_id: str, kind: str, ref: str | None) -> None:
+        owned = await self.owns(connection, stream_id)
+        connection.send_error(_refusal(stream_id, kind, owned, ref))
+
+    def _rate_limited(self, connection: Connection, kind: str, stream_id: str) -> None:
+        """Tell the client it is over a limit, at most once a second per kind."""
+        now = time.monotonic()
+        if connection.warned.get(kind, 0.0) > now:
+            return
+        connection.warned[kind] = now + 1.0
+        connection.send_error(
+            ProtocolError(
+                "rate-limited",
+                f"more than {self.settings.max_fps:g} frames per second for this stream; extra frames are dropped",
+                stream_id=stream_id,
+            )
+        )
+
+
+def _forbidden(stream_id: str) -> ProtocolError:
+    return ProtocolError("forbidden", f"stream {stream_id} does not exist or is not yours", stream_id=stream_id)
+
+
+def _refusal(stream_id: str, kind: str, owned: bool, ref: str | None) -> ProtocolError:
+    if not owned:
+        error = _forbidden(stream_id)
+        error.ref = ref
+        return error
+    return ProtocolError(
+        "not-registered",
+        f"this connection may not send {kind} for stream {stream_id}: register it or subscribe with produces",
+        stream_id=stream_id,
+        ref=ref,
+    )

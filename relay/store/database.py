@@ -1,0 +1,87 @@
+"""Opening the database: one async engine per process, migrated on start.
+
+SQLite (the default) is opened in WAL mode with a busy timeout, so the CLI can
+add users and export alerts while ``relay serve`` runs on the same file.
+PostgreSQL is reached with psycopg 3, which picks its async driver by itself.
+
+The schema is owned by Alembic (``relay/store/migrations``).  :func:`migrate`
+brings any database, empty or older, to the newest revision; relay nodes that
+start together on one PostgreSQL database take an advisory lock so that only
+one of them migrates.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK_ID = 0x76_69_67_69  # "vigi": any constant shared by all nodes
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///relay.db"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people type and turn them into async SQLAlchemy URLs.
+
+    ``postgresql://`` and ``postgres://`` become ``postgresql+psycopg://`` and
+    ``sqlite:///`` becomes ``sqlite+aiosqlite:///``.
+    """
+    parsed = make_url(url)
+    driver = parsed.drivername
+    if driver in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif driver == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``url``, with SQLite tuned for a server and a CLI side by side."""
+    url = normalise_url(url)
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"), **kwargs)
+    if engine.dialect.name == "sqlite":
+        database = make_url(url).database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+    return engine
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, built in code so no ``alembic.ini`` is needed to run."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Create or upgrade the schema to the newest revision."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
+
+
+def database_url_from_env() -> str:
+    return os.environ.get("RELAY_DATABASE_URL", DEFAULT_DATABASE_URL)

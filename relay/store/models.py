@@ -1,0 +1,121 @@
+"""The database schema: users, their API tokens, their video streams and alerts.
+
+Column names follow the seed's schema (``userId``, ``deviceName``, ``lastSeen``…),
+so databases and queries written for the seed keep working.  Times are stored in
+UTC and always come back timezone-aware (see :class:`UTCDateTime`), whatever the
+database does with time zones.
+
+``alert.seq`` is the storage order: an integer that only grows.  ``GET
+/api/alerts`` pages by it, ``sinceAlertId`` replays by it, and ties in
+``createdAt`` are broken by it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and returned timezone-aware.
+
+    SQLite has no time zones and hands back naive datetimes; PostgreSQL's
+    ``timestamptz`` hands back aware ones.  This type makes both look the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+Sequence = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "user"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str | None] = mapped_column("passwordHash", String(255))
+    created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token, kept only as its SHA-256 hash."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column("userId", ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column("tokenHash", String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
+
+
+class VideoStream(Base):
+    __tablename__ = "video_stream"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column("userId", ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    device_name: Mapped[str] = mapped_column("deviceName", String(200))
+    device_type: Mapped[str] = mapped_column("deviceType", String(100))
+    status: Mapped[str] = mapped_column(String(16), default="offline")
+    last_seen: Mapped[datetime | None] = mapped_column("lastSeen", UTCDateTime)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column("updatedAt", UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+    __table_args__ = (
+        UniqueConstraint("streamId", "ref", name="uq_alert_stream_ref"),
+        Index("ix_alert_stream_seq", "streamId", "seq"),
+        Index("ix_alert_created", "createdAt"),
+    )
+
+    seq: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    stream_id: Mapped[str] = mapped_column("streamId", ForeignKey("video_stream.id", ondelete="CASCADE"))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    ref: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)

@@ -1,0 +1,88 @@
+"""Video streams: registration, ownership, status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from relay.auth import new_id
+from relay.store.models import VideoStream, utcnow
+
+
+class Streams:
+    """Queries on ``video_stream``."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def register(self, user_id: str, device_name: str, device_type: str, metadata: dict[str, Any]) -> VideoStream:
+        stream = VideoStream(
+            id=new_id("stream"),
+            user_id=user_id,
+            device_name=device_name,
+            device_type=device_type,
+            status="offline",
+            meta=metadata,
+        )
+        async with self._sessions() as session:
+            session.add(stream)
+            await session.commit()
+        return stream
+
+    async def for_user(self, user_id: str) -> list[VideoStream]:
+        """The user's streams, oldest first."""
+        async with self._sessions() as session:
+            result = await session.scalars(
+                select(VideoStream)
+                .where(VideoStream.user_id == user_id)
+                .order_by(VideoStream.created_at, VideoStream.id)
+            )
+            return list(result)
+
+    async def get(self, stream_id: str) -> VideoStream | None:
+        async with self._sessions() as session:
+            return await session.get(VideoStream, stream_id)
+
+    async def owner(self, stream_id: str) -> str | None:
+        """The id of the user who owns ``stream_id``, or None if there is no such stream."""
+        async with self._sessions() as session:
+            return await session.scalar(select(VideoStream.user_id).where(VideoStream.id == stream_id))
+
+    async def set_status(self, stream_id: str, status: str, last_seen: datetime) -> None:
+        async with self._sessions() as session:
+            await session.execute(
+                update(VideoStream)
+                .where(VideoStream.id == stream_id)
+                .values(status=status, last_seen=last_seen, updated_at=utcnow())
+            )
+            await session.commit()
+
+    async def touch(self, stream_ids: Iterable[str], last_seen: datetime) -> None:
+        """Record that these streams were seen at ``last_seen`` (one statement for all)."""
+        ids = list(stream_ids)
+        if not ids:
+            return
+        async with self._sessions() as session:
+            await session.execute(update(VideoStream).where(VideoStream.id.in_(ids)).values(last_seen=last_seen))
+            await session.commit()
+
+    async def reset_statuses(self, last_seen: datetime) -> int:
+        """Set every stream that is not ``offline`` to ``offline``; returns how many.
+
+        A single relay node calls this on start: whatever a crashed previous run
+        left ``online`` or ``streaming`` has no producer any more.
+        """
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(VideoStream)
+                .where(VideoStream.status != "offline")
+                .values(status="offline", last_seen=last_seen, updated_at=utcnow())
+                .returning(VideoStream.id)
+            )
+            count = len(result.all())
+            await session.commit()
+            return count

@@ -1,0 +1,39 @@
+"""Bearer token verification with a short memory.
+
+A relay restart or a network blip makes every client reconnect at once; without
+a cache each reconnect is a database round trip.  Verified tokens are
+remembered for ``ttl`` seconds (keyed by their hash, never the token itself),
+so revoking a token takes effect within that time.  Unknown tokens are not
+remembered, so a token created a moment ago by the CLI works at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from relay.auth import token_hash
+from relay.store import Users
+
+
+class TokenVerifier:
+    def __init__(self, users: Users, *, ttl: float = 60.0, max_entries: int = 50_000) -> None:
+        self._users = users
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._known: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    async def user_id(self, token: str) -> str | None:
+        """The id of the token's user, or None for an unknown token."""
+        key = token_hash(token)
+        hit = self._known.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        user_id = await self._users.user_for_token(token)
+        if user_id is not None and self._ttl > 0:
+            self._known[key] = (user_id, now + self._ttl)
+            self._known.move_to_end(key)
+            while len(self._known) > self._max_entries:
+                self._known.popitem(last=False)
+        return user_id

@@ -1,0 +1,28 @@
+"""Fixtures: a real database (SQLite always, PostgreSQL when configured) and a real relay."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import RelayHarness, postgres_schema, running_relay, service_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
+        return
+    base = service_url("RELAY_TEST_POSTGRES_URL", "PostgreSQL")
+    async with postgres_schema(base) as url:
+        yield url
+
+
+@pytest.fixture
+async def relay(database_url: str) -> AsyncIterator[RelayHarness]:
+    """A relay on an ephemeral port with default settings (pings off to keep tests quiet)."""
+    async with running_relay(database_url, ping_interval=0) as harness:
+        yield harness

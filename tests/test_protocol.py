@@ -1,0 +1,212 @@
+"""The sans-I/O protocol: parsing, validation, both frame forms, conversions."""
+
+from __future__ import annotations
+
+import base64
+import struct
+
+import orjson
+import pytest
+
+from relay.protocol import (
+    AlertIn,
+    Auth,
+    Ping,
+    ProtocolError,
+    Register,
+    Subscribe,
+    Unsubscribe,
+    VideoFrame,
+    decode_binary_frame,
+    encode_binary_frame,
+    error_message,
+    parse_binary,
+    parse_text,
+)
+from tests.support import JPEG
+
+
+def text(message: dict[str, object]) -> str:
+    return orjson.dumps(message).decode()
+
+
+def error_of(raw: str | bytes) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        parse_binary(raw) if isinstance(raw, bytes) else parse_text(raw)
+    return caught.value
+
+
+def test_control_messages_parse_with_contract_defaults() -> None:
+    assert parse_text(text({"type": "auth", "token": "t"})) == Auth("t")
+    assert parse_text(text({"type": "ping"})) == Ping()
+    assert parse_text(text({"type": "unsubscribe", "streamId": "stream_a"})) == Unsubscribe("stream_a")
+    register = parse_text(text({"type": "register", "streamId": "stream_a"}))
+    assert register == Register("stream_a", "mobile", frozenset({"video-frame"}), frozenset({"alert"}))
+    subscribe = parse_text(text({"type": "subscribe", "streamId": "stream_a"}))
+    assert isinstance(subscribe, Subscribe)
+    assert subscribe.consumes == {"video-frame", "alert", "stream-status"}
+    assert subscribe.produces == frozenset()
+    assert subscribe.frame_format == "json"
+
+
+def test_subscribe_with_every_field() -> None:
+    message = parse_text(
+        text(
+            {
+                "type": "subscribe",
+                "clientType": "ml-service",
+                "streamId": "stream_a",
+                "consumes": ["video-frame"],
+                "produces": ["alert"],
+                "frameFormat": "binary",
+                "sinceAlertId": "alert_x",
+                "token": "tok",
+            }
+        )
+    )
+    assert message == Subscribe(
+        "stream_a", "ml-service", frozenset({"video-frame"}), frozenset({"alert"}), "binary", "alert_x", "tok"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", "invalid-json"),
+        ("[1, 2]", "invalid-message"),
+        ('{"no": "type"}', "invalid-message"),
+        ('{"type": "teleport"}', "unknown-type"),
+        ('{"type": "register"}', "invalid-message"),
+        ('{"type": "register", "streamId": "has space"}', "invalid-message"),
+        ('{"type": "register", "streamId": "s", "produces": ["stream-status"]}', "invalid-message"),
+        ('{"type": "subscribe", "streamId": "s", "consumes": "alert"}', "invalid-message"),
+        ('{"type": "subscribe", "streamId": "s", "frameFormat": "png"}', "invalid-message"),
+        ('{"type": "auth"}', "invalid-message"),
+        ('{"type": "video-frame", "streamId": "s"}', "invalid-message"),
+        ('{"type": "video-frame", "streamId": "s", "data": "AA==", "timestamp": -1}', "invalid-message"),
+        ('{"type": "alert", "streamId": "s", "severity": "urgent", "message": "m"}', "invalid-message"),
+        ('{"type": "alert", "streamId": "s", "severity": "low", "message": ""}', "invalid-message"),
+        ('{"type": "alert", "streamId": "s", "severity": "low", "message": "m", "metadata": []}', "invalid-message"),
+    ],
+)
+def test_bad_text_messages_get_the_contract_codes(raw: str, code: str) -> None:
+    assert error_of(raw).code == code
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"confidence": 1.5}, "confidence"),
+        ({"confidence": True}, "confidence"),
+        ({"location": {"x": 0.5}}, "location"),
+        ({"location": {"x": 0.5, "y": 2}}, "location.y"),
+        ({"objectType": 3}, "objectType"),
+    ],
+)
+def test_alert_metadata_shape_is_checked(metadata: dict[str, object], problem: str) -> None:
+    error = error_of(
+        text({"type": "alert", "streamId": "s", "severity": "low", "message": "m", "metadata": metadata, "ref": "r9"})
+    )
+    assert error.code == "invalid-message"
+    assert problem in error.message
+    assert error.ref == "r9", "a refused alert names its ref so the sender stops resending it"
+
+
+def test_oversized_alerts_are_too_large() -> None:
+    long_message = text({"type": "alert", "streamId": "s", "severity": "low", "message": "x" * 2001})
+    assert error_of(long_message).code == "too-large"
+    big_metadata = text(
+        {"type": "alert", "streamId": "s", "severity": "low", "message": "m", "metadata": {"blob": "x" * 20000}}
+    )
+    assert error_of(big_metadata).code == "too-large"
+
+
+def test_alert_defaults_timestamp_to_receive_time_and_metadata_to_empty() -> None:
+    alert = parse_text(text({"type": "alert", "streamId": "s", "severity": "high", "message": "m"}), received_ms=1234)
+    assert alert == AlertIn("s", "high", "m", {}, 1234, None)
+
+
+def test_binary_frame_round_trip_and_byte_layout() -> None:
+    data = encode_binary_frame("stream_a", JPEG, timestamp=1730000000000)
+    (length,) = struct.unpack(">I", data[:4])
+    header = orjson.loads(data[4 : 4 + length])
+    assert header == {
+        "type": "video-frame",
+        "streamId": "stream_a",
+        "timestamp": 1730000000000,
+        "contentType": "image/jpeg",
+    }
+    assert data[4 + length :] == JPEG
+    decoded_header, image = decode_binary_frame(data)
+    assert decoded_header == header
+    assert bytes(image) == JPEG
+
+
+def test_binary_frame_is_forwarded_as_the_same_bytes() -> None:
+    data = encode_binary_frame("stream_a", JPEG, timestamp=5)
+    before = VideoFrame.conversions
+    frame = parse_binary(data)
+    assert frame.binary_payload() is data
+    assert VideoFrame.conversions == before
+
+
+def test_json_frame_is_forwarded_as_the_same_text() -> None:
+    raw = text({"type": "video-frame", "streamId": "s", "data": base64.b64encode(JPEG).decode(), "timestamp": 7})
+    frame = parse_text(raw)
+    assert isinstance(frame, VideoFrame)
+    assert frame.json_payload() == raw.encode()
+
+
+def test_conversion_happens_once_per_form() -> None:
+    before = VideoFrame.conversions
+    frame = parse_binary(encode_binary_frame("s", JPEG, timestamp=9))
+    first = frame.json_payload()
+    for _ in range(5):
+        assert frame.json_payload() is first
+    assert VideoFrame.conversions == before + 1
+    message = orjson.loads(first)
+    assert message == {
+        "type": "video-frame",
+        "streamId": "s",
+        "timestamp": 9,
+        "contentType": "image/jpeg",
+        "data": base64.b64encode(JPEG).decode(),
+    }
+    back = parse_text(first)
+    assert isinstance(back, VideoFrame)
+    assert decode_binary_frame(back.binary_payload())[1] == JPEG
+
+
+def test_frames_missing_a_timestamp_or_with_extra_fields_are_rebuilt() -> None:
+    no_time = parse_binary(_binary({"type": "video-frame", "streamId": "s"}), received_ms=42)
+    assert decode_binary_frame(no_time.binary_payload())[0]["timestamp"] == 42
+    leaky = parse_text(
+        text({"type": "video-frame", "streamId": "s", "data": "AAAA", "timestamp": 1, "token": "secret"})
+    )
+    assert isinstance(leaky, VideoFrame)
+    assert b"secret" not in leaky.json_payload()
+
+
+def _binary(header: dict[str, object], image: bytes = JPEG) -> bytes:
+    encoded = orjson.dumps(header)
+    return struct.pack(">I", len(encoded)) + encoded + image
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"\x00\x00", "invalid-message"),
+        (struct.pack(">I", 1000) + b"{}", "invalid-message"),
+        (struct.pack(">I", 3) + b"{{{" + JPEG, "invalid-json"),
+        (_binary({"type": "alert", "streamId": "s"}), "invalid-message"),
+        (_binary({"type": "video-frame", "streamId": "s"}, b""), "invalid-message"),
+        (_binary({"type": "video-frame"}), "invalid-message"),
+    ],
+)
+def test_bad_binary_messages(raw: bytes, code: str) -> None:
+    assert error_of(raw).code == code
+
+
+def test_error_message_echoes_ref_and_stream() -> None:
+    body = orjson.loads(error_message(ProtocolError("forbidden", "no", ref="r1", stream_id="s")))
+    assert body == {"type": "error", "code": "forbidden", "message": "no", "ref": "r1", "streamId": "s"}
