@@ -12,14 +12,16 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import orjson
-import pandas as pd
 
 from relay.representation import alert_json
 from relay.store import AlertFilter, Alerts
 from relay.store.models import Alert
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ExportFormat = Literal["parquet", "csv", "json"]
 FORMATS: Final = ("parquet", "csv", "json")
@@ -56,6 +58,8 @@ async def collect(alerts: Alerts, where: AlertFilter, progress: Callable[[int], 
 
 def to_frame(rows: list[Alert]) -> pd.DataFrame:
     """The export table: one row per alert, columns as in :data:`COLUMNS`."""
+    import pandas as pd  # imported here: a second of start-up the relay and CLI need not pay
+
     records = []
     for alert in rows:
         meta: dict[str, Any] = alert.meta or {}

@@ -24,6 +24,7 @@ from relay.envelope import Envelope
 from relay.hub import Hub
 from relay.protocol import (
     ALERT,
+    PRODUCIBLE,
     STREAM_STATUS,
     VIDEO_FRAME,
     AlertIn,
@@ -75,12 +76,16 @@ class Router:
     # ------------------------------------------------------------------ register / subscribe
 
     async def register(self, connection: Connection, message: Register) -> None:
-        """A producer claims its stream: it may now send what it ``produces``."""
+        """A producer claims its stream: it may now send its frames and alerts.
+
+        The contract lets a registered connection produce both, whatever its
+        ``produces`` lists; ``produces`` narrows nothing for a producer.
+        """
         stream_id = message.stream_id
         if not await self.owns(connection, stream_id):
             raise _forbidden(stream_id)
         connection.client_type = message.client_type
-        self._grant(connection, stream_id, message.produces)
+        self._grant(connection, stream_id, PRODUCIBLE)
         self.hub.register_consumer(stream_id, connection, message.consumes)
         connection.subscriptions[stream_id] = message.consumes
         await self.broker.listening(stream_id)

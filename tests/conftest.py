@@ -23,6 +23,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 @pytest.fixture
 async def relay(database_url: str) -> AsyncIterator[RelayHarness]:
-    """A relay on an ephemeral port with default settings (pings off to keep tests quiet)."""
-    async with running_relay(database_url, ping_interval=0) as harness:
+    """A relay on an ephemeral port; pings and rate limits off unless a test turns them on."""
+    async with running_relay(
+        database_url, ping_interval=0, max_fps=0, max_alerts_per_second=0, max_rest_per_second=0
+    ) as harness:
         yield harness

@@ -1,0 +1,41 @@
+# Vigil Relay: the commands a newcomer needs.  `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install serve test lint format clean
+
+help:
+	@echo "make serve   set up, then run the relay on http://127.0.0.1:8000 (creates user 'demo')"
+	@echo "make test    set up, then run ruff, mypy and the test suite"
+	@echo "make lint    ruff and mypy only"
+	@echo "make format  format the code with ruff"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	@$(BIN)/relay users add demo --password demo | tail -n 1 > .demo-token
+	@echo "user demo / password demo; token in .demo-token: $$(cat .demo-token)"
+	$(BIN)/relay serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,118 @@
+"""Every error code of the contract, the size limit (1009) and the rate limits."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from tests.support import JPEG, RelayHarness, running_relay
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{oops", "invalid-json"),
+        ('"just a string"', "invalid-message"),
+        ('{"type": "subscribe"}', "invalid-message"),
+        ('{"type": "levitate"}', "unknown-type"),
+        ('{"type": "alert", "streamId": "s", "severity": "low", "message": "' + "x" * 3000 + '"}', "too-large"),
+    ],
+)
+async def test_a_rejected_message_is_answered_and_the_connection_stays_open(
+    relay: RelayHarness, raw: str, code: str
+) -> None:
+    _, token = await relay.user()
+    client = await relay.connect(token)
+    await client.ws.send(raw)
+    await client.expect("error", code=code)
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+
+
+async def test_a_malformed_binary_message_is_answered(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    client = await relay.connect(token)
+    await client.ws.send(struct.pack(">I", 999) + b"{}")
+    await client.expect("error", code="invalid-message")
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+
+
+async def test_a_message_over_the_size_limit_closes_with_1009(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0, max_message_bytes=64 * 1024) as relay:
+        _, token = await relay.user()
+        stream_id = await relay.stream(token)
+        producer = await relay.producer(token, stream_id)
+        await producer.send_frame(stream_id, JPEG * 200)
+        code, _ = await producer.closed()
+        assert code == 1009
+
+
+async def test_frames_over_the_rate_limit_are_refused_once_a_second(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0, max_fps=0.5) as relay:
+        _, token = await relay.user()
+        stream_id = await relay.stream(token)
+        producer = await relay.producer(token, stream_id)
+        viewer = await relay.consumer(token, stream_id, consumes=["video-frame", "alert"], frameFormat="binary")
+        for _ in range(10):
+            await producer.send_frame(stream_id)
+        await producer.send({"type": "ping"})
+        replies = [await producer.recv()]
+        while replies[-1].get("type") != "pong":  # type: ignore[union-attr]
+            replies.append(await producer.recv())
+        errors = [r for r in replies if r.get("type") == "error"]  # type: ignore[union-attr]
+        assert [e["code"] for e in errors] == ["rate-limited"], "one warning, not one per frame"
+
+        await producer.send({"type": "alert", "streamId": stream_id, "severity": "low", "message": "sentinel"})
+        await producer.expect("alert-stored")
+        frames = 0
+        while isinstance(await viewer.recv(), tuple):
+            frames += 1
+        assert 1 <= frames <= 2, "the viewer gets what the bucket allowed (a burst of one), not all ten"
+
+
+async def test_alerts_over_the_rate_limit_are_refused_with_their_ref(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0, max_alerts_per_second=1) as relay:
+        _, token = await relay.user()
+        stream_id = await relay.stream(token)
+        ml = await relay.consumer(token, stream_id, consumes=[], produces=["alert"])
+        outcomes = []
+        for index in range(4):
+            await ml.send(
+                {"type": "alert", "streamId": stream_id, "severity": "low", "message": "m", "ref": f"r{index}"}
+            )
+            reply = await ml.recv()
+            assert isinstance(reply, dict)
+            outcomes.append((reply["type"], reply.get("code"), reply["ref"]))
+        assert outcomes[0] == ("alert-stored", None, "r0")
+        assert ("error", "rate-limited", "r3") in outcomes
+
+
+async def test_rest_errors_are_json_never_html(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    missing = await relay.api("GET", "/api/nope", token=token)
+    assert missing.status == 404
+    assert missing.json["error"]["code"] == "not-found"
+    wrong_method = await relay.api("DELETE", "/api/streams/list", token=token)
+    assert wrong_method.status == 405
+    assert wrong_method.json["error"]["code"] == "method-not-allowed"
+    for body, status in [
+        (b"[1]", 400),
+        (b"not json", 400),
+        (b'{"deviceName": ""}', 400),
+        (b'{"deviceName": "x", "metadata": 3}', 400),
+        (b'{"deviceName": "x", "metadata": {"blob": "' + b"x" * 2_000_000 + b'"}}', 413),
+    ]:
+        response = await relay.api("POST", "/api/streams/register", token=token, raw_body=body)
+        assert response.status == status, body[:40]
+        assert set(response.json["error"]) == {"code", "message"}
+        assert response.headers["Content-Type"] == "application/json"
+
+
+async def test_rest_rate_limit_answers_429(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0, max_rest_per_second=1) as relay:
+        _, token = await relay.user()
+        statuses = [(await relay.api("GET", "/api/streams/list", token=token)).status for _ in range(5)]
+        assert statuses[0] == 200
+        assert 429 in statuses

@@ -1,0 +1,61 @@
+"""Two relay nodes on one database and one Redis are full peers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.support import RelayHarness, running_relay, service_url
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def two_nodes(database_url: str) -> AsyncIterator[tuple[RelayHarness, RelayHarness]]:
+    base = service_url("RELAY_TEST_REDIS_URL", "Redis")
+    # A database number is shared by every test run on this Redis; channels are per stream id, which is random.
+    options = {"ping_interval": 0, "max_fps": 0, "max_alerts_per_second": 0, "broker_url": base}
+    async with running_relay(database_url, **options) as first, running_relay(database_url, **options) as second:
+        yield first, second
+
+
+async def test_frames_alerts_and_status_cross_nodes(two_nodes: tuple[RelayHarness, RelayHarness]) -> None:
+    first, second = two_nodes
+    _, token = await first.user(f"n{uuid.uuid4().hex[:6]}")
+    stream_id = await first.stream(token)
+
+    viewer = await second.consumer(
+        token, stream_id, consumes=["video-frame", "alert", "stream-status"], frameFormat="binary"
+    )
+    await viewer.expect("stream-status", status="offline")
+    phone = await first.producer(token, stream_id)
+    await viewer.expect("stream-status", status="online")
+    await phone.send_frame(stream_id, timestamp=99)
+    # The frame is relayed at once; the status change after it is written: either may come first.
+    first_two = [await viewer.recv(), await viewer.recv()]
+    (header, _), status = sorted(first_two, key=lambda m: isinstance(m, dict))  # type: ignore[misc]
+    assert header["timestamp"] == 99
+    assert status["status"] == "streaming"  # type: ignore[call-overload]
+
+    ml = await second.consumer(token, stream_id, consumes=[], produces=["alert"])
+    await ml.send({"type": "alert", "streamId": stream_id, "severity": "high", "message": "across", "ref": "x1"})
+    stored = await ml.expect("alert-stored")
+    assert (await phone.until("alert"))["id"] == stored["id"]
+    assert (await viewer.until("alert"))["id"] == stored["id"]
+
+    await phone.close()
+    await viewer.until("stream-status", status="offline")
+
+
+async def test_a_node_carries_only_streams_its_clients_want(two_nodes: tuple[RelayHarness, RelayHarness]) -> None:
+    first, second = two_nodes
+    _, token = await first.user(f"n{uuid.uuid4().hex[:6]}")
+    stream_id = await first.stream(token)
+    viewer = await second.consumer(token, stream_id, consumes=["alert"])
+    broker = second.relay.broker
+    assert stream_id.encode() in b"".join(broker._subscribed)  # type: ignore[attr-defined]
+    await viewer.send({"type": "unsubscribe", "streamId": stream_id})
+    await viewer.expect("unsubscribed")
+    assert not second.relay.hub.has_consumers(stream_id)

@@ -1,0 +1,125 @@
+"""Stream status, the heartbeat, and cleanup when connections go."""
+
+from __future__ import annotations
+
+import asyncio
+
+from relay.connection import Connection
+from relay.store.models import utcnow
+from tests.support import GUARD, RelayHarness, running_relay
+
+
+def count_disconnects(relay: RelayHarness) -> asyncio.Queue[Connection]:
+    """A queue that receives each connection the relay has finished cleaning up after."""
+    done: asyncio.Queue[Connection] = asyncio.Queue()
+    router = relay.relay.router
+    original = router.disconnect
+
+    def disconnect(connection: Connection) -> None:
+        original(connection)
+        done.put_nowait(connection)
+
+    router.disconnect = disconnect  # type: ignore[method-assign]
+    return done
+
+
+async def listed_status(relay: RelayHarness, token: str, stream_id: str) -> dict[str, object]:
+    streams = (await relay.api("GET", "/api/streams/list", token=token)).json["streams"]
+    return next(s for s in streams if s["id"] == stream_id)
+
+
+async def test_status_goes_online_streaming_offline_written_and_broadcast(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    listed = await listed_status(relay, token, stream_id)
+    assert listed["status"] == "offline"
+    assert listed["lastSeen"] is None
+    watcher = await relay.consumer(token, stream_id, consumes=["stream-status"])
+    await watcher.expect("stream-status", status="offline", streamId=stream_id)
+
+    producer = await relay.producer(token, stream_id)
+    online = await watcher.expect("stream-status", status="online")
+    assert (await listed_status(relay, token, stream_id))["status"] == "online"
+
+    ml = await relay.consumer(token, stream_id, consumes=["video-frame"], produces=["alert"])
+    await producer.send_frame(stream_id)
+    streaming = await watcher.expect("stream-status", status="streaming")
+    assert (await listed_status(relay, token, stream_id))["status"] == "streaming"
+    for _ in range(3):
+        await producer.send_frame(stream_id)
+    await ml.close()  # an ML service leaving does not change the status
+
+    await producer.close()
+    offline = await watcher.expect("stream-status", status="offline")
+    listed = await listed_status(relay, token, stream_id)
+    assert listed["status"] == "offline"
+    assert listed["lastSeen"] == offline["lastSeen"]
+    assert online["lastSeen"] <= streaming["lastSeen"] <= offline["lastSeen"]
+
+
+async def test_cleanup_on_disconnect_leaves_nothing_in_the_hub(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    hub = relay.relay.hub
+    watcher = await relay.consumer(token, stream_id, consumes=["stream-status"])
+    producer = await relay.producer(token, stream_id)
+    viewer = await relay.consumer(token, stream_id, consumes=["video-frame", "alert"])
+    assert hub.get_producer(stream_id) is not None
+    assert len(hub.get_consumers(stream_id, "video-frame")) == 1
+
+    await producer.close()
+    await watcher.until("stream-status", status="offline")
+    assert hub.get_producer(stream_id) is None
+    assert len(hub.get_consumers(stream_id, "alert")) == 1, "only the viewer is left"
+
+    disconnected = count_disconnects(relay)
+    await viewer.close()
+    await watcher.close()
+    async with asyncio.timeout(GUARD):
+        for _ in range(2):
+            await disconnected.get()
+    assert not hub.has_consumers(stream_id)
+    assert not relay.relay.heartbeat.sessions()
+
+
+async def test_a_new_registration_takes_over_the_stream(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    watcher = await relay.consumer(token, stream_id, consumes=["stream-status"])
+    await watcher.expect("stream-status", status="offline")
+    old = await relay.producer(token, stream_id)
+    await watcher.expect("stream-status", status="online")
+    new = await relay.producer(token, stream_id)
+    await watcher.expect("stream-status", status="online")
+    await old.close()  # the replaced producer leaving does not take the stream offline
+    await new.send_frame(stream_id)
+    await watcher.expect("stream-status", status="streaming")
+
+
+async def test_the_heartbeat_drops_a_dead_peer_and_keeps_live_ones(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0.2) as relay:
+        _, token = await relay.user()
+        stream_id = await relay.stream(token)
+        watcher = await relay.consumer(token, stream_id, consumes=["stream-status"])
+        await watcher.expect("stream-status", status="offline")
+        producer = await relay.producer(token, stream_id)
+        await watcher.expect("stream-status", status="online")
+
+        producer.ws.transport.pause_reading()  # a phone gone silent: it no longer answers pings
+        offline = await watcher.expect("stream-status", status="offline")
+        assert offline["streamId"] == stream_id
+        assert relay.relay.hub.get_producer(stream_id) is None
+        producer.ws.transport.abort()
+
+        # The watcher answered every ping all along and is still served.
+        await watcher.send({"type": "ping"})
+        await watcher.expect("pong")
+
+
+async def test_restarting_a_relay_sets_streams_left_online_offline(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        stream_id = await relay.stream(token)
+        await relay.relay.store.streams.set_status(stream_id, "streaming", utcnow())
+    async with running_relay(database_url, ping_interval=0) as relay:
+        assert (await listed_status(relay, token, stream_id))["status"] == "offline"
