@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -200,9 +201,20 @@ class RelayServer:
             self._server = None
 
     async def run_forever(self) -> None:
-        """Serve until cancelled (Ctrl-C), then shut down cleanly."""
+        """Serve until SIGINT (Ctrl-C) or SIGTERM, then shut down cleanly.
+
+        Clients are closed with 1001 so they reconnect (to another node, or to
+        this one when it is back) and their streams are written ``offline``.
+        """
         await self.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stopping.set)
         try:
-            await asyncio.Event().wait()
+            await stopping.wait()
+            log.info("shutting down")
         finally:
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signal_number)
             await self.stop()

@@ -4,7 +4,9 @@ An :class:`Envelope` carries one relay → client message through the broker to 
 hub.  The hub asks it for the bytes to put on each consumer's socket, in the form
 that consumer wants; those bytes (the WebSocket frame header and the payload) are
 built once per form and shared by every consumer, since a server's frames are
-not masked and so are identical for all of them.
+not masked and so are identical for all of them.  Header and payload stay two
+buffers (a :data:`Wire`): the outbox writes them with scatter-gather I/O, so a
+frame's bytes are never copied to prepend a header.
 
 Envelopes also know how to cross a process boundary (:meth:`Envelope.to_bytes`,
 :meth:`Envelope.from_bytes`) for the Redis broker: a frame travels in its binary
@@ -14,7 +16,7 @@ form, everything else as its JSON text.
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Final, TypeAlias
 
 import orjson
 
@@ -27,7 +29,11 @@ _SHORT = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 
 
-def websocket_frame(payload: bytes | memoryview, *, binary: bool) -> bytes:
+Wire: TypeAlias = tuple[bytes | memoryview, ...]
+"""One WebSocket message as the buffers to write one after the other."""
+
+
+def websocket_frame(payload: bytes | memoryview, *, binary: bool) -> Wire:
     """One unmasked, unfragmented server → client WebSocket frame (RFC 6455 §5.2)."""
     first = _FIN | (_OP_BINARY if binary else _OP_TEXT)
     size = len(payload)
@@ -37,7 +43,7 @@ def websocket_frame(payload: bytes | memoryview, *, binary: bool) -> bytes:
         head = _SHORT.pack(first, 126, size)
     else:
         head = _LONG.pack(first, 127, size)
-    return head + payload
+    return (head, payload)
 
 
 class Envelope:
@@ -66,8 +72,8 @@ class Envelope:
         self.seq = seq
         self.frame = frame
         self._text = text
-        self._wire_text: bytes | None = None
-        self._wire_binary: bytes | None = None
+        self._wire_text: Wire | None = None
+        self._wire_binary: Wire | None = None
 
     @classmethod
     def for_frame(cls, frame: VideoFrame, origin: str = "") -> Envelope:
@@ -77,7 +83,7 @@ class Envelope:
     def for_message(cls, type: str, stream_id: str, text: bytes, *, origin: str = "", seq: int = 0) -> Envelope:
         return cls(type, stream_id, origin=origin, seq=seq, text=text)
 
-    def wire(self, binary: bool = False) -> bytes:
+    def wire(self, binary: bool = False) -> Wire:
         """The WebSocket frame for this message, in binary or JSON form, built once."""
         if binary:
             wire = self._wire_binary

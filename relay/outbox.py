@@ -1,39 +1,56 @@
 """The bounded send queue of one connection and the one writer that drains it.
 
 Every message to a client goes through its :class:`Outbox`, as ready-made
-WebSocket frame bytes (see :mod:`relay.envelope`).  While the socket takes bytes
-as fast as they come, each message is written straight away, synchronously, with
-no task and no queue.  When the socket falls behind (a write did not complete at
-once), later messages wait in the outbox and a single done-callback on the
-pending write drains them in order when it completes: one writer per
-connection, never an asyncio Task per message.
+WebSocket frame bytes (see :mod:`relay.envelope`).  Messages are not written one
+by one: the outbox collects what arrives during one turn of the event loop and
+writes it all with a single ``sendmsg`` (scatter-gather, no copy) at the end of
+the turn.  A producer's socket usually holds several frames when it is read, so
+one system call carries many frames to each consumer instead of one call per
+frame per consumer — which is most of what relaying small frames costs.
 
-Two queues, because the two kinds of message have different rules:
+When the socket does not take everything, the rest goes to Tornado's
+``IOStream.write`` and the outbox is *busy*: later messages wait here until a
+done-callback on that write drains them.  One writer per connection, never an
+asyncio Task per message.
+
+Two kinds of message, two rules:
 
 * control messages (alerts, status, replies) are never dropped; a consumer so
   stuck that ``max_control`` of them pile up is cut off (``on_overflow``), and can
   reconnect and resume alerts with ``sinceAlertId``;
-* video frames are bounded at ``max_frames``: when full, the oldest queued frame
-  is dropped and counted, since a late frame is worth less than a new one.
+* video frames are bounded at ``max_frames`` waiting while the socket is backed
+  up: beyond that, the oldest waiting frame is dropped and counted, since a late
+  frame is worth less than a new one.  (Within one turn of a socket that keeps
+  up, every frame goes out: what one turn can bring is bounded by the read.)
 
-A slow consumer therefore costs the relay at most a few frames of memory and
-never slows the producer or the other consumers.
+Messages keep their order.  A slow consumer costs the relay at most a few frames
+of memory and never slows the producer or the other consumers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from asyncio import Future
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
+
+from relay.envelope import Wire
+
+MAX_BUFFERS_PER_CALL: Final = 512  # well under IOV_MAX (1024 on Linux)
 
 
 class WritableStream(Protocol):
     """The part of :class:`tornado.iostream.IOStream` the outbox uses."""
 
-    def write(self, data: bytes) -> Future[None]: ...
+    def write(self, data: bytes | memoryview) -> Future[None]: ...
+
+    def writing(self) -> bool: ...
+
+    def write_to_fd(self, data: memoryview) -> int: ...
 
 
 class Outbox:
@@ -44,9 +61,13 @@ class Outbox:
         "_closed",
         "_control",
         "_frames",
+        "_loop",
         "_max_control",
         "_max_frames",
         "_on_overflow",
+        "_order",
+        "_scheduled",
+        "_sendmsg",
         "_stream",
         "frames_dropped",
     )
@@ -60,11 +81,17 @@ class Outbox:
         on_overflow: Callable[[], None] | None = None,
     ) -> None:
         self._stream = stream
-        self._control: deque[bytes] = deque()
-        self._frames: deque[bytes] = deque()
+        # Scatter-gather straight to the socket for plain TCP; TLS goes through the stream.
+        plain = isinstance(stream, IOStream) and not isinstance(stream, SSLIOStream)
+        self._sendmsg = stream.socket.sendmsg if isinstance(stream, IOStream) and plain else None
+        self._loop = asyncio.get_running_loop()
+        self._order = itertools.count()
+        self._control: deque[tuple[int, Wire]] = deque()
+        self._frames: deque[tuple[int, Wire]] = deque()
         self._max_frames = max_frames
         self._max_control = max_control
         self._busy = False
+        self._scheduled = False
         self._closed = False
         self._on_overflow = on_overflow
         self.frames_dropped = 0
@@ -75,35 +102,36 @@ class Outbox:
 
     @property
     def pending(self) -> int:
-        """Messages waiting behind the write in progress."""
+        """Messages not yet handed to the socket."""
         return len(self._control) + len(self._frames)
 
-    def send(self, wire: bytes) -> None:
+    def send(self, wire: Wire) -> None:
         """Queue a message that must not be dropped (alerts, status, replies)."""
         if self._closed:
             return
-        if self._busy:
-            if len(self._control) >= self._max_control:
-                self.close()
-                if self._on_overflow is not None:
-                    self._on_overflow()
-                return
-            self._control.append(wire)
-        else:
-            self._write(wire)
+        if len(self._control) >= self._max_control:
+            self.close()
+            if self._on_overflow is not None:
+                self._on_overflow()
+            return
+        self._control.append((next(self._order), wire))
+        self._schedule()
 
-    def send_frame(self, wire: bytes) -> None:
-        """Queue a video frame, dropping the oldest queued frame if the queue is full."""
+    def send_frame(self, wire: Wire) -> None:
+        """Queue a video frame; while the socket is backed up, drop the oldest beyond the bound."""
         if self._closed:
             return
+        self._frames.append((next(self._order), wire))
         if self._busy:
-            frames = self._frames
-            if len(frames) >= self._max_frames:
-                frames.popleft()
-                self.frames_dropped += 1
-            frames.append(wire)
+            self._trim_frames()
         else:
-            self._write(wire)
+            self._schedule()
+
+    def _trim_frames(self) -> None:
+        frames = self._frames
+        while len(frames) > self._max_frames:
+            frames.popleft()
+            self.frames_dropped += 1
 
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
@@ -111,14 +139,52 @@ class Outbox:
         self._control.clear()
         self._frames.clear()
 
-    def _write(self, wire: bytes) -> None:
+    def _schedule(self) -> None:
+        if not self._scheduled and not self._busy:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _next_batch(self) -> list[bytes | memoryview]:
+        """The buffers of waiting messages, in the order they came, up to :data:`MAX_BUFFERS_PER_CALL`."""
+        control, frames = self._control, self._frames
+        batch: list[bytes | memoryview] = []
+        while (control or frames) and len(batch) < MAX_BUFFERS_PER_CALL:
+            if control and (not frames or control[0][0] < frames[0][0]):
+                batch.extend(control.popleft()[1])
+            else:
+                batch.extend(frames.popleft()[1])
+        return batch
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while not self._busy and not self._closed and (self._control or self._frames):
+            self._write(self._next_batch())
+
+    def _write(self, batch: list[bytes | memoryview]) -> None:
+        stream = self._stream
+        sent = 0
+        if not stream.writing():
+            # Nothing of Tornado's is waiting to go out (a ping, a close frame), so the
+            # bytes may go straight to the socket.  Whatever it does not take goes
+            # through IOStream.write, which then owns ordering, partial writes and errors.
+            try:
+                if self._sendmsg is not None:
+                    sent = self._sendmsg(batch)
+                else:
+                    sent = stream.write_to_fd(memoryview(batch[0] if len(batch) == 1 else b"".join(batch)))
+            except OSError:
+                sent = 0
+        rest = _after(batch, sent)
+        if not rest:
+            return
         try:
-            future = self._stream.write(wire)
+            future = stream.write(rest)
         except StreamClosedError:
             self.close()
             return
         if not future.done():
             self._busy = True
+            self._trim_frames()
             future.add_done_callback(self._on_written)
 
     def _on_written(self, future: Future[None]) -> None:
@@ -126,6 +192,13 @@ class Outbox:
         if future.cancelled() or future.exception() is not None:
             self.close()
             return
-        control, frames = self._control, self._frames
-        while not self._busy and not self._closed and (control or frames):
-            self._write(control.popleft() if control else frames.popleft())
+        self._flush()
+
+
+def _after(batch: list[bytes | memoryview], sent: int) -> bytes:
+    """What is left of ``batch`` once its first ``sent`` bytes are written."""
+    for index, buffer in enumerate(batch):
+        if sent < len(buffer):
+            return b"".join([buffer[sent:], *batch[index + 1 :]])
+        sent -= len(buffer)
+    return b""

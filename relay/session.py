@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tornado.ioloop import IOLoop
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from relay.connection import Connection
+from relay.framing import LeanFrameReader
 from relay.outbox import Outbox
 from relay.protocol import (
     AlertIn,
@@ -82,6 +83,13 @@ class StreamSocket(WebSocketHandler):
     def get_compression_options(self) -> None:
         """No permessage-deflate: JPEG does not compress, and the outbox writes raw frames."""
         return
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """Tornado's protocol, reading frames with :class:`~relay.framing.LeanFrameReader`."""
+        protocol = super().get_websocket_protocol()
+        if isinstance(protocol, WebSocketProtocol13):
+            return LeanFrameReader(self, False, protocol.params)
+        return protocol
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
         assert self.ws_connection is not None

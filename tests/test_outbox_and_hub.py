@@ -23,10 +23,21 @@ class SlowStream:
         self.blocked = True
         self.closed = False
 
-    def write(self, data: bytes) -> asyncio.Future[None]:
+    def writing(self) -> bool:
+        return bool(self.pending)
+
+    def write_to_fd(self, data: memoryview) -> int:
+        if self.closed:
+            raise BrokenPipeError()
+        if self.blocked:
+            return 0
+        self.written.append(bytes(data))
+        return len(data)
+
+    def write(self, data: bytes | memoryview) -> asyncio.Future[None]:
         if self.closed:
             raise StreamClosedError()
-        self.written.append(data)
+        self.written.append(bytes(data))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.blocked:
             self.pending.append(future)
@@ -44,23 +55,26 @@ class SlowStream:
 async def test_frames_are_dropped_oldest_first_and_control_never() -> None:
     stream = SlowStream()
     outbox = Outbox(stream, max_frames=2)
-    outbox.send(b"c0")  # in flight
+    outbox.send((b"<c0>",))
+    await asyncio.sleep(0)  # the turn ends: c0 is handed to the (blocked) socket
     for index in range(5):
-        outbox.send_frame(f"f{index}".encode())
-    outbox.send(b"c1")
-    outbox.send(b"c2")
+        outbox.send_frame((b"<f", f"{index}>".encode()))
+    outbox.send((b"<c1>",))
+    outbox.send((b"<c2>",))
     assert outbox.frames_dropped == 3
     await stream.flush()
-    assert stream.written == [b"c0", b"c1", b"c2", b"f3", b"f4"]
+    assert b"".join(stream.written) == b"<c0><f3><f4><c1><c2>", "in order, oldest frames dropped"
 
 
-async def test_writes_go_straight_through_while_the_socket_keeps_up() -> None:
+async def test_one_turn_of_the_loop_is_one_write() -> None:
     stream = SlowStream()
     stream.blocked = False
-    outbox = Outbox(stream, max_frames=1)
+    outbox = Outbox(stream, max_frames=20)
     for index in range(10):
-        outbox.send_frame(str(index).encode())
-    assert len(stream.written) == 10
+        outbox.send_frame((str(index).encode(),))
+    assert stream.written == [], "nothing is written before the turn ends"
+    await asyncio.sleep(0)
+    assert stream.written == [b"0123456789"]
     assert outbox.frames_dropped == 0
     assert outbox.pending == 0
 
@@ -70,7 +84,7 @@ async def test_a_consumer_stuck_behind_too_many_messages_is_cut_off() -> None:
     cut = []
     outbox = Outbox(stream, max_control=3, on_overflow=lambda: cut.append(True))
     for index in range(5):
-        outbox.send(str(index).encode())
+        outbox.send((str(index).encode(),))
     assert cut == [True]
     assert outbox.closed
 
@@ -79,15 +93,16 @@ async def test_a_closed_stream_closes_the_outbox() -> None:
     stream = SlowStream()
     stream.closed = True
     outbox = Outbox(stream)
-    outbox.send(b"x")
+    outbox.send((b"x",))
+    await asyncio.sleep(0)
     assert outbox.closed
 
 
 def test_server_frames_have_the_rfc6455_header() -> None:
-    assert websocket_frame(b"hi", binary=False) == b"\x81\x02hi"
-    medium = websocket_frame(b"x" * 300, binary=True)
+    assert b"".join(websocket_frame(b"hi", binary=False)) == b"\x81\x02hi"
+    medium = b"".join(websocket_frame(b"x" * 300, binary=True))
     assert medium[:4] == b"\x82\x7e\x01\x2c"
-    large = websocket_frame(b"x" * 70000, binary=True)
+    large = b"".join(websocket_frame(b"x" * 70000, binary=True))
     assert large[:2] == b"\x82\x7f"
     assert int.from_bytes(large[2:10], "big") == 70000
 
@@ -111,11 +126,13 @@ async def test_hub_registry_and_delivery() -> None:
 
     frame = parse_binary(encode_binary_frame("s", JPEG, timestamp=1))
     hub.deliver(Envelope.for_frame(frame))
+    await asyncio.sleep(0)
     assert streams["binary"].written[0][0] == 0x82
     assert streams["json"].written[0][0] == 0x81
     assert streams["phone"].written == []
 
     hub.deliver(Envelope.for_message("alert", "s", b'{"type":"alert"}', origin=connections["json"].id))
+    await asyncio.sleep(0)
     assert len(streams["phone"].written) == 1
     assert len(streams["json"].written) == 1, "not echoed to its origin"
 

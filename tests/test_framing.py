@@ -1,0 +1,60 @@
+"""The relay's frame reader against a real client: fragments, pings, closing, sizes."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+
+from relay.protocol import encode_binary_frame
+from tests.support import JPEG, RelayHarness, running_relay
+
+
+async def test_fragmented_messages_are_reassembled(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    producer = await relay.producer(token, stream_id)
+    viewer = await relay.consumer(token, stream_id, consumes=["video-frame"], frameFormat="binary")
+    whole = encode_binary_frame(stream_id, JPEG * 50, timestamp=3)
+    await producer.ws.send([whole[:7], whole[7:5000], whole[5000:]])  # one message, three fragments
+    header, image = await viewer.recv()  # type: ignore[misc]
+    assert header["timestamp"] == 3
+    assert image == JPEG * 50
+
+    text = orjson.dumps(
+        {"type": "video-frame", "streamId": stream_id, "data": base64.b64encode(JPEG).decode(), "timestamp": 4}
+    ).decode()
+    await producer.ws.send([text[:10], text[10:]])
+    header, image = await viewer.recv()  # type: ignore[misc]
+    assert header["timestamp"] == 4
+    assert image == JPEG
+
+
+async def test_protocol_pings_are_answered_between_messages(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    client = await relay.connect(token)
+    pong = await client.ws.ping(b"are you there")
+    await pong  # resolves when the relay's pong with the same payload arrives
+    await client.send({"type": "ping"})
+    await client.expect("pong")
+
+
+async def test_every_length_encoding_is_read(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    producer = await relay.producer(token, stream_id)
+    viewer = await relay.consumer(token, stream_id, consumes=["video-frame"], frameFormat="binary")
+    for size in (1, 125 - 80, 126, 60_000, 70_000, 1_000_000):  # 7-bit, 16-bit and 64-bit lengths
+        image = bytes(range(256)) * (size // 256) + b"\xff" * (size % 256)
+        await producer.send_frame(stream_id, image)
+        _, received = await viewer.recv()  # type: ignore[misc]
+        assert received == image
+
+
+async def test_a_fragmented_message_over_the_limit_closes_with_1009(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0, max_message_bytes=10_000) as relay:
+        _, token = await relay.user()
+        client = await relay.connect(token)
+        await client.ws.send([b"x" * 6000, b"x" * 6000])
+        code, _ = await client.closed()
+        assert code == 1009
