@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from relay import __version__, export, logs
-from relay.app import RelayServer
+from relay.app import RelayServer, run_event_loop
 from relay.config import Settings
 from relay.representation import parse_iso
 from relay.store import AlertFilter, Store
@@ -95,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_alerts_per_second=args.max_alerts_per_second,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(RelayServer(settings).run_forever())
+        run_event_loop(RelayServer(settings).run_forever())
     return 0
 
 

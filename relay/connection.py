@@ -2,14 +2,13 @@
 
 A :class:`Connection` is the session's state that the router and the hub share:
 who the user is, which streams this connection may produce for (with their
-frame rate limits), which it registered as their producer, and its outbox.  It
+frame rate limits and whether it is their registered producer), and its outbox.  It
 has slots and small containers only, because a relay holds thousands of them.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Final
 
 from relay.envelope import Envelope, websocket_frame
 from relay.outbox import Outbox
@@ -17,17 +16,22 @@ from relay.protocol import ProtocolError, encode, error_message
 from relay.ratelimit import TokenBucket
 
 _ids = itertools.count(1)
-MAX_OWNERSHIP_CACHE: Final = 1024
 
 
 class Permit:
-    """What one connection may produce for one stream, and its frame-rate budget."""
+    """What one connection may produce for one stream, its frame-rate budget, and its role.
 
-    __slots__ = ("frames", "types")
+    ``producer`` is set on the connection that registered the stream (whose
+    comings and goings are the stream's status); ``streaming`` once it sent a frame.
+    """
+
+    __slots__ = ("frames", "producer", "streaming", "types")
 
     def __init__(self, types: frozenset[str], max_fps: float) -> None:
         self.types = types
         self.frames = TokenBucket(max_fps, burst=max(1.0, max_fps))
+        self.producer = False
+        self.streaming = False
 
 
 class Connection:
@@ -44,15 +48,12 @@ class Connection:
         "client_type",
         "id",
         "outbox",
-        "owned",
         "peer",
         "permits",
-        "registered",
+        "quiet_until",
         "replaying",
-        "streaming",
         "subscriptions",
         "user_id",
-        "warned",
     )
 
     def __init__(
@@ -69,13 +70,10 @@ class Connection:
         self.client_type = ""
         self.outbox = outbox
         self.permits: dict[str, Permit] = {}
-        self.owned: dict[str, bool] = {}
-        self.registered: set[str] = set()
-        self.streaming: set[str] = set()
         self.subscriptions: dict[str, frozenset[str]] = {}
         self.replaying: dict[str, list[Envelope]] = {}
         self.alerts = TokenBucket(max_alerts_per_second, burst=max(1.0, 2 * max_alerts_per_second))
-        self.warned: dict[str, float] = {}
+        self.quiet_until = 0.0  # no rate-limit warning before this (monotonic) time
         self.alive = True
 
     def send(self, message: dict[str, object]) -> None:
@@ -84,12 +82,6 @@ class Connection:
 
     def send_error(self, error: ProtocolError) -> None:
         self.outbox.send(websocket_frame(error_message(error), binary=False))
-
-    def remember_owner(self, stream_id: str, owned: bool) -> None:
-        """Cache whether this connection's user owns ``stream_id`` (bounded)."""
-        if len(self.owned) >= MAX_OWNERSHIP_CACHE:
-            self.owned.clear()
-        self.owned[stream_id] = owned
 
     def describe(self) -> str:
         """``user=… client=… streams=…`` for log lines."""

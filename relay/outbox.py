@@ -30,9 +30,7 @@ of memory and never slows the producer or the other consumers.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from asyncio import Future
-from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -59,16 +57,15 @@ class Outbox:
     __slots__ = (
         "_busy",
         "_closed",
-        "_control",
-        "_frames",
+        "_frames_waiting",
         "_loop",
         "_max_control",
         "_max_frames",
         "_on_overflow",
-        "_order",
         "_scheduled",
         "_sendmsg",
         "_stream",
+        "_waiting",
         "frames_dropped",
     )
 
@@ -85,9 +82,11 @@ class Outbox:
         plain = isinstance(stream, IOStream) and not isinstance(stream, SSLIOStream)
         self._sendmsg = stream.socket.sendmsg if isinstance(stream, IOStream) and plain else None
         self._loop = asyncio.get_running_loop()
-        self._order = itertools.count()
-        self._control: deque[tuple[int, Wire]] = deque()
-        self._frames: deque[tuple[int, Wire]] = deque()
+        # Messages not yet handed to the socket, in order, each marked "is a frame".
+        # A plain list: thousands of idle connections each hold one, and an empty
+        # deque costs 760 bytes where an empty list costs 56.
+        self._waiting: list[tuple[Wire, bool]] = []
+        self._frames_waiting = 0
         self._max_frames = max_frames
         self._max_control = max_control
         self._busy = False
@@ -103,41 +102,44 @@ class Outbox:
     @property
     def pending(self) -> int:
         """Messages not yet handed to the socket."""
-        return len(self._control) + len(self._frames)
+        return len(self._waiting)
 
     def send(self, wire: Wire) -> None:
         """Queue a message that must not be dropped (alerts, status, replies)."""
         if self._closed:
             return
-        if len(self._control) >= self._max_control:
+        if len(self._waiting) - self._frames_waiting >= self._max_control:
             self.close()
             if self._on_overflow is not None:
                 self._on_overflow()
             return
-        self._control.append((next(self._order), wire))
+        self._waiting.append((wire, False))
         self._schedule()
 
     def send_frame(self, wire: Wire) -> None:
         """Queue a video frame; while the socket is backed up, drop the oldest beyond the bound."""
         if self._closed:
             return
-        self._frames.append((next(self._order), wire))
+        self._waiting.append((wire, True))
+        self._frames_waiting += 1
         if self._busy:
             self._trim_frames()
         else:
             self._schedule()
 
-    def _trim_frames(self) -> None:
-        frames = self._frames
-        while len(frames) > self._max_frames:
-            frames.popleft()
-            self.frames_dropped += 1
-
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
         self._closed = True
-        self._control.clear()
-        self._frames.clear()
+        self._waiting.clear()
+        self._frames_waiting = 0
+
+    def _trim_frames(self) -> None:
+        waiting = self._waiting
+        while self._frames_waiting > self._max_frames:
+            oldest = next(index for index, (_, is_frame) in enumerate(waiting) if is_frame)
+            del waiting[oldest]
+            self._frames_waiting -= 1
+            self.frames_dropped += 1
 
     def _schedule(self) -> None:
         if not self._scheduled and not self._busy:
@@ -145,19 +147,22 @@ class Outbox:
             self._loop.call_soon(self._flush)
 
     def _next_batch(self) -> list[bytes | memoryview]:
-        """The buffers of waiting messages, in the order they came, up to :data:`MAX_BUFFERS_PER_CALL`."""
-        control, frames = self._control, self._frames
+        """The buffers of waiting messages, in order, up to :data:`MAX_BUFFERS_PER_CALL`."""
+        waiting = self._waiting
         batch: list[bytes | memoryview] = []
-        while (control or frames) and len(batch) < MAX_BUFFERS_PER_CALL:
-            if control and (not frames or control[0][0] < frames[0][0]):
-                batch.extend(control.popleft()[1])
-            else:
-                batch.extend(frames.popleft()[1])
+        taken = 0
+        for wire, is_frame in waiting:
+            if len(batch) >= MAX_BUFFERS_PER_CALL:
+                break
+            batch.extend(wire)
+            self._frames_waiting -= is_frame
+            taken += 1
+        del waiting[:taken]
         return batch
 
     def _flush(self) -> None:
         self._scheduled = False
-        while not self._busy and not self._closed and (self._control or self._frames):
+        while not self._busy and not self._closed and self._waiting:
             self._write(self._next_batch())
 
     def _write(self, batch: list[bytes | memoryview]) -> None:

@@ -22,6 +22,7 @@ from relay.config import Settings
 from relay.connection import Connection, Permit
 from relay.envelope import Envelope
 from relay.hub import Hub
+from relay.owners import StreamOwners
 from relay.protocol import (
     ALERT,
     PRODUCIBLE,
@@ -61,17 +62,13 @@ class Router:
         self.broker = broker
         self.status = status
         self.tokens = tokens
+        self.owners = StreamOwners(store.streams)
 
     # ------------------------------------------------------------------ ownership
 
     async def owns(self, connection: Connection, stream_id: str) -> bool:
-        """Whether the connection's user owns ``stream_id`` (cached per connection)."""
-        owned = connection.owned.get(stream_id)
-        if owned is None:
-            owner = await self.store.streams.owner(stream_id)
-            owned = owner is not None and owner == connection.user_id
-            connection.remember_owner(stream_id, owned)
-        return owned
+        """Whether the connection's user owns ``stream_id`` (remembered per node)."""
+        return await self.owners.owns(stream_id, connection.user_id)
 
     # ------------------------------------------------------------------ register / subscribe
 
@@ -85,17 +82,17 @@ class Router:
         if not await self.owns(connection, stream_id):
             raise _forbidden(stream_id)
         connection.client_type = message.client_type
-        self._grant(connection, stream_id, PRODUCIBLE)
+        permit = self._grant(connection, stream_id, PRODUCIBLE)
         self.hub.register_consumer(stream_id, connection, message.consumes)
         connection.subscriptions[stream_id] = message.consumes
         await self.broker.listening(stream_id)
         previous = self.hub.register_producer(stream_id, connection)
         if previous is not None:
-            previous.registered.discard(stream_id)
-            previous.streaming.discard(stream_id)
+            replaced = previous.permits.get(stream_id)
+            if replaced is not None:
+                replaced.producer = replaced.streaming = False
             log.info("stream %s: producer %s replaced by %s", stream_id, previous.id, connection.id)
-        connection.registered.add(stream_id)
-        connection.streaming.discard(stream_id)
+        permit.producer, permit.streaming = True, False
         connection.send({"type": "registered", "streamId": stream_id})
         self.status.set(stream_id, "online")
         log.info("register %s stream=%s peer=%s", connection.describe(), stream_id, connection.peer)
@@ -166,27 +163,25 @@ class Router:
         connection.replaying.pop(stream_id, None)
         if self.hub.unregister(stream_id, connection):
             self.status.set(stream_id, "offline")
-        connection.registered.discard(stream_id)
-        connection.streaming.discard(stream_id)
         connection.send({"type": "unsubscribed", "streamId": stream_id})
 
     def disconnect(self, connection: Connection) -> None:
         """Clean up after a closed connection; its streams go offline."""
         connection.outbox.close()
-        streams = set(connection.permits) | set(connection.subscriptions) | connection.registered
+        streams = set(connection.permits) | set(connection.subscriptions)
         for stream_id in self.hub.remove_connection(connection, streams):
             self.status.set(stream_id, "offline")
         connection.permits.clear()
         connection.subscriptions.clear()
-        connection.registered.clear()
         connection.replaying.clear()
 
-    def _grant(self, connection: Connection, stream_id: str, produces: frozenset[str]) -> None:
+    def _grant(self, connection: Connection, stream_id: str, produces: frozenset[str]) -> Permit:
         permit = connection.permits.get(stream_id)
         if permit is None:
-            connection.permits[stream_id] = Permit(produces, self.settings.max_fps)
+            permit = connection.permits[stream_id] = Permit(produces, self.settings.max_fps)
         else:
             permit.types = permit.types | produces
+        return permit
 
     # ------------------------------------------------------------------ frames
 
@@ -196,12 +191,11 @@ class Router:
         if permit is None or VIDEO_FRAME not in permit.types:
             return self._refuse(connection, frame.stream_id, VIDEO_FRAME)
         if not permit.frames.allow():
-            self._rate_limited(connection, VIDEO_FRAME, frame.stream_id)
+            self._rate_limited(connection, frame.stream_id)
             return None
-        stream_id = frame.stream_id
-        if stream_id not in connection.streaming and stream_id in connection.registered:
-            connection.streaming.add(stream_id)
-            self.status.set(stream_id, "streaming")
+        if permit.producer and not permit.streaming:
+            permit.streaming = True
+            self.status.set(frame.stream_id, "streaming")
         self.broker.publish(Envelope.for_frame(frame, connection.id))
         return None
 
@@ -238,7 +232,7 @@ class Router:
         self, connection: Connection, stream_id: str, kind: str, *, ref: str | None = None
     ) -> Awaitable[None] | None:
         """Answer ``forbidden`` or ``not-registered``; looks ownership up only if not cached."""
-        owned = connection.owned.get(stream_id)
+        owned = self.owners.known(stream_id, connection.user_id)
         if owned is None:
             return self._refuse_after_lookup(connection, stream_id, kind, ref)
         connection.send_error(_refusal(stream_id, kind, owned, ref))
@@ -248,12 +242,12 @@ class Router:
         owned = await self.owns(connection, stream_id)
         connection.send_error(_refusal(stream_id, kind, owned, ref))
 
-    def _rate_limited(self, connection: Connection, kind: str, stream_id: str) -> None:
-        """Tell the client it is over a limit, at most once a second per kind."""
+    def _rate_limited(self, connection: Connection, stream_id: str) -> None:
+        """Tell the client its frames are over the limit, at most once a second."""
         now = time.monotonic()
-        if connection.warned.get(kind, 0.0) > now:
+        if connection.quiet_until > now:
             return
-        connection.warned[kind] = now + 1.0
+        connection.quiet_until = now + 1.0
         connection.send_error(
             ProtocolError(
                 "rate-limited",
