@@ -31,6 +31,7 @@ from relay.rest.alerts import AlertsHandler, ExportHandler
 from relay.rest.auth import TokenHandler
 from relay.rest.base import NotFoundHandler
 from relay.rest.health import HealthHandler
+from relay.rest.metrics import MetricsHandler
 from relay.rest.openapi import OpenApiHandler
 from relay.rest.streams import ListHandler, RegisterHandler
 from relay.router import Router
@@ -120,6 +121,7 @@ class Relay:
         relay = {"relay": self}
         return [
             (r"/api/health", HealthHandler, relay),
+            (r"/api/metrics", MetricsHandler, relay),
             (r"/api/openapi\.json", OpenApiHandler, relay),
             (r"/api/auth/token", TokenHandler, relay),
             (r"/api/streams/register", RegisterHandler, relay),

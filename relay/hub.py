@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 from relay.connection import Connection
 from relay.envelope import Envelope
+from relay.metrics import COUNTERS
 from relay.protocol import VIDEO_FRAME
 
 _EMPTY: Mapping[Connection, bool] = MappingProxyType({})
@@ -121,6 +122,7 @@ class Hub:
         if not consumers:
             return
         if envelope.type == VIDEO_FRAME:
+            COUNTERS.frames_delivered += len(consumers)
             for connection, binary in consumers.items():
                 connection.outbox.send_frame(envelope.wire(binary))
             return

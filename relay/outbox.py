@@ -37,6 +37,7 @@ from typing import Final, Protocol
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 
 from relay.envelope import Wire
+from relay.metrics import COUNTERS
 
 MAX_BUFFERS_PER_CALL: Final = 512  # well under IOV_MAX (1024 on Linux)
 
@@ -140,6 +141,7 @@ class Outbox:
             del waiting[oldest]
             self._frames_waiting -= 1
             self.frames_dropped += 1
+            COUNTERS.frames_dropped += 1
 
     def _schedule(self) -> None:
         if not self._scheduled and not self._busy:

@@ -22,6 +22,7 @@ from relay.config import Settings
 from relay.connection import Connection, Permit
 from relay.envelope import Envelope
 from relay.hub import Hub
+from relay.metrics import COUNTERS
 from relay.owners import StreamOwners
 from relay.protocol import (
     ALERT,
@@ -193,6 +194,7 @@ class Router:
         if not permit.frames.allow():
             self._rate_limited(connection, frame.stream_id)
             return None
+        COUNTERS.frames_received += 1
         if permit.producer and not permit.streaming:
             permit.streaming = True
             self.status.set(frame.stream_id, "streaming")
@@ -220,6 +222,7 @@ class Router:
         row = stored.alert
         connection.send({"type": "alert-stored", "id": row.id, "ref": row.ref, "streamId": row.stream_id})
         if stored.created:
+            COUNTERS.alerts_stored += 1
             self.broker.publish(
                 Envelope.for_message(
                     ALERT, row.stream_id, encode(alert_message(row)), origin=connection.id, seq=row.seq

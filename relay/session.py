@@ -25,6 +25,7 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProt
 
 from relay.connection import Connection
 from relay.framing import LeanFrameReader
+from relay.metrics import COUNTERS
 from relay.outbox import Outbox
 from relay.protocol import (
     AlertIn,
@@ -108,6 +109,7 @@ class StreamSocket(WebSocketHandler):
             outbox,
             max_alerts_per_second=settings.max_alerts_per_second,
         )
+        COUNTERS.connections_opened += 1
         self.set_nodelay(True)
         self.relay.heartbeat.add(self)
         identity = await self.relay.identify(self)

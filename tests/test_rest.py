@@ -174,3 +174,26 @@ def test_the_openapi_document_is_valid_and_covers_every_route() -> None:
     validate(DOCUMENT)
     routes = {pattern.replace("\\.", ".") for pattern, *_ in Relay(Settings()).routes() if ".*" not in pattern}
     assert routes == set(DOCUMENT["paths"])
+
+
+async def test_metrics_count_frames_conversions_and_alerts(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    before = (await relay.api("GET", "/api/metrics", token=token)).json
+    producer = await relay.producer(token, stream_id)
+    viewers = [
+        await relay.consumer(token, stream_id, consumes=["video-frame"], frameFormat=f) for f in ("json", "binary")
+    ]
+    ml = await relay.consumer(token, stream_id, consumes=[], produces=["alert"])
+    await producer.send_frame(stream_id)
+    for viewer in viewers:
+        await viewer.recv()
+    await ml.send({"type": "alert", "streamId": stream_id, "severity": "low", "message": "m"})
+    await ml.expect("alert-stored")
+    after = (await relay.api("GET", "/api/metrics", token=token)).json
+    assert after["frames"]["received"] - before["frames"]["received"] == 1
+    assert after["frames"]["delivered"] - before["frames"]["delivered"] == 2
+    assert after["frames"]["conversions"] - before["frames"]["conversions"] == 1
+    assert after["alerts"]["stored"] - before["alerts"]["stored"] == 1
+    assert after["connections"]["open"] == 4
+    assert (await relay.api("GET", "/api/metrics")).status == 401

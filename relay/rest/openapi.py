@@ -197,6 +197,41 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/api/metrics": {
+            "get": {
+                "summary": "Counters of this relay node since it started (frames, alerts, connections)",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["uptimeSeconds", "connections", "frames", "alerts"],
+                            "properties": {
+                                "uptimeSeconds": {"type": "number"},
+                                "connections": {
+                                    "type": "object",
+                                    "properties": {"open": {"type": "integer"}, "opened": {"type": "integer"}},
+                                },
+                                "frames": {
+                                    "type": "object",
+                                    "properties": {
+                                        "received": {"type": "integer"},
+                                        "delivered": {"type": "integer"},
+                                        "dropped": {"type": "integer"},
+                                        "conversions": {
+                                            "type": "integer",
+                                            "description": "Frames converted between the JSON and binary forms.",
+                                        },
+                                    },
+                                },
+                                "alerts": {"type": "object", "properties": {"stored": {"type": "integer"}}},
+                            },
+                        },
+                        "The counters.",
+                    ),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "summary": "This document",
