@@ -830,4 +830,5 @@ class RelayClient:
 
 
 def _json(message: dict[str, Any]) -> str:
-    return orjson.dumps(message).decode()
+    """JSON text; numpy numbers (as detectors hand them out) are written as plain numbers."""
+    return orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY).decode()
