@@ -89,7 +89,8 @@ async def test_frames_and_alerts_travel_between_a_phone_an_ml_service_and_a_dash
         "location": {"x": 0.4, "y": 0.6, "width": 0.1, "height": 0.3},
         "objectType": "person",
     }
-    ref = await ml.send_alert("high", "person detected", stream_id=stream_id, metadata=metadata)
+    from_numpy = {**metadata, "confidence": np.float64(0.93)}  # as detectors hand numbers out
+    ref = await ml.send_alert("high", "person detected", stream_id=stream_id, metadata=from_numpy)
     alert_id = await asyncio.wait_for(ml.alert_stored(ref), GUARD)
     for receiver in (phone, dashboard):
         alert = await next_of(receiver, Alert)
