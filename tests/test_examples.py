@@ -20,6 +20,7 @@ import pytest
 from relay.client import Alert, Frame, RelayClient
 from tests.programs import EXAMPLES, Program
 from tests.support import GUARD, RelayHarness
+from tests.tcp_proxy import TcpProxy
 
 DETECTION_GUARD = 60.0
 """Seconds to wait for a real detection (the footage loops every 5–10 s; a hang, not a timing check)."""
@@ -148,27 +149,32 @@ async def test_the_seed_client_still_works(relay: RelayHarness, programs: list[P
     assert await seed.wait() == 0
 
 
-def node_example(tmp_path: Path) -> Path:
-    """``examples/js`` with its dependency installed (``npm ci`` in a copy if it has none)."""
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None, reason="node and npm are not on PATH"
+)
+
+
+async def node_example(tmp_path: Path, programs: list[Program]) -> Path:
+    """A copy of ``examples/js`` with its dependency installed (``npm ci`` unless examples/js has it)."""
     source = EXAMPLES / "js"
-    if (source / "node_modules" / "ws").is_dir():
-        return source
     copy = tmp_path / "js"
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("node_modules"))
+    if (source / "node_modules" / "ws").is_dir():
+        (copy / "node_modules").symlink_to(source / "node_modules")
+        return copy
+    npm = await Program.start(shutil.which("npm") or "npm", "ci", "--no-audit", "--no-fund", cwd=copy)
+    programs.append(npm)
+    assert await npm.wait(within=150) == 0, npm
     return copy
 
 
-@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="node and npm are not on PATH")
+@needs_node
 @pytest.mark.timeout(180)
 async def test_the_javascript_example_runs_against_the_relay(
     relay: RelayHarness, programs: list[Program], tmp_path: Path
 ) -> None:
     _, token = await relay.user()
-    folder = node_example(tmp_path)
-    if not (folder / "node_modules").is_dir():
-        npm = await Program.start(shutil.which("npm") or "npm", "ci", "--no-audit", "--no-fund", cwd=folder)
-        programs.append(npm)
-        assert await npm.wait(within=150) == 0, npm
+    folder = await node_example(tmp_path, programs)
     for auth in ("header", "query", "message"):
         demo = await Program.start(
             shutil.which("node") or "node",
@@ -181,3 +187,41 @@ async def test_the_javascript_example_runs_against_the_relay(
         assert summary["ok"] is True
         assert summary["framesReceived"] == summary["framesSent"]
         assert (summary["alertsReceived"], summary["dashboardAlertsReceived"]) == (1, 1)
+
+
+@needs_node
+@pytest.mark.timeout(180)
+async def test_the_javascript_client_resumes_alerts_after_the_network_comes_back(
+    relay: RelayHarness, programs: list[Program], tmp_path: Path
+) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    folder = await node_example(tmp_path, programs)
+    shutil.copy(Path(__file__).parent / "js" / "resume_check.mjs", folder)
+    async with AsyncExitStack() as stack:
+        network = TcpProxy(relay.port)
+        await network.start()
+        stack.push_async_callback(network.close)
+        ml = await stack.enter_async_context(RelayClient(relay.base, token))
+        await ml.subscribe(stream_id, consumes=[], produces=["alert"])
+        check = await Program.start(
+            shutil.which("node") or "node", "resume_check.mjs", network.url, token, stream_id, "4", cwd=folder
+        )
+        programs.append(check)
+        await check.line("^ready$")
+
+        async def alert(message: str) -> None:
+            await asyncio.wait_for(ml.alert_stored(await ml.send_alert("high", message, stream_id=stream_id)), GUARD)
+
+        await alert("a0")
+        await check.line("^producer a0$")
+        await check.line("^dashboard a0$")
+        network.cut()
+        await network.attempt_while_cut()
+        await alert("a1")
+        await alert("a2")
+        network.restore()
+        await alert("a3")
+        assert await check.wait() == 0, check
+    for role in ("producer", "dashboard"):
+        assert [line.split()[1] for line in check.stdout if line.startswith(role)] == ["a0", "a1", "a2", "a3"]
