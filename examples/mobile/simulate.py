@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -94,7 +95,7 @@ async def run(args: argparse.Namespace) -> int:
         Phone(f"{args.name_prefix} {i + 1}", RelayClient(args.url, args.token), footage_for(args, i), camera)
         for i in range(args.streams)
     ]
-    started = time.monotonic()
+    stats = Stats(phones)
     tasks: list[asyncio.Task[None]] = []
     try:
         known = await phones[0].client.list_streams()
@@ -103,7 +104,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"{phone.name}: registered {phone.stream_id}", flush=True)
         for phone in phones:
             tasks += [asyncio.create_task(phone.film()), asyncio.create_task(phone.listen())]
-        tasks.append(asyncio.create_task(report(phones, started)))
+        tasks.append(asyncio.create_task(stats.keep_reporting()))
         done, _ = await asyncio.wait(tasks, timeout=args.seconds or None, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()  # a phone that failed (its footage, the relay refusing its token) fails the run
@@ -112,29 +113,37 @@ async def run(args: argparse.Namespace) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        print(stats.line(), flush=True)
         for phone in phones:
             await phone.client.close()
-        print(stats_line(phones, started), flush=True)
 
 
-async def report(phones: list[Phone], started: float) -> None:
-    """A stats line every few seconds."""
-    while True:
-        await asyncio.sleep(STATS_EVERY)
-        print(stats_line(phones, started), flush=True)
+class Stats:
+    """The stats line: totals so far, and the frame rate since the previous line."""
 
+    def __init__(self, phones: list[Phone]) -> None:
+        self.phones = phones
+        self._since, self._sent_then = time.monotonic(), 0
 
-def stats_line(phones: list[Phone], started: float) -> str:
-    sent = sum(p.client.stats.frames_sent for p in phones)
-    elapsed = max(time.monotonic() - started, 1e-9)
-    return (
-        f"stats: {len(phones)} phones, {sum(p.client.connected for p in phones)} connected, "
-        f"{sent} frames sent ({sent / elapsed:.1f}/s), "
-        f"{sum(p.client.stats.frames_replaced for p in phones)} replaced by newer, "
-        f"{sum(p.client.stats.frames_dropped_offline for p in phones)} dropped offline, "
-        f"{sum(p.alerts_received for p in phones)} alerts received, "
-        f"{sum(p.client.stats.reconnects for p in phones)} reconnect attempts"
-    )
+    async def keep_reporting(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_EVERY)
+            print(self.line(), flush=True)
+
+    def line(self) -> str:
+        phones = self.phones
+        sent = sum(p.client.stats.frames_sent for p in phones)
+        now = time.monotonic()
+        rate = (sent - self._sent_then) / max(now - self._since, 1e-9)
+        self._since, self._sent_then = now, sent
+        return (
+            f"stats: {len(phones)} phones, {sum(p.client.connected for p in phones)} connected, "
+            f"{sent} frames sent ({rate:.1f}/s now), "
+            f"{sum(p.client.stats.frames_replaced for p in phones)} replaced by newer, "
+            f"{sum(p.client.stats.frames_dropped_offline for p in phones)} dropped offline, "
+            f"{sum(p.alerts_received for p in phones)} alerts received, "
+            f"{sum(p.client.stats.reconnects for p in phones)} reconnect attempts"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="simulate: %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
     try:
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(run(args))
