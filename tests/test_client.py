@@ -259,3 +259,37 @@ async def test_the_blocking_client_does_the_same_from_plain_code(relay: RelayHar
     stream_id, alert, listed = await asyncio.to_thread(script)
     assert (alert.stream_id, alert.severity, alert.message) == (stream_id, "critical", "from a thread")
     assert listed == [alert.id]
+
+
+async def test_messages_can_go_to_a_callback_instead(relay: RelayHarness, clients: Callable[..., RelayClient]) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    received: list[Message] = []
+    arrived = asyncio.Event()
+
+    def on_message(message: Message) -> None:
+        received.append(message)
+        arrived.set()
+
+    dashboard, phone = clients(token, on_message=on_message), clients(token)
+    await dashboard.subscribe(stream_id, consumes=["alert"])
+    await phone.register(stream_id, consumes=[])
+    ref = await phone.send_alert("low", "to the callback")
+    await asyncio.wait_for(arrived.wait(), GUARD)
+    assert [(type(m), getattr(m, "ref", None)) for m in received] == [(Alert, ref)]
+
+
+async def test_the_blocking_client_works_where_an_event_loop_already_runs(relay: RelayHarness) -> None:
+    """As in a Jupyter cell: plain blocking calls from code that runs inside a running event loop."""
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+
+    async def notebook_cell() -> list[str]:
+        asyncio.get_running_loop()  # the kernel's loop runs here, as in Jupyter
+        with BlockingRelayClient(relay.base, token, backoff=fast_backoff()) as client:
+            client.register(stream_id, timeout=GUARD)
+            ref = client.send_alert("medium", "from a notebook")
+            client.alert_stored(ref, timeout=GUARD)
+            return [alert.message for alert in client.alerts(stream_ids=[stream_id])]
+
+    assert await asyncio.to_thread(asyncio.run, notebook_cell()) == ["from a notebook"]

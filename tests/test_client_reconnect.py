@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 
 from relay.app import RelayServer
-from relay.client import Alert, AuthenticationError, Backoff, Frame, RelayClient
+from relay.client import Alert, AlertQueueFull, AuthenticationError, Backoff, Frame, RelayClient
 from relay.config import Settings
 from relay.connection import Connection
 from relay.protocol import AlertIn
@@ -229,6 +229,30 @@ async def test_a_token_refused_on_reconnect_stops_the_client(relay: RelayHarness
             await read_everything()
         with pytest.raises(AuthenticationError):
             await phone.send_alert("low", "too late")
+    finally:
+        await phone.close()
+        await network.close()
+
+
+async def test_alerts_queued_while_offline_are_bounded_and_overflow_raises(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    network = TcpProxy(relay.port)
+    await network.start()
+    phone = RelayClient(network.url, token, backoff=Backoff(base=0.02, cap=0.2), max_pending_alerts=2)
+    try:
+        await phone.register(stream_id, consumes=[])
+        network.cut()
+        await network.attempt_while_cut()
+        queued = [await phone.send_alert("high", f"offline {i}") for i in range(2)]
+        with pytest.raises(AlertQueueFull):
+            await phone.send_alert("high", "one too many")
+        assert phone.pending_alerts == 2
+        network.restore()
+        async with asyncio.timeout(GUARD):
+            await phone.flush_alerts()
+        listed = (await relay.api("GET", f"/api/alerts?streamId={stream_id}", token=token)).json["alerts"]
+        assert sorted(a["ref"] for a in listed) == sorted(queued), "the queued ones stored, the refused one not"
     finally:
         await phone.close()
         await network.close()

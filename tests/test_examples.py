@@ -104,10 +104,12 @@ async def test_phones_stream_real_footage_and_real_detections_come_back_as_alert
         ml = await Program.start(
             EXAMPLES / "ml-service" / "client.py",
             *("--url", relay.base, "--token", token, "--detectors", "person,face", "--cooldown", "30"),
-            *("--stats-every", "1"),
+            *("--stats-every", "1", "--rescan", "0.2"),
         )
         programs.append(ml)
         alerts = await first_alerts(dashboard, wanted)
+        later = await dashboard.register_stream("Registered later")
+        await ml.line(rf"^ml: watching Registered later \({later}\)$")
 
     for stream_id, alert in alerts.items():
         assert_sensible(alert)
