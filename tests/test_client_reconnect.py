@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
+from sqlalchemy import text
 
 from relay.app import RelayServer
-from relay.client import Alert, AlertQueueFull, AuthenticationError, Backoff, Frame, RelayClient
+from relay.client import Alert, AlertQueueFull, AuthenticationError, Backoff, ErrorReport, Frame, RelayClient
 from relay.config import Settings
 from relay.connection import Connection
 from relay.protocol import AlertIn
+from relay.store import Store
 from tests.support import GUARD, RelayHarness, make_jpeg
 from tests.tcp_proxy import TcpProxy
 
@@ -256,3 +258,35 @@ async def test_alerts_queued_while_offline_are_bounded_and_overflow_raises(relay
     finally:
         await phone.close()
         await network.close()
+
+
+async def test_a_resume_point_the_relay_no_longer_knows_is_reported_and_alerts_go_on(database_url: str) -> None:
+    async with restartable_relay(database_url) as servers, AsyncExitStack() as stack:
+        first = servers[0]
+        url = f"http://127.0.0.1:{first.port}"
+        token = (await first.relay.store.users.add_or_issue_token("dave", None)).token
+        dashboard, ml = client(url, token), client(url, token)
+        for each in (dashboard, ml):
+            stack.push_async_callback(each.close)
+        stream_id = await ml.register_stream("Gate")
+        await dashboard.subscribe(stream_id, consumes=["alert"])
+        await ml.subscribe(stream_id, consumes=[], produces=["alert"])
+        before = await raise_alerts(ml, stream_id, ["c0"])
+        assert [a.id for a in await alerts(dashboard, 1)] == before
+
+        await first.stop()
+        store = await Store.open(database_url)  # while it is down, its alerts are purged (a restored backup)
+        async with store.engine.begin() as connection:
+            await connection.execute(text("DELETE FROM alert"))
+        await store.close()
+        second = RelayServer(first.settings.with_changes(port=first.port))
+        servers.append(second)
+        await second.start()
+
+        async with asyncio.timeout(GUARD):
+            report = await anext(m async for m in dashboard if isinstance(m, ErrorReport))
+        assert (report.code, report.stream_id) == ("invalid-message", stream_id)
+        assert f"cannot resume alerts after {before[0]}" in report.message
+        await asyncio.wait_for(dashboard.connect(), GUARD)  # subscribed again, from the newest alert
+        after = await raise_alerts(ml, stream_id, ["c1"])
+        assert [a.id for a in await alerts(dashboard, 1)] == after

@@ -753,6 +753,7 @@ class RelayClient:
         if not await self._while_open(self._authenticated.wait(), reader):
             return False
         try:
+            retried: set[str] = set()
             while todo := [a for a in self._attachments.values() if a.connection is not ws]:
                 for attachment in todo:
                     try:
@@ -763,7 +764,8 @@ class RelayClient:
                 for attachment in todo:
                     if not await self._while_open(attachment.confirmed.wait(), reader):
                         return False
-                    self._settle_refused(attachment)
+                    if self._settle_refused(attachment, may_retry=attachment.stream_id not in retried):
+                        retried.add(attachment.stream_id)
             for pending in self._pending:
                 await self._send_pending(ws, pending)
         except ConnectionClosed:
@@ -773,15 +775,19 @@ class RelayClient:
             return False
         return True
 
-    def _settle_refused(self, attachment: Attachment) -> None:
-        """A stream the relay refused on a reconnect: report it, and resume it if only the resume point was bad."""
+    def _settle_refused(self, attachment: Attachment, *, may_retry: bool) -> bool:
+        """A stream the relay refused on a reconnect: report it; True if it is to be attached again.
+
+        If only the resume point was bad (the relay does not know that alert: its
+        database was replaced), the stream is attached again once, resuming from
+        the relay's newest alert, and the application is told alerts may be missing.
+        """
         failure = attachment.failure
         if failure is None or not attachment.established:
-            return  # a first attachment: the register()/subscribe() call raises the failure
+            return False  # a first attachment: the register()/subscribe() call raises the failure
         cursor = self._cursors.get(attachment.stream_id)
-        if failure.code == "invalid-message" and cursor is not None and cursor.last_id is not None:
-            # The relay does not know the alert to resume from (its database was replaced):
-            # resume from its newest alert, and tell the application alerts may be missing.
+        retry = may_retry and failure.code == "invalid-message" and cursor is not None and cursor.last_id is not None
+        if retry and cursor is not None:
             self._cursors[attachment.stream_id] = AlertCursor()
             attachment.connection = None
             report = f"cannot resume alerts after {cursor.last_id}: {failure.message}; resuming from the newest"
@@ -790,6 +796,7 @@ class RelayClient:
             report = f"the relay refused {attachment.role} of {attachment.stream_id} again: {failure.message}"
         log.warning("%s", report)
         self._deliver(ErrorReport(failure.code or "refused", report, attachment.stream_id))
+        return retry
 
     async def _while_open(self, waiting: Coroutine[Any, Any, Any], reader: asyncio.Task[None]) -> bool:
         """Await ``waiting`` unless the connection ends first (or it takes longer than the connect timeout)."""
