@@ -68,11 +68,12 @@ def assert_sensible(alert: Alert) -> None:
     assert meta["count"] >= 1
     assert isinstance(meta["frameTimestamp"], int)
     aspect = (box["width"] * frame["width"]) / (box["height"] * frame["height"])
+    many = meta["count"] >= 3
     if meta["objectType"] == "person":
-        assert alert.severity == "high"
+        assert alert.severity == ("critical" if many else "high")
         assert aspect < 0.9, "a standing person is taller than wide"
     else:
-        assert alert.severity == "medium"
+        assert alert.severity == ("high" if many else "medium")
         assert 0.6 < aspect < 1.6, "a face is about square"
 
 
