@@ -29,6 +29,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy examples/mobile examples/ml-service examples/seed_client.py
 
 test: lint
 	$(BIN)/pytest
