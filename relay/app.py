@@ -57,7 +57,8 @@ class Relay:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.node_id = secrets.token_hex(4)
-        self.heartbeat = Heartbeat(settings.ping_interval)
+        self.sessions: set[StreamSocket] = set()
+        self.heartbeat = Heartbeat(settings.ping_interval, self.sessions)
         self.authenticators: list[Authenticator] = [self._bearer_header]
         self._rest_budgets: dict[str, TokenBucket] = {}
         self._login_budgets: dict[str, TokenBucket] = {}
@@ -104,8 +105,8 @@ class Relay:
             return
         self._started = False
         self.heartbeat.stop()
-        for session in self.heartbeat.sessions():
-            session.terminate(GOING_AWAY, "relay shutting down", abort=True)
+        for session in list(self.sessions):
+            session.shut_down(GOING_AWAY, "relay shutting down")
         await self.status.close()
         await self.broker.close()
         await self.store.close()

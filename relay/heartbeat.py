@@ -10,6 +10,7 @@ its network without closing its socket) and is terminated, so its stream goes
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
@@ -34,9 +35,11 @@ GOING_AWAY = 1001
 
 
 class Heartbeat:
-    def __init__(self, interval: float) -> None:
+    """Pings the sessions of ``sessions`` (a live view: sessions add and remove themselves)."""
+
+    def __init__(self, interval: float, sessions: Collection[Pingable]) -> None:
         self.interval = interval
-        self._sessions: set[Pingable] = set()
+        self._sessions = sessions
         self._timer: PeriodicCallback | None = None
 
     def start(self) -> None:
@@ -49,15 +52,6 @@ class Heartbeat:
             self._timer.stop()
             self._timer = None
 
-    def add(self, session: Pingable) -> None:
-        self._sessions.add(session)
-
-    def discard(self, session: Pingable) -> None:
-        self._sessions.discard(session)
-
-    def sessions(self) -> list[Pingable]:
-        return list(self._sessions)
-
     def beat(self) -> None:
         """Terminate sessions that missed the last pong; ping the others."""
         for session in list(self._sessions):
@@ -65,11 +59,10 @@ class Heartbeat:
             if liveness is None:
                 continue
             if not liveness.alive:
-                self._sessions.discard(session)
                 session.terminate(GOING_AWAY, "ping timed out", abort=True)
                 continue
             liveness.alive = False
             try:
                 session.ping()
-            except Exception:  # closed underneath us: the close handler removes it
-                self._sessions.discard(session)
+            except Exception:  # closed underneath us: its close handler unregisters it
+                continue

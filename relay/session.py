@@ -115,7 +115,7 @@ class StreamSocket(WebSocketHandler):
         if settings.socket_send_buffer > 0:
             stream = self.ws_connection.stream
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer)
-        self.relay.heartbeat.add(self)
+        self.relay.sessions.add(self)
         identity = await self.relay.identify(self)
         how = "upgrade request"
         if identity is None and (token := self.get_query_argument("token", None)):
@@ -238,11 +238,21 @@ class StreamSocket(WebSocketHandler):
         if abort and connection.stream is not None:
             connection.stream.close()
 
+    def shut_down(self, code: int, reason: str) -> None:
+        """The relay is stopping: clean up now (its streams go offline) and cut the connection.
+
+        Cleaning up here rather than in :meth:`on_close` matters: the close
+        handler runs on a later turn of the loop, after the status writer stopped.
+        """
+        if self.conn is not None:
+            self.relay.router.disconnect(self.conn)
+        self.terminate(code, reason, abort=True)
+
     def on_close(self) -> None:
         if self._auth_deadline is not None:
             IOLoop.current().remove_timeout(self._auth_deadline)
             self._auth_deadline = None
-        self.relay.heartbeat.discard(self)
+        self.relay.sessions.discard(self)
         conn = self.conn
         if conn is None:
             return

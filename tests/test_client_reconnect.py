@@ -185,7 +185,7 @@ async def test_an_alert_whose_confirmation_was_lost_is_resent_and_stored_once(
         cut.append(alert.ref or "")
         connection.outbox.close()  # alert-stored will not reach the sender...
         await store_alert(connection, alert)  # ...although the alert is stored and sent on
-        for session in relay.relay.heartbeat.sessions():
+        for session in relay.relay.sessions:
             if session.conn is connection:
                 session.terminate(1001, "network lost", abort=True)
 

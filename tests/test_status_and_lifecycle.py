@@ -79,7 +79,7 @@ async def test_cleanup_on_disconnect_leaves_nothing_in_the_hub(relay: RelayHarne
         for _ in range(2):
             await disconnected.get()
     assert not hub.has_consumers(stream_id)
-    assert not relay.relay.heartbeat.sessions()
+    assert not relay.relay.sessions
 
 
 async def test_a_new_registration_takes_over_the_stream(relay: RelayHarness) -> None:
@@ -123,3 +123,34 @@ async def test_restarting_a_relay_sets_streams_left_online_offline(database_url:
         await relay.relay.store.streams.set_status(stream_id, "streaming", utcnow())
     async with running_relay(database_url, ping_interval=0) as relay:
         assert (await listed_status(relay, token, stream_id))["status"] == "offline"
+
+
+async def test_stopping_the_relay_writes_its_producers_streams_offline(database_url: str) -> None:
+    from relay.app import RelayServer
+    from relay.config import Settings
+    from relay.store import Store
+    from tests.support import RelayHarness
+
+    server = RelayServer(Settings(port=0, database_url=database_url, ping_interval=0))
+    await server.start()
+    relay = RelayHarness(server)
+    _, token = await relay.user()
+    streams = [await relay.stream(token, f"cam {index}") for index in range(3)]
+    watcher = await relay.consumer(token, streams[0], consumes=["stream-status"])
+    await watcher.expect("stream-status", status="offline")
+    for stream_id in streams:
+        phone = await relay.producer(token, stream_id)
+        await phone.send_frame(stream_id)
+    await watcher.until("stream-status", status="streaming")
+    await server.relay.status.settled()  # nothing left to write: only the shutdown's own changes remain
+    await server.stop()
+    await relay.close_clients()
+
+    store = await Store.open(database_url)
+    try:
+        for stream_id in streams:
+            stream = await store.streams.get(stream_id)
+            assert stream is not None
+            assert stream.status == "offline", f"{stream_id} left {stream.status}"
+    finally:
+        await store.close()

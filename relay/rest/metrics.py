@@ -14,7 +14,7 @@ class MetricsHandler(ApiHandler):
         self.send_json(
             {
                 "uptimeSeconds": round(time.monotonic() - COUNTERS.started, 3),
-                "connections": {"open": len(self.relay.heartbeat.sessions()), "opened": COUNTERS.connections_opened},
+                "connections": {"open": len(self.relay.sessions), "opened": COUNTERS.connections_opened},
                 "frames": {
                     "received": COUNTERS.frames_received,
                     "delivered": COUNTERS.frames_delivered,
