@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tornado.ioloop import IOLoop
+from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler
 
 from relay.connection import Connection
@@ -58,6 +59,16 @@ class StreamSocket(WebSocketHandler):
         self.relay = relay
 
     # ------------------------------------------------------------------ handshake
+
+    def prepare(self) -> None:
+        """Refuse the upgrade with 503 until the relay has started.
+
+        Inside ``panel serve`` the port opens before the relay's database is
+        ready; a client that connects in that moment is told to come back, as
+        REST answers ``503 unavailable``, instead of meeting a half-built relay.
+        """
+        if not self.relay.ready:
+            raise HTTPError(503, "the relay is starting; try again in a moment")
 
     def check_origin(self, origin: str) -> bool:
         """Same-origin browsers and the configured origins; clients without ``Origin`` pass.
