@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support import RelayHarness, postgres_schema, running_relay, service_url
 from tests.workbench_support import CHROMIUM_ARGS, GUARD, WorkbenchServer, chromium_path
@@ -63,6 +63,7 @@ def page(browser: Browser) -> Iterator[Page]:
     """A fresh tab with no cookies."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.set_default_timeout(GUARD * 1000)
+    expect.set_options(timeout=GUARD * 1000)
     try:
         yield context.new_page()
     finally:
