@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.workbench_support import Phone, WorkbenchServer, send_alert
+from tests.workbench_support import Phone, WorkbenchServer, send_alert, wait_for_alert_feed
 from workbench.alerts import LiveAlert
 
 PERSON = {"confidence": 0.87, "location": {"x": 0.25, "y": 0.2, "width": 0.3, "height": 0.5}, "objectType": "person"}
@@ -23,7 +23,8 @@ POINT_ON_SCREEN = """alertId => {
   const i = source ? source.data.id.indexOf(alertId) : -1;
   if (!view || i < 0 || !view.is_idle) return null;
   const data = source.data, box = view.canvas_view.el.getBoundingClientRect();
-  return [box.left + view.frame.x_scale.compute(data.time[i]), box.top + view.frame.y_scale.compute(data.stream[i])];
+  const x = view.frame.x_scale.compute(data.time[i]), y = view.frame.y_scale.compute(data.stream[i]);
+  return Number.isFinite(x) && Number.isFinite(y) ? [box.left + x, box.top + y] : null;
 }"""
 
 
@@ -40,6 +41,8 @@ def test_an_ml_alert_toasts_counts_and_shows_on_the_tile_timeline_and_history(
         expect(page.locator(f".tile[data-stream-id='{stream_id}'] .badge")).to_have_text("streaming")
         counter = page.locator(".unseen-counter button")
         expect(counter).to_have_text("0 unseen alerts")
+        wait_for_alert_feed(page, stream_id)
+        wait_for_alert_feed(page, side_door)
 
         critical = send_alert(
             analyst, stream_id, severity="critical", message="person in the loading bay", metadata=PERSON
@@ -61,9 +64,13 @@ def test_an_ml_alert_toasts_counts_and_shows_on_the_tile_timeline_and_history(
         expect(counter).to_have_text("0 unseen alerts")
 
         page.get_by_role("button", name="Timeline").click()
+        later = send_alert(analyst, side_door, severity="medium", message="while the timeline is open")
+        page.wait_for_function(
+            "id => Bokeh.documents[0].get_model_by_name('timeline-alerts')?.data.id.includes(id)", arg=later
+        )
         point = page.wait_for_function(POINT_ON_SCREEN, arg=critical).json_value()
         page.mouse.click(*point)
-        detail = page.locator(f"table.alert-detail-table[data-alert-id='{critical}']")
+        detail = page.locator(f"table.alert-detail-table[data-alert-id='{critical}']:visible")
         expect(detail).to_contain_text("person in the loading bay")
         expect(detail).to_contain_text("0.87")
 
@@ -72,7 +79,7 @@ def test_an_ml_alert_toasts_counts_and_shows_on_the_tile_timeline_and_history(
         expect(row).to_be_visible()
         expect(page.locator(".tabulator-row", has_text="a passing shadow")).to_be_visible()
         row.click()
-        detail = page.locator(f"table.alert-detail-table[data-alert-id='{critical}']")
+        detail = page.locator(f"table.alert-detail-table[data-alert-id='{critical}']:visible")
         expect(detail).to_contain_text("person")
         expect(detail).to_contain_text("x 0.25, y 0.20, width 0.30, height 0.50")
     finally:

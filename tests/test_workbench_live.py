@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.workbench_support import BLUE, RED, Phone, WorkbenchServer, send_alert
+from tests.workbench_support import BLUE, RED, Phone, WorkbenchServer, send_alert, wait_for_alert_feed
 
 pytestmark = pytest.mark.browser
 
@@ -92,6 +92,7 @@ def test_another_analysts_streams_and_alerts_never_appear(workbench: WorkbenchSe
     try:
         alice.login(page)
         expect(tile(page, own)).to_be_visible()
+        wait_for_alert_feed(page, own)
         send_alert(bob, theirs, severity="critical", message="bob's private alert")
         marker = send_alert(alice, own, severity="low", message="alice's own alert")
         expect(page.locator(".notyf__toast", has_text="alice's own alert")).to_be_visible()

@@ -322,3 +322,8 @@ def seed_alerts(server: WorkbenchServer, alerts: list[dict[str, Any]]) -> list[s
             await engine_owner.close()
 
     return run_async(store)
+
+
+def wait_for_alert_feed(page: Page, stream_id: str) -> None:
+    """Wait until the page's alert feed receives the live alerts of ``stream_id`` (earlier ones make no toast)."""
+    page.locator(f".alert-feed[data-subscribed~='{stream_id}']").wait_for(state="attached")

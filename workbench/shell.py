@@ -1,7 +1,7 @@
 """The workbench in one browser tab: the template, its navigation, and what all pages share.
 
-One Panel template holds the three pages (Live, Timeline, History; the page is
-kept in the URL as ``?page=``) and, in its header, what belongs on every page:
+One Panel template holds the three pages (Live, Timeline, History; the page on
+screen is kept in the URL as ``?page=``, the others are hidden) and, in its header, what belongs on every page:
 the count of unseen alerts, the analyst's name with a logout link, and the
 invisible alert feed whose alerts become toasts, timeline points and history
 refreshes.  The pages are built once the tab's analyst is known (the store is
@@ -38,8 +38,8 @@ class Page(Protocol):
     @property
     def view(self) -> pn.viewable.Viewable: ...
 
-    async def shown(self) -> None:
-        """The page is about to be put on screen."""
+    def shown(self) -> None:
+        """The page was put on screen."""
 
     def hidden(self) -> None:
         """The page was taken off screen."""
@@ -103,19 +103,23 @@ class Workbench:
             ),
             feed,
         ]
+        self._content.objects = [page.view for page in pages]
         self.navigation.param.watch(self._show, "value")
-        await self._show()
+        self._show()
         refresh = cast(Callable[[], None], session.refresh_streams)  # Panel awaits coroutine callbacks
         pn.state.add_periodic_callback(refresh, period=int(STREAM_REFRESH_SECONDS * 1000))
         log.info("tab opened for %s with %d streams", session.username, len(session.streams))
 
-    async def _show(self, _event: object = None) -> None:
-        """Put the page the navigation names on screen, once it is ready."""
-        wanted = self.navigation.value
+    def _show(self, _event: object = None) -> None:
+        """Show the page the navigation names and hide the others.
+
+        Every page stays in the document, hidden or not: a Bokeh plot taken out
+        of the document and put back can miss the updates sent meanwhile.
+        """
         for title, page in self._pages.items():
-            if title != wanted:
+            if title != self.navigation.value:
+                page.view.visible = False
                 page.hidden()
-        page = self._pages[wanted]
-        await page.shown()
-        if self.navigation.value == wanted:  # the analyst may have moved on meanwhile
-            self._content.objects = [page.view]
+        page = self._pages[self.navigation.value]
+        page.view.visible = True
+        page.shown()

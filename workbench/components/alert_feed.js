@@ -2,17 +2,27 @@
 // relay_socket.js which AlertFeed prepends), subscribed to the alerts of every
 // stream in model.stream_ids, handing each alert to the Python session with
 // model.send_msg.  After a disconnect it resubscribes with sinceAlertId, so the
-// relay replays what the page missed.  It draws nothing.
+// relay replays what the page missed.  It draws nothing; its element lists the
+// streams whose alerts it receives in data-subscribed, for tests and tools.
 
 class Feed {
-  constructor(model) {
+  constructor(model, el) {
     this.model = model;
-    this.subscribed = new Set();
+    this.requested = new Set();  // subscribe sent on this connection
+    this.confirmed = new Set();  // ... and answered "subscribed"
     this.lastAlertId = new Map();
+    this.marker = document.createElement("div");
+    this.marker.className = "alert-feed";
+    el.replaceChildren(this.marker);
+    this.showConfirmed();
     this.socket = new RelaySocket({
-      onReady: () => { this.subscribed.clear(); this.sync(); },
+      onReady: () => this.sync(),
       onMessage: (message) => this.onMessage(message),
-      onDown: () => this.subscribed.clear(),
+      onDown: () => {
+        this.requested.clear();
+        this.confirmed.clear();
+        this.showConfirmed();
+      },
     });
   }
 
@@ -20,24 +30,32 @@ class Feed {
   sync() {
     const wanted = new Set(this.model.stream_ids);
     for (const streamId of wanted) {
-      if (this.subscribed.has(streamId)) continue;
+      if (this.requested.has(streamId)) continue;
       const message = { type: "subscribe", clientType: "dashboard", streamId, consumes: ["alert"] };
       if (this.lastAlertId.has(streamId)) message.sinceAlertId = this.lastAlertId.get(streamId);
       this.socket.send(message);
-      this.subscribed.add(streamId);
+      this.requested.add(streamId);
     }
-    for (const streamId of [...this.subscribed]) {
+    for (const streamId of [...this.requested]) {
       if (wanted.has(streamId)) continue;
       this.socket.send({ type: "unsubscribe", streamId });
-      this.subscribed.delete(streamId);
+      this.requested.delete(streamId);
+      this.confirmed.delete(streamId);
     }
+    this.showConfirmed();
+  }
+
+  showConfirmed() {
+    this.marker.dataset.subscribed = [...this.confirmed].join(" ");
   }
 
   onMessage(message) {
     if (message.type === "alert") {
       this.lastAlertId.set(message.streamId, message.id);
       this.model.send_msg({ kind: "alert", alert: message });
-    } else if (message.type === "subscribed") {
+    } else if (message.type === "subscribed" && this.requested.has(message.streamId)) {
+      this.confirmed.add(message.streamId);
+      this.showConfirmed();
       this.model.send_msg({ kind: "subscribed", streamId: message.streamId });
     }
   }
@@ -49,7 +67,7 @@ class Feed {
 
 export function render({ model, el, view }) {
   view._vigilFeed?.close();  // a re-render drops "remove" handlers without calling them
-  const feed = new Feed(model);
+  const feed = new Feed(model, el);
   view._vigilFeed = feed;
   model.on("change:stream_ids", () => feed.sync());
   model.on("remove", () => feed.close());

@@ -128,11 +128,9 @@ class HistoryPage:
 
     # ------------------------------------------------------------------ paging
 
-    async def shown(self) -> None:
-        """Read the first page before the page is put on screen (Tabulator drops rows set while it starts)."""
+    def shown(self) -> None:
         self._active = True
-        self._pages = [None]
-        await self._read()
+        self._restart()
 
     def hidden(self) -> None:
         self._active = False

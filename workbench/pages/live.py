@@ -5,7 +5,7 @@ tiles, arrows page through them in the order the streams were registered.
 Clicking a tile enlarges it; clicking it again goes back to the grid.  A stream
 registered while the page is open joins the grid when the session next reads the
 streams.  Tiles are kept per stream, so changing the layout or the page does not
-reconnect the tiles that stay.
+reconnect the tiles that stay; while another page is on screen there are none.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class LivePage:
     def __init__(self, session: AnalystSession) -> None:
         self._session = session
         self._tiles: dict[str, StreamTile] = {}
+        self._on_screen = False
         self._first = 0
         self._enlarged: str | None = None
         self.layout = pn.widgets.RadioButtonGroup(
@@ -58,11 +59,14 @@ class LivePage:
         )
         self._arrange()
 
-    async def shown(self) -> None:
-        """Nothing to refresh: the tiles are live."""
+    def shown(self) -> None:
+        self._on_screen = True
+        self._arrange()
 
     def hidden(self) -> None:
-        """Nothing to pause: off screen, its Bokeh views (and the tiles' sockets) are gone."""
+        """Take the tiles away, which closes their sockets: no frames for a page nobody sees."""
+        self._on_screen = False
+        self._arrange()
 
     @property
     def _per_page(self) -> int:
@@ -117,6 +121,9 @@ class LivePage:
         self._range.object = f"streams {self._first + 1}–{self._first + len(shown)} of {len(streams)}"
         self._back.visible = self._enlarged is not None
         self.layout.visible = self._enlarged is None
+        if not self._on_screen:
+            self._grid.objects = self._single.objects = []
+            return
         if self._enlarged is not None:
             self._grid.visible = False
             self._grid.objects = []

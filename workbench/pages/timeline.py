@@ -69,11 +69,11 @@ class TimelinePage:
             sizing_mode="stretch_width",
         )
 
-    async def shown(self) -> None:
-        """Nothing to refresh: the plot is live."""
+    def shown(self) -> None:
+        """Nothing to refresh: the plot is live, on screen or not."""
 
     def hidden(self) -> None:
-        """Nothing to pause: off screen, its Bokeh views (and the tiles' sockets) are gone."""
+        """Nothing to pause: alerts keep arriving in the plot."""
 
     def _on_next_tick(self, change: Callable[[], None]) -> None:
         if self._doc is not None:
