@@ -43,8 +43,17 @@ class LivePage:
         self._range = pn.pane.HTML("", css_classes=["live-range"], align="center")
         self._back = pn.widgets.Button(name="⤺ Back to the grid", button_type="primary", visible=False)
         self._empty = pn.pane.Markdown(_NO_STREAMS, visible=False)
-        self._grid = pn.GridBox(ncols=LAYOUTS[DEFAULT_LAYOUT], sizing_mode="stretch_width")
-        self._single = pn.Column(sizing_mode="stretch_width", max_width=1024, visible=False)
+        # A square grid of 4:3 tiles, no taller than the window below the header and controls.
+        self._grid = pn.GridBox(
+            ncols=LAYOUTS[DEFAULT_LAYOUT],
+            sizing_mode="stretch_width",
+            styles={"max-width": "calc((100vh - 190px) * 4 / 3)", "margin": "0 auto"},
+        )
+        self._single = pn.Column(
+            sizing_mode="stretch_width",
+            styles={"max-width": "calc((100vh - 190px) * 4 / 3)", "margin": "0 auto"},
+            visible=False,
+        )
         self._previous.on_click(lambda _event: self._turn(-1))
         self._next.on_click(lambda _event: self._turn(+1))
         self._back.on_click(lambda _event: self._enlarge(None))

@@ -23,9 +23,15 @@ from datetime import timedelta
 from typing import Any, Final
 
 import panel as pn
-from bokeh.core.properties import field
-from bokeh.models import ColumnDataSource, CustomJSTickFormatter, DataRange1d, FactorRange, HoverTool
-from bokeh.models.annotations import Legend, LegendItem
+from bokeh.models import (
+    CDSView,
+    ColumnDataSource,
+    CustomJSTickFormatter,
+    DataRange1d,
+    FactorRange,
+    GroupFilter,
+    HoverTool,
+)
 from bokeh.plotting import figure
 
 from relay.store import AlertFilter
@@ -40,7 +46,7 @@ HISTORY_PER_STREAM: Final = 500
 MAX_POINTS: Final = 5_000
 SOURCE_NAME: Final = "timeline-alerts"
 PLOT_NAME: Final = "timeline-plot"
-_COLUMNS: Final = ("id", "stream", "time", "severity", "colour", "message", "confidence", "object_type", "device")
+_COLUMNS: Final = ("id", "stream", "time", "severity", "message", "confidence", "object_type", "device")
 
 
 class TimelinePage:
@@ -82,9 +88,9 @@ class TimelinePage:
     def _show_streams(self) -> None:
         """One row per stream, labelled with its device name."""
         streams = self._session.stream_ids
-        self.figure.y_range.factors = streams or ["(no streams)"]
+        self.figure.y_range.factors = list(reversed(streams)) or ["(no streams)"]  # the first stream on top
         self._labels.args = {"labels": {stream_id: self._session.label(stream_id) for stream_id in streams}}
-        self.figure.height = max(260, 90 + 44 * len(streams))
+        self.figure.height = max(320, 130 + 56 * len(streams))
 
     def _read_history(self, stream_id: str) -> None:
         async def read() -> None:
@@ -107,7 +113,6 @@ class TimelinePage:
                 "stream": [alert.stream_id for alert in fresh],
                 "time": [alert.timestamp for alert in fresh],
                 "severity": [alert.severity for alert in fresh],
-                "colour": [SEVERITY_COLOURS[alert.severity] for alert in fresh],
                 "message": [alert.message for alert in fresh],
                 "confidence": [math.nan if alert.confidence is None else alert.confidence for alert in fresh],
                 "object_type": [alert.object_type or "" for alert in fresh],
@@ -128,25 +133,38 @@ class TimelinePage:
 
 
 def _alert_figure(source: ColumnDataSource, labels: CustomJSTickFormatter) -> Any:
-    """Points at (event time, stream); the y axis shows device names through ``labels``."""
+    """Points at (event time, stream), one renderer per severity (its colour, its legend entry);
+    the y axis shows device names through ``labels``."""
     plot = figure(
         name=PLOT_NAME,
         x_axis_type="datetime",
         x_range=DataRange1d(min_interval=NARROWEST_VIEW.total_seconds() * 1000, range_padding=0.05),
         y_range=FactorRange(),
         sizing_mode="stretch_width",
-        height=260,
+        height=320,
         tools="xpan,xwheel_zoom,box_zoom,reset,tap",
         active_drag="xpan",
         active_scroll="xwheel_zoom",
         toolbar_location="above",
         x_axis_label="event time (UTC)",
     )
-    points: Any = plot.scatter("time", "stream", source=source, color="colour", size=12, line_color="white")
+    points: list[Any] = [
+        plot.scatter(
+            "time",
+            "stream",
+            source=source,
+            view=CDSView(filter=GroupFilter(column_name="severity", group=severity)),
+            color=colour,
+            size=12,
+            line_color="white",
+            legend_label=severity,
+        )
+        for severity, colour in SEVERITY_COLOURS.items()
+    ]
     plot.yaxis.formatter = labels
     plot.add_tools(
         HoverTool(
-            renderers=[points],
+            renderers=points,
             tooltips=[
                 ("stream", "@device"),
                 ("time", "@time{%F %T}"),
@@ -158,8 +176,7 @@ def _alert_figure(source: ColumnDataSource, labels: CustomJSTickFormatter) -> An
             formatters={"@time": "datetime"},
         )
     )
-    plot.add_layout(
-        Legend(items=[LegendItem(label=field("severity"), renderers=[points])], orientation="horizontal"), "above"
-    )
+    plot.legend.orientation = "horizontal"
+    plot.add_layout(plot.legend[0], "above")
     plot.ygrid.grid_line_color = None
     return plot
