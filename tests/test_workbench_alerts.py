@@ -122,3 +122,25 @@ def test_an_alert_from_the_browser_is_read_as_the_relay_sent_it() -> None:
 def test_a_malformed_alert_from_the_browser_is_refused(change: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         LiveAlert.from_message({**GOOD, **change})
+
+
+@pytest.mark.browser
+def test_device_names_and_alert_text_are_shown_as_text_never_run(workbench: WorkbenchServer, page: Page) -> None:
+    planted = '<img src=x onerror="window.planted = (window.planted || 0) + 1">'
+    analyst = workbench.user()
+    stream_id = analyst.register(f"camera {planted}")
+    analyst.login(page)
+    wait_for_alert_feed(page, stream_id)
+    send_alert(
+        analyst, stream_id, severity="high", message=f"alert {planted}", metadata={"objectType": planted, "x": planted}
+    )
+    expect(page.locator(".notyf__toast", has_text=f"alert {planted}")).to_be_visible()
+    expect(page.locator(".tile .name")).to_have_text(f"camera {planted}")
+    for name in ("Timeline", "History"):
+        page.get_by_role("button", name=name).click()
+    row = page.locator(".tabulator-row", has_text=f"alert {planted}")
+    row.click()
+    expect(page.locator(".alert-detail-table:visible")).to_contain_text(planted)
+    page.locator(".choices").click()
+    expect(page.locator(".choices__item--choice", has_text=f"camera {planted}")).to_be_visible()
+    assert page.evaluate("window.planted") is None

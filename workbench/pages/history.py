@@ -107,7 +107,10 @@ class HistoryPage:
         )
 
     def _show_stream_choices(self) -> None:
-        self.streams.options = {self._session.label(stream_id): stream_id for stream_id in self._session.stream_ids}
+        """Offer every stream by name; Bokeh's MultiChoice renders option labels as HTML, so they are escaped."""
+        self.streams.options = {
+            escape(self._session.label(stream_id)): stream_id for stream_id in self._session.stream_ids
+        }
 
     def _filters_changed(self, _event: Any) -> None:
         if not self._clearing:
