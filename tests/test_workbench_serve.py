@@ -64,7 +64,10 @@ def test_the_workbench_serves_the_relay_api_on_its_own_port(tmp_path: Path, comm
         check_pages_and_login_cookie(server, analyst.name, analyst.password, stream_id)
     finally:
         server.stop()
-    assert "Traceback" not in server.log.read_text()
+    log = server.log.read_text()
+    assert "Traceback" not in log
+    added_by_the_app = COMMANDS[command] == []
+    assert ("relay routes added under /api" in log) == added_by_the_app, "routes are added once, by one of the ways"
 
 
 def check_pages_and_login_cookie(server: WorkbenchServer, username: str, password: str, stream_id: str) -> None:
