@@ -59,7 +59,7 @@ def test_status_badge_follows_the_phone_from_online_to_streaming_to_offline(
     expect(badge).to_have_text("offline")
 
 
-def test_a_stream_registered_while_the_page_is_open_appears_and_a_click_enlarges_it(
+def test_a_new_stream_appears_a_click_enlarges_a_tile_and_layouts_page_through_streams(
     workbench: WorkbenchServer, page: Page
 ) -> None:
     analyst = workbench.user()
@@ -82,6 +82,14 @@ def test_a_stream_registered_while_the_page_is_open_appears_and_a_click_enlarges
     assert large["width"] > 1.5 * small["width"]
     tile(page, later).click()
     expect(page.locator(".tile")).to_have_count(2)
+
+    page.get_by_role("button", name="1", exact=True).click()
+    expect(page.locator(".tile")).to_have_count(1)
+    expect(tile(page, first)).to_be_visible()
+    expect(page.get_by_text("streams 1–1 of 2")).to_be_visible()
+    page.get_by_role("button", name="▶").click()
+    expect(tile(page, later)).to_be_visible()
+    expect(tile(page, first)).to_have_count(0)
 
 
 def test_another_analysts_streams_and_alerts_never_appear(workbench: WorkbenchServer, page: Page) -> None:

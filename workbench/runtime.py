@@ -24,7 +24,7 @@ log = logging.getLogger("workbench")
 
 _relay: Relay | None = None
 _starting: asyncio.Task[None] | None = None
-_stopping: asyncio.Task[None] | None = None
+_stopping: asyncio.Task[None] | None = None  # held so that the loop does not drop the shutdown task
 
 
 def relay() -> Relay:

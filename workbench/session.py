@@ -27,13 +27,14 @@ _REMEMBERED_ALERTS: Final = 10_000
 
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
+    """What the pages show of a stream; its live status comes to the tiles from the relay."""
+
     id: str
     device_name: str
-    device_type: str
 
     @classmethod
     def from_row(cls, stream: VideoStream) -> StreamInfo:
-        return cls(stream.id, stream.device_name, stream.device_type)
+        return cls(stream.id, stream.device_name)
 
 
 class AnalystSession(param.Parameterized):

@@ -1,10 +1,10 @@
 """The workbench in one browser tab: the template, its navigation, and what all pages share.
 
 One Panel template holds the three pages (Live, Timeline, History; the page on
-screen is kept in the URL as ``?page=``, the others are hidden) and, in its header, what belongs on every page:
-the count of unseen alerts, the analyst's name with a logout link, and the
-invisible alert feed whose alerts become toasts, timeline points and history
-refreshes.  The pages are built once the tab's analyst is known (the store is
+screen is kept in the URL as ``?page=``, the others are hidden) and, in its
+header, what belongs on every page: the count of unseen alerts, the analyst's
+name with a logout link, and the invisible alert feed whose alerts become
+toasts, timeline points and history refreshes.  The pages are built once the tab's analyst is known (the store is
 asynchronous, so that happens on load) and live as long as the tab.
 """
 

@@ -41,7 +41,7 @@ class LivePage:
         self._previous = pn.widgets.Button(name="◀", width=40, description="Previous streams")
         self._next = pn.widgets.Button(name="▶", width=40, description="Next streams")
         self._range = pn.pane.HTML("", css_classes=["live-range"], align="center")
-        self._back = pn.widgets.Button(name="⤺ Back to the grid", button_type="primary", visible=False)
+        self._back = pn.widgets.Button(name="Back to the grid", button_type="primary", visible=False)
         self._empty = pn.pane.Markdown(_NO_STREAMS, visible=False)
         # A square grid of 4:3 tiles, no taller than the window below the header and controls.
         self._grid = pn.GridBox(
