@@ -16,6 +16,14 @@ def tile(page: Page, stream_id: str) -> Locator:
     return page.locator(f".tile[data-stream-id='{stream_id}']")
 
 
+def wait_for_width(page: Page, element: Locator, comparison: str, share: float) -> None:
+    """Wait until ``element`` is narrower or wider than ``share`` of the window (layouts settle)."""
+    page.wait_for_function(
+        f"([e, share]) => e.getBoundingClientRect().width {comparison} share * window.innerWidth",
+        arg=[element.element_handle(), share],
+    )
+
+
 def near(pixel: list[int], colour: tuple[int, int, int]) -> bool:
     return all(abs(channel - wanted) < 40 for channel, wanted in zip(pixel[:3], colour, strict=True))
 
@@ -73,13 +81,10 @@ def test_a_new_stream_appears_a_click_enlarges_a_tile_and_layouts_page_through_s
     expect(tile(page, later)).to_be_visible()
     expect(tile(page, later).locator(".name")).to_have_text("Back yard")
 
-    small = tile(page, later).bounding_box()
+    wait_for_width(page, tile(page, later), "<", 0.35)  # a cell of the 3×3 grid
     tile(page, later).click()
     expect(tile(page, first)).to_have_count(0)
-    large = tile(page, later).bounding_box()
-    assert small is not None
-    assert large is not None
-    assert large["width"] > 1.5 * small["width"]
+    wait_for_width(page, tile(page, later), ">", 0.6)  # enlarged
     tile(page, later).click()
     expect(page.locator(".tile")).to_have_count(2)
 

@@ -20,6 +20,9 @@ from workbench.session import AnalystSession
 LAYOUTS: Final = {"1": 1, "2×2": 2, "3×3": 3, "4×4": 4}
 DEFAULT_LAYOUT: Final = "2×2"
 
+_WINDOW_FILLING: Final = {"width": "100%", "max-width": "calc((100vh - 190px) * 4 / 3)", "margin": "0 auto"}
+"""As wide as the page allows while a square grid of 4:3 tiles still fits the window's height."""
+
 _NO_STREAMS = (
     "**No streams yet.** A phone registers one with `POST /api/streams/register` "
     "(see the mobile client guide); it appears here as soon as it is registered."
@@ -43,15 +46,14 @@ class LivePage:
         self._range = pn.pane.HTML("", css_classes=["live-range"], align="center")
         self._back = pn.widgets.Button(name="Back to the grid", button_type="primary", visible=False)
         self._empty = pn.pane.Markdown(_NO_STREAMS, visible=False)
-        # A square grid of 4:3 tiles, no taller than the window below the header and controls.
         self._grid = pn.GridBox(
             ncols=LAYOUTS[DEFAULT_LAYOUT],
             sizing_mode="stretch_width",
-            styles={"max-width": "calc((100vh - 190px) * 4 / 3)", "margin": "0 auto"},
+            styles=_WINDOW_FILLING,
         )
         self._single = pn.Column(
             sizing_mode="stretch_width",
-            styles={"max-width": "calc((100vh - 190px) * 4 / 3)", "margin": "0 auto"},
+            styles=_WINDOW_FILLING,
             visible=False,
         )
         self._previous.on_click(lambda _event: self._turn(-1))
