@@ -4,13 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install serve test lint format clean
+.PHONY: help install demo serve test lint format bench-browser clean
 
 help:
+	@echo "make demo    set up, then run the workbench with the relay, 4 simulated phones and the ML service"
 	@echo "make serve   set up, then run the relay on http://127.0.0.1:8000 (creates user 'demo')"
 	@echo "make test    set up, then run ruff, mypy and the test suite"
 	@echo "make lint    ruff and mypy only"
 	@echo "make format  format the code with ruff"
+	@echo "make bench-browser  frames shown in a browser tab, and the workbench's CPU from 1 to 4 tabs"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+demo: install
+	@$(BIN)/python examples/demo.py
 
 serve: install
 	@$(BIN)/relay users add demo --password demo | tail -n 1 > .demo-token
@@ -34,6 +39,9 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+bench-browser: install
+	$(BIN)/python benchmarks/browser/run.py
 
 format: install
 	$(BIN)/ruff format .

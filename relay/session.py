@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from tornado.httputil import HTTPHeaders
 from tornado.ioloop import IOLoop
+from tornado.web import HTTPError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol, WebSocketProtocol13
 
 from relay.connection import Connection
@@ -62,6 +63,16 @@ class StreamSocket(WebSocketHandler):
         self.relay = relay
 
     # ------------------------------------------------------------------ handshake
+
+    def prepare(self) -> None:
+        """Refuse the upgrade with 503 until the relay has started.
+
+        Inside ``panel serve`` the port opens before the relay's database is
+        ready; a client that connects in that moment is told to come back, as
+        REST answers ``503 unavailable``, instead of meeting a half-built relay.
+        """
+        if not self.relay.ready:
+            raise HTTPError(503, "the relay is starting; try again in a moment")
 
     def check_origin(self, origin: str) -> bool:
         """Same-origin browsers and the configured origins; clients without ``Origin`` pass.

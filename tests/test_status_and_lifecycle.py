@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from relay.app import Relay
+from relay.config import Settings
 from relay.connection import Connection
 from relay.store.models import utcnow
 from tests.support import GUARD, RelayHarness, running_relay
@@ -154,3 +165,21 @@ async def test_stopping_the_relay_writes_its_producers_streams_offline(database_
             assert stream.status == "offline", f"{stream_id} left {stream.status}"
     finally:
         await store.close()
+
+
+async def test_a_relay_not_yet_started_answers_503_to_rest_and_websocket() -> None:
+    """Inside ``panel serve`` the port opens before the relay's database: both APIs say "come back"."""
+    relay = Relay(Settings(port=0))
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(Application(relay.routes()))
+    server.add_sockets(sockets)
+    base = f"127.0.0.1:{sockets[0].getsockname()[1]}"
+    try:
+        response = await AsyncHTTPClient().fetch(f"http://{base}/api/streams/list", raise_error=False)
+        assert response.code == 503
+        assert orjson.loads(response.body)["error"]["code"] == "unavailable"
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"ws://{base}/api/streams/ws")
+        assert refused.value.response.status_code == 503
+    finally:
+        server.stop()

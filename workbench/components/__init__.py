@@ -1,0 +1,1 @@
+"""Browser-side and shared widgets of the workbench's pages."""

@@ -1,0 +1,67 @@
+"""The detail view of one alert: its fields and all of its metadata.
+
+Shared by the timeline (click a point) and the history (click a row).  Every
+value shown comes from an ML service, so it is escaped, never rendered as HTML.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import panel as pn
+
+from workbench.alerts import SEVERITY_COLOURS, LiveAlert, format_time
+from workbench.session import AnalystSession
+
+_PROMPT = "<p class='alert-detail-empty'>Click an alert to see its details.</p>"
+
+
+class AlertDetail:
+    def __init__(self, session: AnalystSession) -> None:
+        self._session = session
+        self.alert: LiveAlert | None = None
+        self._fields = pn.pane.HTML(_PROMPT, sizing_mode="stretch_width", css_classes=["alert-detail"])
+        self._metadata = pn.pane.JSON({}, depth=-1, visible=False, sizing_mode="stretch_width")
+        self.view = pn.Card(
+            self._fields,
+            pn.pane.Markdown("**Metadata**", visible=False),
+            self._metadata,
+            title="Alert details",
+            collapsible=False,
+            sizing_mode="stretch_width",
+        )
+
+    def show(self, alert: LiveAlert) -> None:
+        self.alert = alert
+        location = alert.metadata.get("location")
+        rows = [
+            ("Severity", _severity_badge(alert.severity)),
+            ("Message", escape(alert.message)),
+            ("Stream", escape(self._session.label(alert.stream_id))),
+            ("Event time", escape(format_time(alert.event_time))),
+            ("Stored", escape(format_time(alert.created_at))),
+            ("Object type", escape(alert.object_type or "–")),
+            ("Confidence", "–" if alert.confidence is None else f"{alert.confidence:.2f}"),
+            ("Location", escape(_location_text(location))),
+            ("Alert id", f"<code>{escape(alert.id)}</code>"),
+            ("Ref", escape(alert.ref or "–")),
+        ]
+        body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+        self._fields.object = f"<table class='alert-detail-table' data-alert-id='{escape(alert.id)}'>{body}</table>"
+        self._metadata.object = alert.metadata
+        for pane in self.view.objects[1:]:
+            pane.visible = True
+
+
+def _severity_badge(severity: str) -> str:
+    colour = SEVERITY_COLOURS.get(severity, "#666")
+    return (
+        f"<span style='background:{colour};color:#fff;padding:1px 8px;border-radius:8px;font-weight:600'>"
+        f"{escape(severity)}</span>"
+    )
+
+
+def _location_text(location: object) -> str:
+    if not isinstance(location, dict):
+        return "–"
+    return ", ".join(f"{key} {value:.2f}" for key, value in location.items() if isinstance(value, int | float))

@@ -1,0 +1,66 @@
+"""What the History page asks for, as the store's filter and as the export's URL.
+
+The page's filters become one :class:`HistoryQuery`.  Its rows are read with
+:meth:`HistoryQuery.alert_filter` through :meth:`relay.store.Alerts.page`, the
+query of ``GET /api/alerts``; its export is ``GET /api/alerts/export`` with
+:meth:`HistoryQuery.export_url`, whose query string the relay turns back into
+the same filter.  Building both from one object is what keeps the table and the
+exported file in agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlencode
+
+from relay.representation import iso
+from relay.store import AlertFilter
+
+EXPORT_PATH = "/api/alerts/export"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Alerts stored in ``[since, until)`` of these streams and severities (empty: all),
+    of this object type, whose message contains ``text``."""
+
+    severities: tuple[str, ...] = ()
+    stream_ids: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    object_type: str = ""
+    text: str = ""
+
+    def problem(self) -> str | None:
+        """Why this query cannot be asked (as the REST API would answer 400), or None."""
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            return "The start of the time range must be before its end."
+        return None
+
+    def alert_filter(self, user_id: str) -> AlertFilter:
+        return AlertFilter(
+            user_id=user_id,
+            stream_ids=self.stream_ids,
+            severities=self.severities,
+            since=self.since,
+            until=self.until,
+            object_type=self.object_type.strip() or None,
+            text=self.text.strip() or None,
+        )
+
+    def export_url(self, format: str) -> str:
+        """The URL of ``GET /api/alerts/export`` for these alerts as ``format`` (csv, parquet, json)."""
+        arguments: list[tuple[str, str]] = [("format", format)]
+        arguments += [("streamId", stream_id) for stream_id in self.stream_ids]
+        if self.severities:
+            arguments.append(("severity", ",".join(self.severities)))
+        for name, moment in (("since", self.since), ("until", self.until)):
+            text = iso(moment)
+            if text is not None:
+                arguments.append((name, text))
+        if self.object_type.strip():
+            arguments.append(("objectType", self.object_type.strip()))
+        if self.text.strip():
+            arguments.append(("q", self.text.strip()))
+        return f"{EXPORT_PATH}?{urlencode(arguments)}"

@@ -1,0 +1,115 @@
+"""Logging in to the workbench with the relay's own users.
+
+Panel's login page posts a username and password; :class:`WorkbenchLoginHandler`
+checks them against the relay's users (the same scrypt hashes ``POST
+/api/auth/token`` checks, off the event loop) and sets Panel's signed ``user``
+cookie, which admits the browser to the pages and, through
+:mod:`workbench.cookie_auth`, to the relay's ``/api/...``.
+
+:func:`install_login` makes this the login of ``panel serve workbench`` (Panel's
+``--oauth-provider`` registry, filled from ``app_hooks.py`` before Panel reads its
+configuration) and gives Panel a cookie secret if none was configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
+
+import panel as pn
+from panel.auth import AUTH_PROVIDERS, BasicLoginHandler
+from tornado.escape import url_escape
+
+from workbench.runtime import relay
+
+log = logging.getLogger("workbench.login")
+
+PROVIDER: Final = "workbench"
+"""The name under which Panel knows this login (``PANEL_OAUTH_PROVIDER``)."""
+
+SECRET_FILE_VARIABLE: Final = "WORKBENCH_SECRET_FILE"
+DEFAULT_SECRET_FILE: Final = ".workbench-secret"
+
+
+class WorkbenchLoginHandler(BasicLoginHandler):
+    """Panel's login form; only the password check is the relay's."""
+
+    async def post(self) -> None:
+        username = self.get_argument("username", "")
+        password = self.get_argument("password", "")
+        node = relay()
+        if not node.ready:
+            self._fail("The workbench is starting; try again in a moment.")
+            return
+        if not node.login_budget(self.request.remote_ip or "-").allow():
+            self._fail("Too many login attempts; wait a minute.")
+            return
+        user = await node.store.users.check_password(username, password) if username else None
+        if user is None:
+            log.info("login failed for %r from %s", username, self.request.remote_ip)
+            self._fail("Invalid username or password!")
+            return
+        self.set_current_user(user.username)  # type: ignore[no-untyped-call]
+        self.redirect(_same_site_path(self.get_cookie("next_url")) or "/")
+
+    def _fail(self, message: str) -> None:
+        self.redirect(f"{self._login_endpoint}?error={url_escape(message)}")
+
+
+def _same_site_path(url: str | None) -> str | None:
+    """``url`` if it is a path on this site (no scheme, host or backslash tricks), else None."""
+    if not url or "\\" in url or not url.startswith("/") or url.startswith("//"):
+        return None
+    parts = urlsplit(url)
+    return None if parts.scheme or parts.netloc else url
+
+
+def install_login() -> None:
+    """Make :class:`WorkbenchLoginHandler` Panel's login, and make sure cookies can be signed.
+
+    Idempotent: Bokeh executes ``app_hooks.py`` more than once per application.
+    An ``--oauth-provider`` or ``PANEL_OAUTH_PROVIDER`` chosen by the operator wins.
+    """
+    AUTH_PROVIDERS[PROVIDER] = WorkbenchLoginHandler
+    choices = pn.config.param.objects(False)["_oauth_provider"]
+    if PROVIDER not in choices.objects:
+        choices.objects.append(PROVIDER)
+    # pn.config's settings are param-backed properties; Panel itself assigns them like this.
+    if not pn.config.oauth_provider:
+        pn.config.oauth_provider = PROVIDER  # type: ignore[misc]
+    if not pn.config.cookie_secret:
+        secret_file = Path(os.environ.get(SECRET_FILE_VARIABLE, DEFAULT_SECRET_FILE))
+        pn.config.cookie_secret = persistent_secret(secret_file)  # type: ignore[misc]
+
+
+def persistent_secret(path: Path) -> str:
+    """The cookie secret kept in ``path``, created (readable by its owner only) if missing.
+
+    Kept across restarts so that a restart does not log every analyst out.
+    ``PANEL_COOKIE_SECRET`` (read by Panel itself) takes precedence over the file.
+    """
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it a moment ago: use theirs
+        return _read_secret(path)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret + "\n")
+    log.info("created the workbench's cookie secret in %s", path)
+    return secret
+
+
+def _read_secret(path: Path) -> str:
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds no usable cookie secret (32 characters or more); delete it to make a new one")
+    return secret

@@ -1,0 +1,1 @@
+"""The workbench's pages: Live, Timeline and History, each given the tab's analyst session."""
