@@ -51,9 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         save(page.screenshot(), HERE / "live.png")
 
         page.get_by_role("button", name="Timeline").click()
+        page.get_by_text("Alerts of the last 24 hours").wait_for(state="visible")
         page.wait_for_function(
             "n => (Bokeh.documents[0].get_model_by_name('timeline-alerts')?.data.id.length ?? 0) >= n", arg=args.alerts
         )
+        for dismiss in page.locator(".notyf__dismiss-btn").all():  # the toasts would cover the plot
+            dismiss.click()
+        page.locator(".notyf__toast").first.wait_for(state="detached")
         page.mouse.move(0, 0)
         save(page.screenshot(), HERE / "timeline.png")
         browser.close()
