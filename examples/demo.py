@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=4, help="simulated phones (default 4)")
     parser.add_argument("--fps", type=float, default=10, help="frames per second of each phone (default 10)")
     args = parser.parse_args(argv)
+    stop_on_signals()
 
     missing = [str(path.relative_to(PROJECT)) for path in (SIMULATOR, ML_SERVICE) if not path.exists()]
     if missing:
@@ -114,6 +115,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for part in reversed(parts):
             part.stop()
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the demo and everything it started.
+
+    The parts run in sessions of their own, so a signal to the demo alone would
+    otherwise leave them running; and a shell that starts the demo in the
+    background makes it ignore Ctrl-C unless it asks for it back.
+    """
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def create_user(environment: dict[str, str]) -> str:
