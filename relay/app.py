@@ -204,7 +204,9 @@ class RelayServer:
         await self.relay.start()
         sockets = bind_sockets(self.settings.port, self.settings.host)
         self.port = sockets[0].getsockname()[1]
-        self._server = HTTPServer(self.application(), max_body_size=16 * 1024 * 1024)
+        self._server = HTTPServer(
+            self.application(), max_body_size=16 * 1024 * 1024, xheaders=self.settings.behind_proxy
+        )
         self._server.add_sockets(sockets)
         log.info("relay listening on http://%s:%d", self.settings.host, self.port)
         return self.port

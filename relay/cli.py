@@ -1,4 +1,4 @@
-"""The ``relay`` command: ``serve``, ``users add``, ``export``.
+"""The ``relay`` command: ``serve``, ``users add``, ``export``, ``report``.
 
 Every command reads the same settings (flags over ``RELAY_*`` variables over
 defaults), so ``relay users add`` and ``relay export`` work on the database a
@@ -20,6 +20,7 @@ from relay.app import RelayServer, run_event_loop
 from relay.config import Settings
 from relay.representation import parse_iso
 from relay.store import AlertFilter, Store
+from relay.store.models import Alert
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("--user", help="only this user's streams")
     _database_flag(exporter)
     exporter.set_defaults(run=_export)
+
+    reporter = commands.add_parser("report", help="write a self-contained HTML alert report with plots")
+    reporter.add_argument("--out", type=Path, required=True)
+    reporter.add_argument("--since", type=parse_iso, help="stored at or after this ISO time")
+    reporter.add_argument("--until", type=parse_iso, help="stored before this ISO time")
+    reporter.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
+    reporter.add_argument("--user", help="only this user's streams")
+    _database_flag(reporter)
+    reporter.set_defaults(run=_report)
     return parser
 
 
@@ -120,27 +130,50 @@ def _users_add(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(database_url=args.database_url)
+    rows = asyncio.run(_read_alerts(args))
+    export.write(rows, args.format, args.out)
+    print(f"wrote {len(rows)} alerts to {args.out}", file=sys.stderr)
+    return 0
 
-    async def run() -> int:
-        store = await Store.open(settings.database_url)
-        try:
-            user_id = None
-            if args.user:
-                user = await store.users.by_name(args.user)
-                if user is None:
-                    raise ValueError(f"no user named {args.user!r}")
-                user_id = user.id
-            where = AlertFilter(user_id=user_id, stream_ids=args.stream, since=args.since, until=args.until)
-            total = await store.alerts.count(where)
-            rows = await export.collect(store.alerts, where, progress=_progress(total))
-        finally:
-            await store.close()
-        export.write(rows, args.format, args.out)
-        print(f"wrote {len(rows)} alerts to {args.out}", file=sys.stderr)
-        return 0
 
-    return asyncio.run(run())
+def _report(args: argparse.Namespace) -> int:
+    from relay import report
+
+    rows = asyncio.run(_read_alerts(args))
+    names = asyncio.run(_stream_names(args, {row.stream_id for row in rows}))
+    page = report.render(
+        export.to_frame(rows), title="Vigil Relay alert report", since=args.since, until=args.until, stream_names=names
+    )
+    partial = args.out.with_name(args.out.name + ".partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(args.out)
+    print(f"wrote a report of {len(rows)} alerts to {args.out}", file=sys.stderr)
+    return 0
+
+
+async def _stream_names(args: argparse.Namespace, stream_ids: set[str]) -> dict[str, str]:
+    store = await Store.open(Settings.from_env(database_url=args.database_url).database_url)
+    try:
+        return await store.streams.device_names(stream_ids)
+    finally:
+        await store.close()
+
+
+async def _read_alerts(args: argparse.Namespace) -> list[Alert]:
+    """The alerts that ``--user``, ``--stream``, ``--since`` and ``--until`` select, oldest first."""
+    store = await Store.open(Settings.from_env(database_url=args.database_url).database_url)
+    try:
+        user_id = None
+        if args.user:
+            user = await store.users.by_name(args.user)
+            if user is None:
+                raise ValueError(f"no user named {args.user!r}")
+            user_id = user.id
+        where = AlertFilter(user_id=user_id, stream_ids=args.stream, since=args.since, until=args.until)
+        total = await store.alerts.count(where)
+        return await export.collect(store.alerts, where, progress=_progress(total))
+    finally:
+        await store.close()
 
 
 def _progress(total: int):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ the relay never negotiates compression, so a frame is just header + payload.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -111,6 +112,9 @@ class StreamSocket(WebSocketHandler):
         )
         COUNTERS.connections_opened += 1
         self.set_nodelay(True)
+        if settings.socket_send_buffer > 0:
+            stream = self.ws_connection.stream
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer)
         self.relay.heartbeat.add(self)
         identity = await self.relay.identify(self)
         how = "upgrade request"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 from relay.protocol import encode_binary_frame
+from tests.support import GUARD, JPEG, RelayHarness
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -28,3 +31,13 @@ def test_every_error_code_is_documented() -> None:
     text = (DOCS / "API.md").read_text()
     for code in get_args(ErrorCode):
         assert f"| `{code}` |" in text, code
+
+
+async def test_the_python_phone_of_the_mobile_guide_runs(relay: RelayHarness) -> None:
+    text = (DOCS / "MOBILE_CLIENT.md").read_text()
+    code = text.split("## 17. The Python client")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "MOBILE_CLIENT.md", "exec"), namespace)
+    await relay.user("guide", "pw")
+    stored = await asyncio.wait_for(namespace["phone"](relay.base, "guide", "pw", [JPEG] * 3), GUARD)
+    assert [(a.severity, a.message) for a in stored] == [("critical", "panic button pressed")]

@@ -58,3 +58,15 @@ async def test_a_fragmented_message_over_the_limit_closes_with_1009(database_url
         await client.ws.send([b"x" * 6000, b"x" * 6000])
         code, _ = await client.closed()
         assert code == 1009
+
+
+async def test_the_kernel_send_buffer_can_be_capped(database_url: str) -> None:
+    import socket
+
+    async with running_relay(database_url, ping_interval=0, socket_send_buffer=150_000) as relay:
+        _, token = await relay.user()
+        await relay.connect(token)
+        (session,) = relay.relay.heartbeat.sessions()
+        server_socket = session.ws_connection.stream.socket  # type: ignore[attr-defined]
+        # Linux reports twice what was set; an untouched socket starts at tcp_wmem's default (16 KB).
+        assert server_socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 150_000

@@ -149,6 +149,7 @@ export function listAlerts(baseUrl, token, query = {}) {
 
 const CLOSE_POLICY_VIOLATION = 1008; // bad / missing token: do not reconnect, re-login instead
 const CLOSE_TOO_BIG = 1009; // a message we sent was over the relay's size limit
+const REFUSALS = new Set(["forbidden", "invalid-message", "not-registered", "unauthorized"]); // of a register/subscribe
 const TYPED_EVENTS = new Set(["auth-ok", "registered", "subscribed", "frame", "alert", "alert-stored", "stream-status", "pong", "relay-error"]);
 
 /**
@@ -240,12 +241,18 @@ export class RelayClient extends EventEmitter {
   }
 
   /**
-   * Register as the producer of `streamId`. Remembered and re-sent after every reconnect.
-   * `produces` must list "alert" for this connection to send alerts as well as frames.
+   * Register as the producer of `streamId`: it may send the stream's frames and alerts. Remembered
+   * and re-sent after every reconnect, resuming its alerts from the last one seen (see
+   * `_sendRegister`). Rejects if the relay refuses (e.g. `forbidden`: not the user's stream).
    */
   register(streamId, { clientType = "mobile", produces = ["video-frame", "alert"], consumes = ["alert"] } = {}) {
     this.registrations.set(streamId, { clientType, streamId, produces, consumes });
-    const confirmed = this._waitFor((m) => m.type === "registered" && m.streamId === streamId);
+    const confirmed = this._waitFor(
+      (m) => m.type === "registered" && m.streamId === streamId,
+      undefined,
+      (m) => this._refusal(m, streamId),
+    );
+    confirmed.catch((err) => err.code && this.registrations.delete(streamId)); // refused: not re-sent after reconnects
     this._sendRegister(streamId);
     return confirmed;
   }
@@ -257,7 +264,12 @@ export class RelayClient extends EventEmitter {
   subscribe(streamId, { clientType = "dashboard", consumes = ["video-frame", "alert", "stream-status"], produces, frameFormat = "binary", sinceAlertId } = {}) {
     this.subscriptions.set(streamId, { clientType, consumes, produces, frameFormat });
     if (sinceAlertId && !this.lastAlertId.has(streamId)) this.lastAlertId.set(streamId, sinceAlertId);
-    const confirmed = this._waitFor((m) => m.type === "subscribed" && m.streamId === streamId);
+    const confirmed = this._waitFor(
+      (m) => m.type === "subscribed" && m.streamId === streamId,
+      undefined,
+      (m) => this._refusal(m, streamId),
+    );
+    confirmed.catch((err) => err.code && this.subscriptions.delete(streamId)); // refused: not re-sent after reconnects
     this._sendSubscribe(streamId);
     return confirmed;
   }
@@ -531,10 +543,10 @@ export class RelayClient extends EventEmitter {
         clearTimeout(this._pongTimer);
         break;
       case "error": {
-        // The contract does not tie an error to the message that caused it; if the relay echoes
-        // the alert's `ref`, an error that resending cannot fix fails that alert at once.
+        // The relay echoes the refused alert's `ref` (and `streamId`): any refusal but
+        // `rate-limited` (resent later) is final, and resending the alert cannot fix it.
         const p = msg.ref !== undefined ? this.pendingAlerts.get(msg.ref) : undefined;
-        if (p && (msg.code === "forbidden" || msg.code === "invalid-message")) {
+        if (p && msg.code !== "rate-limited") {
           this._clearPending(msg.ref);
           const err = new Error(`alert ${msg.ref} rejected: ${msg.code}: ${msg.message}`);
           err.code = msg.code;
@@ -580,9 +592,26 @@ export class RelayClient extends EventEmitter {
     return true;
   }
 
+  /**
+   * `register` cannot resume alerts, so once this producer has seen an alert of its stream it
+   * registers without consuming and subscribes to its own stream for what it consumes, with
+   * `sinceAlertId`: alerts raised while it was offline are replayed, as for any consumer.
+   */
   _sendRegister(streamId) {
     const r = this.registrations.get(streamId);
-    if (r) this._sendJson({ type: "register", ...r });
+    if (!r) return;
+    const since = this.lastAlertId.get(streamId);
+    if (!since || !r.consumes.length) {
+      this._sendJson({ type: "register", ...r });
+      return;
+    }
+    this._sendJson({ type: "register", ...r, consumes: [] });
+    this._sendJson({ type: "subscribe", streamId, clientType: r.clientType, consumes: r.consumes, sinceAlertId: since });
+  }
+
+  /** Whether `msg` is the relay refusing a register/subscribe of `streamId`. */
+  _refusal(msg, streamId) {
+    return msg.type === "error" && msg.streamId === streamId && msg.ref === undefined && REFUSALS.has(msg.code);
   }
 
   _sendSubscribe(streamId) {
@@ -633,16 +662,22 @@ export class RelayClient extends EventEmitter {
   // ----- helpers -----------------------------------------------------------
 
   /**
-   * Resolve with the next message matching `pred`; reject on timeout or close. The returned promise
+   * Resolve with the next message matching `pred`; reject when one matches `refused` (an `error`
+   * the relay sent instead), on timeout or on close. The returned promise
    * is pre-marked as handled, so a caller that ignores it (fire-and-forget register) never gets an
    * unhandled rejection, while one that awaits it still sees the error.
    */
-  _waitFor(pred, timeoutMs = 15_000) {
+  _waitFor(pred, timeoutMs = 15_000, refused = () => false) {
     const p = new Promise((resolve, reject) => {
       const onMsg = (m) => {
         if (pred(m)) {
           cleanup();
           resolve(m);
+        } else if (refused(m)) {
+          cleanup();
+          const err = new Error(`${m.code}: ${m.message}`);
+          err.code = m.code;
+          reject(err);
         }
       };
       const cleanup = () => {

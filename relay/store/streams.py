@@ -47,6 +47,15 @@ class Streams:
         async with self._sessions() as session:
             return await session.get(VideoStream, stream_id)
 
+    async def device_names(self, stream_ids: Iterable[str]) -> dict[str, str]:
+        """Device name by stream id, for labelling."""
+        ids = list(stream_ids)
+        if not ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.execute(select(VideoStream.id, VideoStream.device_name).where(VideoStream.id.in_(ids)))
+            return {row.id: row.device_name for row in rows}
+
     async def owner(self, stream_id: str) -> str | None:
         """The id of the user who owns ``stream_id``, or None if there is no such stream."""
         async with self._sessions() as session:
