@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install serve test lint format clean
+.PHONY: help install serve test lint format bench clean
 
 help:
 	@echo "make serve   set up, then run the relay on http://127.0.0.1:8000 (creates user 'demo')"
 	@echo "make test    set up, then run ruff, mypy and the test suite"
 	@echo "make lint    ruff and mypy only"
 	@echo "make format  format the code with ruff"
+	@echo "make bench   run the benchmark suite against a fresh relay and the Node peer (BENCH_ARGS=--smoke for a quick one)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,9 @@ test: lint
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
