@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks import relays, report
+from benchmarks import api, relays, report
 from benchmarks.fanout import FanoutRun, run_fanout
 from benchmarks.idle import IdleRun, run_idle
 from benchmarks.relays import RelayError, Target
@@ -125,6 +125,8 @@ async def fresh_relays(args: argparse.Namespace, peer_script: Path | None) -> As
     async with contextlib.AsyncExitStack() as stack:
         if args.relay_url:
             targets = [relays.external(report.OURS, args.relay_url, args.token, args.relay_pid)]
+            if not await api.healthy(targets[0].url):
+                raise RelayError(f"no relay answers GET {targets[0].url}/api/health")
         else:
             targets = [await stack.enter_async_context(relays.ours())]
         if peer_script is not None:
@@ -140,7 +142,8 @@ def progress(run: FanoutRun | IdleRun, seconds: float) -> None:
             f"p99={run.latency_ms.get('p99')} lost={run.lost_pct}% cpuS/GB={run.cpu_s_per_gb} "
             f"cpuµs/frame={run.cpu_us_per_frame} peakRSS={run.peak_rss_mb}MB "
             f"relay CPU {100 * (run.relay_cpu_s or 0) / seconds:.0f}% "
-            f"load generator CPU {'/'.join(f'{pct:.0f}' for pct in run.loadgen_cpu_pct.values())}%"
+            f"load generator CPU {'/'.join(f'{pct:.0f}' for pct in run.loadgen_cpu_pct.values())}% "
+            f"rest of machine {run.others_cpu_pct}%"
         )
         where = run.workload
     else:
@@ -206,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if peer_script is None:
         print(f"reference peer not measured: {peer_note}", file=sys.stderr)
     started = datetime.datetime.now(datetime.UTC)
+    measured_commit = commit()
     try:
         fanout_runs, idle_runs = asyncio.run(run_suite(args, workloads, timing, rounds, peer_script))
     except RelayError as error:
@@ -231,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = {
             "meta": {
                 "date": started.isoformat(timespec="seconds"),
-                "commit": commit(),
+                "commit": measured_commit,
                 "command": shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]),
                 "machine": machine(),
                 "peer": str(peer_script) if peer_script else None,

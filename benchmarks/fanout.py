@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import api
-from benchmarks.procstat import cpu_seconds, memory, reset_peak
+from benchmarks.procstat import cpu_seconds, machine_busy_seconds, memory, reset_peak
 from benchmarks.relays import Target
 from benchmarks.workers import Message, Worker, WorkerError, sleep_until, stop_all
 from benchmarks.workloads import Timing, Workload
@@ -59,6 +59,8 @@ class FanoutRun:
     frames_dropped: int | None = None
     loadgen_cpu_pct: dict[str, float] = field(default_factory=dict)
     """Each load-generator process's CPU use in the window: near 100 % means it, not the relay, set the pace."""
+    others_cpu_pct: float | None = None
+    """CPU the rest of the machine (other users, the kernel's own threads) took in the window, in % of one core."""
     errors: list[str] = field(default_factory=list)
 
 
@@ -130,12 +132,16 @@ async def _measure(
         cpu_start = cpu_seconds(target.pid)
         peak_reset = reset_peak(target.pid)
         loadgen_start = {worker.name: cpu_seconds(worker.pid) for worker in workers}
+        machine_start = machine_busy_seconds()
         await sleep_until(t0 + timing.warmup + timing.seconds)
         cpu_end = cpu_seconds(target.pid)
+        machine_end = machine_busy_seconds()
         used = memory(target.pid)
         for worker in workers:
             busy = (cpu_seconds(worker.pid) - loadgen_start[worker.name]) / timing.seconds
             run.loadgen_cpu_pct[worker.name] = round(100 * busy, 1)
+        ours = cpu_end - cpu_start + sum(run.loadgen_cpu_pct.values()) * timing.seconds / 100
+        run.others_cpu_pct = round(100 * (machine_end - machine_start - ours) / timing.seconds, 1)
         results = await asyncio.gather(*(worker.expect("result", timing.drain + 15) for worker in workers))
         after = await api.metrics(target.url, target.token)
     finally:

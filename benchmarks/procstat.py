@@ -25,6 +25,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine have spent busy (anything but idle and I/O wait) since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(field) for field in fields)
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
 @dataclass(frozen=True, slots=True)
 class Memory:
     rss_mb: float

@@ -42,6 +42,7 @@ FANOUT_COLUMNS = (
     Column("CPU µs/frame", lambda run: run.cpu_us_per_frame),
     Column("peak RSS MB", lambda run: run.peak_rss_mb),
     Column("conv/frame", lambda run: run.conversions_per_frame),
+    Column("others %", lambda run: run.others_cpu_pct, compared=False),
 )
 
 IDLE_COLUMNS = (
