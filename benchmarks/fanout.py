@@ -141,7 +141,7 @@ async def _measure(
             busy = (cpu_seconds(worker.pid) - loadgen_start[worker.name]) / timing.seconds
             run.loadgen_cpu_pct[worker.name] = round(100 * busy, 1)
         ours = cpu_end - cpu_start + sum(run.loadgen_cpu_pct.values()) * timing.seconds / 100
-        run.others_cpu_pct = round(100 * (machine_end - machine_start - ours) / timing.seconds, 1)
+        run.others_cpu_pct = round(max(0.0, 100 * (machine_end - machine_start - ours) / timing.seconds), 1)
         results = await asyncio.gather(*(worker.expect("result", timing.drain + 15) for worker in workers))
         after = await api.metrics(target.url, target.token)
     finally:
