@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo serve test lint format bench-browser clean
+.PHONY: help install demo serve test lint format bench bench-browser clean
 
 help:
 	@echo "make demo    set up, then run the workbench with the relay, 4 simulated phones and the ML service"
@@ -12,6 +12,7 @@ help:
 	@echo "make test    set up, then run ruff, mypy and the test suite"
 	@echo "make lint    ruff and mypy only"
 	@echo "make format  format the code with ruff"
+	@echo "make bench   run the benchmark suite against a fresh relay and the Node peer (BENCH_ARGS=--smoke for a quick one)"
 	@echo "make bench-browser  frames shown in a browser tab, and the workbench's CPU from 1 to 4 tabs"
 
 $(STAMP): pyproject.toml
@@ -46,6 +47,9 @@ bench-browser: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
