@@ -17,8 +17,9 @@ class Settings:
     Limits of 0 mean "no limit".  ``allowed_origins`` lists the browser origins
     (``https://example.com``) that may open the WebSocket besides the relay's own.
     ``socket_send_buffer`` caps each client socket's kernel send buffer in bytes
-    (0: the kernel's autotuning), which bounds how many frames wait where the relay
-    can no longer drop them.  ``behind_proxy`` trusts ``X-Forwarded-For`` and
+    (0: the kernel's autotuning, which grows it to megabytes), which bounds how many
+    frames wait where the relay can no longer drop them: fresher frames, and less
+    CPU spent sending stale ones (see ``benchmarks/RESULTS.md``).  ``behind_proxy`` trusts ``X-Forwarded-For`` and
     ``X-Real-Ip`` from a reverse proxy for clients' addresses.
     """
 
@@ -34,7 +35,7 @@ class Settings:
     max_alerts_per_second: float = 50.0
     max_rest_per_second: float = 100.0
     max_queued_frames: int = 8
-    socket_send_buffer: int = 0
+    socket_send_buffer: int = 256 * 1024
     behind_proxy: bool = False
     max_queued_messages: int = 10_000
     status_flush_interval: float = 10.0

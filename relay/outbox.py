@@ -137,7 +137,9 @@ class Outbox:
     def _trim_frames(self) -> None:
         waiting = self._waiting
         while self._frames_waiting > self._max_frames:
-            oldest = next(index for index, (_, is_frame) in enumerate(waiting) if is_frame)
+            oldest = 0
+            while not waiting[oldest][1]:  # skip control messages: they are never dropped
+                oldest += 1
             del waiting[oldest]
             self._frames_waiting -= 1
             self.frames_dropped += 1

@@ -113,6 +113,11 @@ async def report(pipeline: Pipeline, watcher: Watcher, every: float) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C does: by cancelling this task, so
+    # every `finally` below runs on the loop instead of a KeyboardInterrupt landing anywhere.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     cv2.setNumThreads(1)  # parallelism comes from analysing streams side by side, one thread each
     client = RelayClient(args.url, args.token, frame_format="binary")
     watcher = Watcher(client, args.stream)
@@ -147,9 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="ml: %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
     try:
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
             return asyncio.run(run(args))
         return 0
     except AuthenticationError as error:
@@ -159,5 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
+def exit_now(code: int) -> None:
+    """Leave without running OpenCV's C++ destructors.
+
+    Everything is closed and flushed by then; but OpenCV's worker threads can
+    still be alive when the interpreter finalises, and tearing them down there
+    now and then ends the process with "terminate called without an active
+    exception" (SIGABRT) instead of its exit code.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

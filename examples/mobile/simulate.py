@@ -90,6 +90,11 @@ def footage_for(args: argparse.Namespace, index: int) -> Callable[[], Footage]:
 
 
 async def run(args: argparse.Namespace) -> int:
+    # `kill` (SIGTERM) stops it as cleanly as Ctrl-C does: by cancelling this task, so
+    # every `finally` below runs on the loop instead of a KeyboardInterrupt landing anywhere.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     camera = Camera(args.fps, args.format)
     phones = [
         Phone(f"{args.name_prefix} {i + 1}", RelayClient(args.url, args.token), footage_for(args, i), camera)
@@ -152,9 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="simulate: %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as cleanly as Ctrl-C
     try:
-        with contextlib.suppress(KeyboardInterrupt):
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
             return asyncio.run(run(args))
         return 0
     except AuthenticationError as error:
