@@ -87,10 +87,6 @@ class Hub:
     def has_consumers(self, stream_id: str) -> bool:
         return stream_id in self._consumers
 
-    def streams(self) -> list[str]:
-        """Streams with a local consumer."""
-        return list(self._consumers)
-
     def _drop_consumer(self, stream_id: str, connection: Connection) -> None:
         by_type = self._consumers.get(stream_id)
         if by_type is None:
