@@ -131,16 +131,23 @@ class BlockingRelayClient:
         until: str | None = None,
         page_size: int = 100,
     ) -> Iterator[Alert]:
-        """Every matching stored alert, newest first, fetching page after page as iteration goes."""
-        cursor: str | None = None
-        while True:
-            page = self.alerts_page(
-                stream_ids=stream_ids, severities=severities, since=since, until=until, limit=page_size, cursor=cursor
-            )
-            yield from page.alerts
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        """Every matching stored alert, newest first, fetching page after page as iteration goes.
+
+        Drives :meth:`RelayClient.alerts` on the client's loop, so the paging by
+        ``nextCursor`` is written once.
+        """
+        pages = self._client.alerts(
+            stream_ids=stream_ids, severities=severities, since=since, until=until, page_size=page_size
+        )
+
+        async def following() -> Alert | None:
+            return await anext(pages, None)
+
+        try:
+            while (alert := self._run(following())) is not None:
+                yield alert
+        finally:
+            self._run(pages.aclose())  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ streams
 
