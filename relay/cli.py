@@ -15,12 +15,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from relay import __version__, export, logs
-from relay.app import RelayServer, run_event_loop
+from relay import __version__, logs
+from relay.clock import parse_iso
 from relay.config import Settings
-from relay.representation import parse_iso
+from relay.history import export
 from relay.store import AlertFilter, Store
 from relay.store.models import Alert
+from relay.tornado.server import RelayServer, run_event_loop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,7 +138,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from relay import report
+    from relay.history import report
 
     rows = asyncio.run(_read_alerts(args))
     names = asyncio.run(_stream_names(args, {row.stream_id for row in rows}))

@@ -1,8 +1,15 @@
-"""Token buckets for the relay's rate limits (frames, alerts, REST calls)."""
+"""Token buckets for the relay's rate limits (frames, alerts, REST calls, logins).
+
+A :class:`TokenBucket` limits one thing (a stream's frames, a connection's
+alerts).  :class:`KeyedBudgets` holds one bucket per key (a user, an address)
+for as many keys as it is allowed, forgetting the least recently used: a flood
+of new keys costs bounded memory and never resets the budget of a key in use.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 
 class TokenBucket:
@@ -36,18 +43,33 @@ class TokenBucket:
         return True
 
 
-class Throttle:
-    """At most one event per ``interval`` seconds: for warning a client once, not per frame."""
+class KeyedBudgets:
+    """One :class:`TokenBucket` per key, the ``max_keys`` most recently used kept (an LRU).
 
-    __slots__ = ("_next", "interval")
+    A forgotten key starts again with a full burst; only keys unused while
+    ``max_keys`` others were used are forgotten, so a caller cannot empty the
+    table of the keys that are under attack by spreading its own over many keys.
+    """
 
-    def __init__(self, interval: float = 1.0) -> None:
-        self.interval = interval
-        self._next = 0.0
+    __slots__ = ("_buckets", "burst", "max_keys", "rate")
 
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + self.interval
-        return True
+    def __init__(self, rate: float, burst: float, *, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def allow(self, key: str) -> bool:
+        """Take one token from ``key``'s bucket; False means over the limit."""
+        buckets = self._buckets
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = TokenBucket(self.rate, burst=self.burst)
+            if len(buckets) > self.max_keys:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(key)
+        return bucket.allow()
+
+    def __len__(self) -> int:
+        return len(self._buckets)

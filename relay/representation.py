@@ -1,31 +1,16 @@
 """How streams and alerts look in JSON, the same on REST, WebSocket and exports.
 
-Timestamps are ISO 8601 in UTC with a ``Z`` and millisecond precision, as the
-contract fixes them.
+Times are written by :func:`relay.clock.iso`: ISO 8601 in UTC with a ``Z`` and
+millisecond precision, as the contract fixes them.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from relay.clock import iso
 from relay.store.models import Alert, VideoStream
-
-
-def iso(moment: datetime | None) -> str | None:
-    """``2026-11-25T20:09:14.123Z`` for an aware datetime; None stays None."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    """Parse an ISO 8601 instant; a value without an offset is taken as UTC.
-
-    Raises ValueError for anything else.
-    """
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def stream_json(stream: VideoStream) -> dict[str, Any]:

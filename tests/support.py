@@ -23,9 +23,9 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from websockets.asyncio.client import ClientConnection, connect
 
-from relay.app import RelayServer
 from relay.config import Settings
-from relay.protocol import decode_binary_frame, encode_binary_frame
+from relay.tornado.server import RelayServer
+from relay.wire import decode_binary_frame, encode_binary_frame
 
 GUARD = 10.0
 """Seconds after which a test waiting for an event gives up (a hang, not a timing check)."""

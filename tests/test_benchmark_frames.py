@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from benchmarks.frames import MIN_FRAME_BYTES, FrameMaker, read_frame
-from relay.protocol import VideoFrame, decode_binary_frame, parse_binary, parse_text
+from relay.wire import VideoFrame, decode_binary_frame, parse_binary, parse_text
 
 
 @pytest.mark.parametrize("size", [MIN_FRAME_BYTES, 2048, 100 * 1024 + 1, 100 * 1024 + 2])

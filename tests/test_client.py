@@ -23,7 +23,7 @@ from relay.client import (
     RelayClient,
     StreamStatus,
 )
-from relay.protocol import ProtocolError
+from relay.wire import ProtocolError
 from tests.support import GUARD, RelayHarness, make_jpeg, running_relay
 
 M = TypeVar("M", bound=Message)

@@ -24,7 +24,7 @@ from relay.client.messages import Control, parse_message
 from relay.client.pending import PendingAlerts
 from relay.client.recent import Recent
 from relay.client.urls import endpoints
-from relay.protocol import encode_binary_frame
+from relay.wire import encode_binary_frame
 
 
 def test_backoff_grows_exponentially_to_its_cap_with_full_jitter() -> None:

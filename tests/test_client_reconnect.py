@@ -14,12 +14,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import pytest
 from sqlalchemy import text
 
-from relay.app import RelayServer
 from relay.client import Alert, AlertQueueFull, AuthenticationError, Backoff, ErrorReport, Frame, RelayClient
 from relay.config import Settings
-from relay.connection import Connection
-from relay.protocol import AlertIn
+from relay.routing.connection import Connection
 from relay.store import Store
+from relay.tornado.server import RelayServer
+from relay.wire import AlertIn
 from tests.support import GUARD, RelayHarness, make_jpeg
 from tests.tcp_proxy import TcpProxy
 
@@ -185,9 +185,9 @@ async def test_an_alert_whose_confirmation_was_lost_is_resent_and_stored_once(
         cut.append(alert.ref or "")
         connection.outbox.close()  # alert-stored will not reach the sender...
         await store_alert(connection, alert)  # ...although the alert is stored and sent on
-        for session in relay.relay.sessions:
-            if session.conn is connection:
-                session.terminate(1001, "network lost", abort=True)
+        for websocket in relay.relay.connections:
+            if websocket.connection is connection:
+                websocket.terminate(1001, "network lost", abort=True)
 
     monkeypatch.setattr(router, "alert", store_then_lose_the_connection)
     dashboard, ml = client(relay.base, token), client(relay.base, token)

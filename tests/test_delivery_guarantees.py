@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from relay.connection import Connection
+from relay.routing.connection import Connection
 from tests.support import Client, RelayHarness, make_jpeg
 
 

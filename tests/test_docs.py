@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from relay.protocol import encode_binary_frame
+from relay.wire import encode_binary_frame
 from tests.support import GUARD, JPEG, RelayHarness
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -26,7 +26,7 @@ def test_the_byte_level_binary_frame_example_is_exact() -> None:
 def test_every_error_code_is_documented() -> None:
     from typing import get_args
 
-    from relay.protocol import ErrorCode
+    from relay.wire import ErrorCode
 
     text = (DOCS / "API.md").read_text()
     for code in get_args(ErrorCode):

@@ -6,7 +6,7 @@ import base64
 
 import orjson
 
-from relay.protocol import encode_binary_frame
+from relay.wire import encode_binary_frame
 from tests.support import JPEG, RelayHarness, running_relay
 
 
@@ -66,7 +66,8 @@ async def test_the_kernel_send_buffer_can_be_capped(database_url: str) -> None:
     async with running_relay(database_url, ping_interval=0, socket_send_buffer=150_000) as relay:
         _, token = await relay.user()
         await relay.connect(token)
-        (session,) = relay.relay.sessions
-        server_socket = session.ws_connection.stream.socket  # type: ignore[attr-defined]
+        (websocket,) = relay.relay.connections
+        assert websocket.transport is not None
+        server_socket = websocket.transport.get_extra_info("socket")
         # Linux reports twice what was set; an untouched socket starts at tcp_wmem's default (16 KB).
         assert server_socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 150_000

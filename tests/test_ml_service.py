@@ -16,7 +16,7 @@ from pipeline import Pipeline
 from policy import AlertPolicy
 
 from relay.client import Frame
-from relay.protocol import alert_metadata_problem
+from relay.wire import alert_metadata_problem
 
 
 def sample_frame(name: str, index: int, width: int) -> NDArray[np.uint8]:

@@ -3,58 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
 
-from tornado.iostream import StreamClosedError
-
-from relay.connection import Connection
-from relay.envelope import Envelope, websocket_frame
-from relay.hub import Hub
-from relay.outbox import Outbox
-from relay.protocol import encode_binary_frame, parse_binary
+from relay.routing.connection import Connection
+from relay.routing.hub import Hub
+from relay.tornado.outbox import Outbox
+from relay.wire import encode_binary_frame, parse_binary
+from relay.wire.envelope import Envelope
+from relay.wire.frames import websocket_frame
 from tests.support import JPEG
 
 
-class SlowStream:
-    """A stream whose writes complete only when the test says so."""
+class SlowTransport:
+    """A transport whose socket takes nothing until the test says so, as asyncio's would tell the outbox."""
 
     def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.pending: list[asyncio.Future[None]] = []
+        self.written: list[bytes] = []  # what reached the socket
+        self.buffered: list[bytes] = []  # what the transport holds for it
         self.blocked = True
-        self.closed = False
+        self.outbox: Outbox | None = None
 
-    def writing(self) -> bool:
-        return bool(self.pending)
-
-    def write_to_fd(self, data: memoryview) -> int:
-        if self.closed:
-            raise BrokenPipeError()
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        data = b"".join(list_of_data)
         if self.blocked:
-            return 0
-        self.written.append(bytes(data))
-        return len(data)
-
-    def write(self, data: bytes | memoryview) -> asyncio.Future[None]:
-        if self.closed:
-            raise StreamClosedError()
-        self.written.append(bytes(data))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.blocked:
-            self.pending.append(future)
+            self.buffered.append(data)
+            assert self.outbox is not None
+            self.outbox.pause()  # asyncio calls the protocol's pause_writing from inside write
         else:
-            future.set_result(None)
-        return future
+            self.written.append(data)
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
         self.blocked = False
-        while self.pending:
-            self.pending.pop(0).set_result(None)
-            await asyncio.sleep(0)
+        self.written.extend(self.buffered)
+        self.buffered.clear()
+        assert self.outbox is not None
+        self.outbox.resume()
+
+
+def outbox_on(transport: SlowTransport, **options: Any) -> Outbox:
+    outbox = transport.outbox = Outbox(transport, **options)
+    return outbox
 
 
 async def test_frames_are_dropped_oldest_first_and_control_never() -> None:
-    stream = SlowStream()
-    outbox = Outbox(stream, max_frames=2)
+    transport = SlowTransport()
+    outbox = outbox_on(transport, max_frames=2)
     outbox.send((b"<c0>",))
     await asyncio.sleep(0)  # the turn ends: c0 is handed to the (blocked) socket
     for index in range(5):
@@ -62,40 +56,41 @@ async def test_frames_are_dropped_oldest_first_and_control_never() -> None:
     outbox.send((b"<c1>",))
     outbox.send((b"<c2>",))
     assert outbox.frames_dropped == 3
-    await stream.flush()
-    assert b"".join(stream.written) == b"<c0><f3><f4><c1><c2>", "in order, oldest frames dropped"
+    transport.flush()
+    assert b"".join(transport.written) == b"<c0><f3><f4><c1><c2>", "in order, oldest frames dropped"
 
 
 async def test_one_turn_of_the_loop_is_one_write() -> None:
-    stream = SlowStream()
-    stream.blocked = False
-    outbox = Outbox(stream, max_frames=20)
+    transport = SlowTransport()
+    transport.blocked = False
+    outbox = outbox_on(transport, max_frames=20)
     for index in range(10):
         outbox.send_frame((str(index).encode(),))
-    assert stream.written == [], "nothing is written before the turn ends"
+    assert transport.written == [], "nothing is written before the turn ends"
     await asyncio.sleep(0)
-    assert stream.written == [b"0123456789"]
+    assert transport.written == [b"0123456789"]
     assert outbox.frames_dropped == 0
     assert outbox.pending == 0
 
 
 async def test_a_consumer_stuck_behind_too_many_messages_is_cut_off() -> None:
-    stream = SlowStream()
     cut = []
-    outbox = Outbox(stream, max_control=3, on_overflow=lambda: cut.append(True))
+    outbox = outbox_on(SlowTransport(), max_control=3, on_overflow=lambda: cut.append(True))
     for index in range(5):
         outbox.send((str(index).encode(),))
     assert cut == [True]
     assert outbox.closed
 
 
-async def test_a_closed_stream_closes_the_outbox() -> None:
-    stream = SlowStream()
-    stream.closed = True
-    outbox = Outbox(stream)
+async def test_nothing_is_written_once_the_outbox_is_closed() -> None:
+    transport = SlowTransport()
+    transport.blocked = False
+    outbox = outbox_on(transport)
     outbox.send((b"x",))
+    outbox.close()
+    outbox.send((b"y",))
     await asyncio.sleep(0)
-    assert outbox.closed
+    assert transport.written == []
 
 
 def test_server_frames_have_the_rfc6455_header() -> None:
@@ -110,11 +105,11 @@ def test_server_frames_have_the_rfc6455_header() -> None:
 async def test_hub_registry_and_delivery() -> None:
     interest: list[tuple[str, bool]] = []
     hub = Hub(on_interest=lambda stream, wanted: interest.append((stream, wanted)))
-    streams = {name: SlowStream() for name in ("phone", "json", "binary")}
+    streams = {name: SlowTransport() for name in ("phone", "json", "binary")}
     for stream in streams.values():
         stream.blocked = False
     connections = {
-        name: Connection("node", "peer", Outbox(stream), max_alerts_per_second=0) for name, stream in streams.items()
+        name: Connection("node", "peer", outbox_on(stream), max_alerts_per_second=0) for name, stream in streams.items()
     }
     hub.register_producer("s", connections["phone"])
     hub.register_consumer("s", connections["phone"], ["alert"])

@@ -8,7 +8,7 @@ import struct
 import orjson
 import pytest
 
-from relay.protocol import (
+from relay.wire import (
     AlertIn,
     Auth,
     Ping,

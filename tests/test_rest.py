@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from openapi_spec_validator import validate
 
-from relay.protocol import AlertIn
 from relay.rest.openapi import DOCUMENT
+from relay.wire import AlertIn
 from tests.support import RelayHarness
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from relay.protocol import VideoFrame
+from relay.wire import VideoFrame
 from tests.support import JPEG, Client, RelayHarness, make_jpeg
 
 

@@ -14,9 +14,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from relay.app import Relay
+from relay.clock import utcnow
 from relay.config import Settings
-from relay.connection import Connection
-from relay.store.models import utcnow
+from relay.routing.connection import Connection
 from tests.support import GUARD, RelayHarness, running_relay
 
 
@@ -90,7 +90,7 @@ async def test_cleanup_on_disconnect_leaves_nothing_in_the_hub(relay: RelayHarne
         for _ in range(2):
             await disconnected.get()
     assert not hub.has_consumers(stream_id)
-    assert not relay.relay.sessions
+    assert not relay.relay.connections
 
 
 async def test_a_new_registration_takes_over_the_stream(relay: RelayHarness) -> None:
@@ -137,9 +137,9 @@ async def test_restarting_a_relay_sets_streams_left_online_offline(database_url:
 
 
 async def test_stopping_the_relay_writes_its_producers_streams_offline(database_url: str) -> None:
-    from relay.app import RelayServer
     from relay.config import Settings
     from relay.store import Store
+    from relay.tornado.server import RelayServer
     from tests.support import RelayHarness
 
     server = RelayServer(Settings(port=0, database_url=database_url, ping_interval=0))

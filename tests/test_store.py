@@ -12,9 +12,9 @@ import pandas as pd
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from relay.protocol import AlertIn
 from relay.store import Store
 from relay.store.models import Base
+from relay.wire import AlertIn
 from tests.support import RelayHarness
 
 

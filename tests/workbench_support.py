@@ -35,11 +35,12 @@ import pytest
 import websocket
 from playwright.sync_api import Page
 
-from relay.auth import new_id
-from relay.protocol import encode_binary_frame, now_ms
+from relay.clock import now_ms
+from relay.identity.ids import new_id
 from relay.store import Store
 from relay.store.database import session_factory
 from relay.store.models import Alert
+from relay.wire import encode_binary_frame
 from tests.support import REQUIRE_SERVICES
 
 T = TypeVar("T")

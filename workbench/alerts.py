@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from relay.protocol import SEVERITIES, is_url_safe_id
-from relay.representation import parse_iso
+from relay.clock import parse_iso
 from relay.store.models import Alert
+from relay.wire import SEVERITIES, is_url_safe_id
 
 SEVERITY_COLOURS: Final = {"low": "#4e79a7", "medium": "#c9a227", "high": "#f28e2b", "critical": "#e15759"}
 """One colour per severity, the same on toasts, tiles, the timeline and the history."""

@@ -14,13 +14,14 @@ register streams.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final
 
 import panel as pn
 from tornado.web import RequestHandler
 
-if TYPE_CHECKING:
-    from relay.app import Identity, Relay
+from relay.identity.authenticators import AuthenticationFailed, Identified
+from relay.store import Store
 
 LOGIN_COOKIE: Final = "user"
 """Panel's signed cookie holding the logged-in username."""
@@ -30,14 +31,15 @@ class LoginCookieAuthenticator:
     """A relay authenticator: the user whose login cookie a ``GET`` request carries.
 
     Returns None (no credentials of this kind) without a valid cookie or for a
-    method other than ``GET``/``HEAD``, and False for a cookie whose user no
-    longer exists.
+    method other than ``GET``/``HEAD``, and raises
+    :class:`~relay.identity.authenticators.AuthenticationFailed` for a cookie
+    whose user no longer exists.  ``store`` gives the relay's store once it is open.
     """
 
-    def __init__(self, relay: Relay) -> None:
-        self._relay = relay
+    def __init__(self, store: Callable[[], Store]) -> None:
+        self._store = store
 
-    async def __call__(self, handler: RequestHandler) -> Identity:
+    async def __call__(self, handler: RequestHandler) -> Identified | None:
         if handler.request.method not in ("GET", "HEAD"):
             return None
         if not handler.application.settings.get("cookie_secret"):
@@ -45,5 +47,7 @@ class LoginCookieAuthenticator:
         signed = handler.get_signed_cookie(LOGIN_COOKIE, max_age_days=pn.config.oauth_expiry)
         if not signed:
             return None
-        user = await self._relay.store.users.by_name(signed.decode())
-        return user.id if user is not None else False
+        user = await self._store().users.by_name(signed.decode())
+        if user is None:
+            raise AuthenticationFailed("the login cookie's user no longer exists")
+        return Identified(user.id, "login cookie")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from relay.representation import iso
+from relay.clock import iso
 from relay.store import AlertFilter
 
 EXPORT_PATH = "/api/alerts/export"

@@ -45,7 +45,7 @@ class WorkbenchLoginHandler(BasicLoginHandler):
         if not node.ready:
             self._fail("The workbench is starting; try again in a moment.")
             return
-        if not node.login_budget(self.request.remote_ip or "-").allow():
+        if not node.login_budgets.allow(self.request.remote_ip or "-"):
             self._fail("Too many login attempts; wait a minute.")
             return
         user = await node.store.users.check_password(username, password) if username else None

@@ -23,17 +23,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from bokeh.server.tornado import BokehTornado
-from tornado.routing import Rule, RuleRouter, _RuleList
+from tornado.routing import Rule, RuleRouter
 from tornado.web import Application
 
-from relay.session import StreamSocket
+from relay.app import Routes
+from relay.tornado.handler import UpgradeHandler
 
 
 class RoutesNotInstalled(RuntimeError):
     """The Tornado application of this ``panel serve`` could not be found."""
 
 
-def install_relay_routes(application_context: Any, routes: _RuleList) -> bool:
+def install_relay_routes(application_context: Any, routes: Routes) -> bool:
     """Add ``routes`` to the application serving ``application_context``; False if already there."""
     application = _application_serving(application_context)
     if application is None:
@@ -49,7 +50,7 @@ def install_relay_routes(application_context: Any, routes: _RuleList) -> bool:
 
 def serves_relay(application: Application) -> bool:
     """Whether ``application`` already routes the relay's WebSocket endpoint."""
-    return any(rule.target is StreamSocket for rule in _rules(application.default_router))
+    return any(rule.target is UpgradeHandler for rule in _rules(application.default_router))
 
 
 def _application_serving(application_context: Any) -> BokehTornado | None:

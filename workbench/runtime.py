@@ -31,8 +31,8 @@ def relay() -> Relay:
     """The process's relay, built from ``RELAY_*`` on first use and started by :func:`start`."""
     global _relay
     if _relay is None:
-        _relay = Relay(Settings.from_env())
-        _relay.authenticators.append(LoginCookieAuthenticator(_relay))
+        node = _relay = Relay(Settings.from_env())
+        node.authenticators.chain.append(LoginCookieAuthenticator(lambda: node.store))
     return _relay
 
 

@@ -17,7 +17,8 @@ import cv2
 import orjson
 from websockets.asyncio.client import connect
 
-from relay.protocol import encode_binary_frame, now_ms
+from relay.clock import now_ms
+from relay.wire import encode_binary_frame
 
 WIDTH, HEIGHT = 640, 480
 RING = 60

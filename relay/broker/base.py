@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from relay.envelope import Envelope
+from relay.wire.envelope import Envelope
 
 Deliver = Callable[[Envelope], None]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relay.broker.base import Deliver
-from relay.envelope import Envelope
+from relay.wire.envelope import Envelope
 
 
 class MemoryBroker:

@@ -25,8 +25,8 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from relay.broker.base import Deliver
-from relay.envelope import Envelope
-from relay.protocol import VIDEO_FRAME
+from relay.wire import VIDEO_FRAME
+from relay.wire.envelope import Envelope
 
 log = logging.getLogger("relay.broker.redis")
 

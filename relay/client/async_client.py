@@ -60,14 +60,14 @@ from relay.client.pending import PendingAlert, PendingAlerts
 from relay.client.recent import Recent
 from relay.client.rest import AlertPage, RestApi, StreamInfo
 from relay.client.urls import endpoints
-from relay.protocol import (
+from relay.clock import now_ms
+from relay.wire import (
     ALERT,
     CONSUMABLE,
     DEFAULT_CONTENT_TYPE,
     VIDEO_FRAME,
     ProtocolError,
     encode_binary_frame,
-    now_ms,
     parse_text,
 )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relay.client.errors import RelayError
-from relay.protocol import ALERT, CONSUMABLE, PRODUCIBLE
+from relay.wire import ALERT, CONSUMABLE, PRODUCIBLE
 
 Role = Literal["register", "subscribe"]
 FrameForm = Literal["binary", "json"]

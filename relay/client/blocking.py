@@ -24,7 +24,7 @@ from relay.client.attachments import FrameForm
 from relay.client.errors import ClientClosed
 from relay.client.messages import Alert, Message
 from relay.client.rest import AlertPage, StreamInfo
-from relay.protocol import ALERT, CONSUMABLE, DEFAULT_CONTENT_TYPE
+from relay.wire import ALERT, CONSUMABLE, DEFAULT_CONTENT_TYPE
 
 T = TypeVar("T")
 

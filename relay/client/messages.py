@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relay.client.errors import RelayProtocolError
-from relay.protocol import DEFAULT_CONTENT_TYPE, decode_binary_frame
+from relay.wire import DEFAULT_CONTENT_TYPE, decode_binary_frame
 
 if TYPE_CHECKING:
     from relay.client.images import Image

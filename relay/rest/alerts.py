@@ -14,11 +14,12 @@ from datetime import datetime
 
 from tornado.ioloop import IOLoop
 
-from relay import export
-from relay.protocol import SEVERITIES, is_url_safe_id
-from relay.representation import alert_json, parse_iso
+from relay.clock import parse_iso
+from relay.history import export
+from relay.representation import alert_json
 from relay.rest.base import ApiError, ApiHandler
 from relay.store import AlertFilter
+from relay.wire import SEVERITIES, is_url_safe_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -65,7 +66,7 @@ class AlertQueryMixin(ApiHandler):
         )
 
     async def _owns(self, stream_id: str) -> bool:
-        return await self.relay.store.streams.owner(stream_id) == self.user_id
+        return await self.node.store.streams.owner(stream_id) == self.user_id
 
     def _instant(self, name: str) -> datetime | None:
         value = self.get_query_argument(name, None)
@@ -89,7 +90,7 @@ class AlertsHandler(AlertQueryMixin):
             raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
         cursor = self.get_query_argument("cursor", None)
         before = decode_cursor(cursor) if cursor else None
-        rows = await self.relay.store.alerts.page(where, limit=limit + 1, before_seq=before)
+        rows = await self.node.store.alerts.page(where, limit=limit + 1, before_seq=before)
         page, more = rows[:limit], len(rows) > limit
         self.send_json(
             {
@@ -105,7 +106,7 @@ class ExportHandler(AlertQueryMixin):
         if format not in export.FORMATS:
             raise ApiError(400, f"format must be one of {', '.join(export.FORMATS)}")
         where = await self.alert_filter()
-        rows = await export.collect(self.relay.store.alerts, where)
+        rows = await export.collect(self.node.store.alerts, where)
         body = await IOLoop.current().run_in_executor(None, export.encode, rows, format)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.set_header("Content-Type", export.MEDIA_TYPES[format])

@@ -13,10 +13,10 @@ class TokenHandler(ApiHandler):
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username:
             raise ApiError(400, 'send {"username": ..., "password": ...}')
-        if not self.relay.login_budget(self.request.remote_ip or "-").allow():
+        if not self.node.login_budgets.allow(self.request.remote_ip or "-"):
             raise ApiError(429, "too many login attempts; wait a little")
-        user = await self.relay.store.users.check_password(username, password)
+        user = await self.node.store.users.check_password(username, password)
         if user is None:
             raise ApiError(401, "wrong username or password")
-        token = await self.relay.store.users.issue_token(user.id)
+        token = await self.node.store.users.issue_token(user.id)
         self.send_json({"token": token, "userId": user.id})

@@ -3,19 +3,25 @@
 Errors are always ``{"error": {"code": ..., "message": ...}}`` with the fitting
 status and never a stack trace; an unexpected exception is logged with its
 traceback and answered ``500 internal-error``.
+
+Handlers know their relay node only through :class:`RestContext`, the few
+things a REST call needs, so that they do not depend on the node's concrete
+class (and the node's module may import them).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sized
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from tornado.web import HTTPError, RequestHandler
 
-if TYPE_CHECKING:
-    from relay.app import Relay
+from relay.identity.authenticators import AuthenticationFailed, Authenticators
+from relay.ratelimit import KeyedBudgets
+from relay.store import Store
 
 log = logging.getLogger("relay.rest")
 
@@ -28,8 +34,36 @@ _CODES = {
     404: "not-found",
     405: "method-not-allowed",
     413: "too-large",
+    426: "upgrade-required",
     429: "rate-limited",
+    503: "unavailable",
 }
+
+
+class RestContext(Protocol):
+    """What a REST handler needs of its relay node."""
+
+    @property
+    def ready(self) -> bool:
+        """False until the database and broker are open (answers are then 503)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def authenticators(self) -> Authenticators: ...
+
+    @property
+    def rest_budgets(self) -> KeyedBudgets:
+        """REST calls per user."""
+
+    @property
+    def login_budgets(self) -> KeyedBudgets:
+        """Password attempts per address."""
+
+    @property
+    def connections(self) -> Sized:
+        """The open WebSocket connections (for metrics)."""
 
 
 class ApiError(HTTPError):
@@ -41,46 +75,12 @@ class ApiError(HTTPError):
         self.message = message
 
 
-class ApiHandler(RequestHandler):
-    """Base of the relay's REST handlers.  ``requires_auth = False`` for public ones."""
-
-    requires_auth = True
-    relay: Relay
-    user_id: str
-
-    def initialize(self, relay: Relay) -> None:
-        self.relay = relay
+class JsonHandler(RequestHandler):
+    """A handler whose answers, errors included, are JSON and never cached."""
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-
-    async def prepare(self) -> None:
-        if not self.relay.ready:
-            raise ApiError(503, "the relay is starting; try again in a moment", "unavailable")
-        if not self.requires_auth:
-            return
-        user_id = await self.relay.identify(self)
-        if not user_id:
-            raise ApiError(401, "send a valid bearer token: Authorization: Bearer <token>")
-        self.user_id = user_id
-        if not self.relay.rest_budget(user_id).allow():
-            raise ApiError(429, "too many requests; slow down")
-
-    def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400/413 error."""
-        body = self.request.body
-        if len(body) > MAX_JSON_BODY:
-            raise ApiError(413, f"request body larger than {MAX_JSON_BODY} bytes")
-        if not body:
-            return {}
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ApiError(400, "request body is not valid JSON", "invalid-json") from None
-        if not isinstance(value, dict):
-            raise ApiError(400, "request body must be a JSON object")
-        return value
 
     def send_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -97,6 +97,47 @@ class ApiHandler(RequestHandler):
             code, message = "internal-error", "the relay failed to answer; the error is in its log"
         self.set_header("Content-Type", "application/json")
         self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+
+
+class ApiHandler(JsonHandler):
+    """Base of the relay's REST handlers.  ``requires_auth = False`` for public ones."""
+
+    requires_auth = True
+    node: RestContext
+    user_id: str
+
+    def initialize(self, node: RestContext) -> None:
+        self.node = node
+
+    async def prepare(self) -> None:
+        if not self.node.ready:
+            raise ApiError(503, "the relay is starting; try again in a moment", "unavailable")
+        if not self.requires_auth:
+            return
+        try:
+            identity = await self.node.authenticators.identify(self)
+        except AuthenticationFailed:
+            identity = None
+        if identity is None:
+            raise ApiError(401, "send a valid bearer token: Authorization: Bearer <token>")
+        self.user_id = identity.user_id
+        if not self.node.rest_budgets.allow(identity.user_id):
+            raise ApiError(429, "too many requests; slow down")
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400/413 error."""
+        body = self.request.body
+        if len(body) > MAX_JSON_BODY:
+            raise ApiError(413, f"request body larger than {MAX_JSON_BODY} bytes")
+        if not body:
+            return {}
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "request body is not valid JSON", "invalid-json") from None
+        if not isinstance(value, dict):
+            raise ApiError(400, "request body must be a JSON object")
+        return value
 
 
 class NotFoundHandler(ApiHandler):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from relay.rest.base import ApiError, ApiHandler
 
 
@@ -12,8 +10,7 @@ class HealthHandler(ApiHandler):
 
     async def get(self) -> None:
         try:
-            async with self.relay.store.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await self.node.store.ping()
         except Exception as error:
             raise ApiError(503, f"database unreachable: {type(error).__name__}", "unavailable") from None
         self.send_json({"status": "ok"})

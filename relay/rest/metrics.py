@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from relay.metrics import COUNTERS
-from relay.protocol import VideoFrame
 from relay.rest.base import ApiHandler
+from relay.wire import VideoFrame
 
 
 class MetricsHandler(ApiHandler):
@@ -14,7 +14,7 @@ class MetricsHandler(ApiHandler):
         self.send_json(
             {
                 "uptimeSeconds": round(time.monotonic() - COUNTERS.started, 3),
-                "connections": {"open": len(self.relay.sessions), "opened": COUNTERS.connections_opened},
+                "connections": {"open": len(self.node.connections), "opened": COUNTERS.connections_opened},
                 "frames": {
                     "received": COUNTERS.frames_received,
                     "delivered": COUNTERS.frames_delivered,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from relay import __version__
-from relay.protocol import SEVERITIES, STATUSES
 from relay.rest.base import ApiHandler
+from relay.wire import SEVERITIES, STATUSES
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ class RegisterHandler(ApiHandler):
             raise ApiError(400, "metadata must be a JSON object")
         if len(self.request.body) > MAX_METADATA_BYTES + 1024:
             raise ApiError(413, f"metadata larger than {MAX_METADATA_BYTES} bytes")
-        stream = await self.relay.store.streams.register(
+        stream = await self.node.store.streams.register(
             self.user_id, device_name.strip(), device_type.strip(), metadata
         )
         self.send_json({"streamId": stream.id, "message": "Stream registered successfully"}, status=201)
@@ -33,5 +33,5 @@ class RegisterHandler(ApiHandler):
 
 class ListHandler(ApiHandler):
     async def get(self) -> None:
-        streams = await self.relay.store.streams.for_user(self.user_id)
+        streams = await self.node.store.streams.for_user(self.user_id)
         self.send_json({"streams": [stream_json(stream) for stream in streams]})

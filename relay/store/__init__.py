@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.store.alerts import AlertFilter, Alerts, StoredAlert
@@ -30,6 +31,11 @@ class Store:
         engine = create_engine(url, **engine_options)
         await migrate(engine)
         return cls(engine)
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query (for health checks)."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def close(self) -> None:
         await self.engine.dispose()

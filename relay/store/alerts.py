@@ -15,9 +15,9 @@ from sqlalchemy import Select, and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relay.auth import new_id
-from relay.protocol import AlertIn
+from relay.identity.ids import new_id
 from relay.store.models import Alert, VideoStream
+from relay.wire import AlertIn
 
 
 @dataclass(frozen=True, slots=True)

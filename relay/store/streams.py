@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relay.auth import new_id
-from relay.store.models import VideoStream, utcnow
+from relay.clock import utcnow
+from relay.identity.ids import new_id
+from relay.store.models import VideoStream
 
 
 class Streams:

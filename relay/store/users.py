@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from relay.auth import hash_password, new_id, new_token, token_hash, verify_password
+from relay.identity.credentials import hash_password, new_token, token_hash, verify_password
+from relay.identity.ids import new_id
 from relay.store.models import ApiToken, User
 
 # A fixed scrypt hash to verify against when the user does not exist, so that a

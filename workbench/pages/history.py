@@ -22,7 +22,7 @@ from typing import Any, Final
 import pandas as pd
 import panel as pn
 
-from relay.protocol import SEVERITIES
+from relay.wire import SEVERITIES
 from workbench.alerts import SEVERITY_COLOURS, LiveAlert, format_time
 from workbench.components.alert_detail import AlertDetail
 from workbench.history_query import HistoryQuery

@@ -34,8 +34,8 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
+from relay.clock import utcnow
 from relay.store import AlertFilter
-from relay.store.models import utcnow
 from workbench.alerts import SEVERITY_COLOURS, LiveAlert
 from workbench.components.alert_detail import AlertDetail
 from workbench.session import AnalystSession

@@ -4,18 +4,44 @@ A :class:`Connection` is the session's state that the router and the hub share:
 who the user is, which streams this connection may produce for (with their
 frame rate limits and whether it is their registered producer), and its outbox.  It
 has slots and small containers only, because a relay holds thousands of them.
+
+The outbox is a :class:`Sink`: whatever queues ready-made frames for the socket
+(:class:`relay.tornado.outbox.Outbox`, or a recorder in a test), so that nothing
+here knows about sockets.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Protocol
 
-from relay.envelope import Envelope, websocket_frame
-from relay.outbox import Outbox
-from relay.protocol import ProtocolError, encode, error_message
 from relay.ratelimit import TokenBucket
+from relay.wire import ProtocolError, encode, error_message
+from relay.wire.envelope import Envelope
+from relay.wire.frames import Wire, websocket_frame
 
 _ids = itertools.count(1)
+
+
+class Sink(Protocol):
+    """Where a connection's messages go, in order (see :class:`relay.tornado.outbox.Outbox`)."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closing: later messages are ignored."""
+
+    @property
+    def frames_dropped(self) -> int:
+        """Video frames dropped because the client did not keep up."""
+
+    def send(self, wire: Wire) -> None:
+        """Queue a message that must not be dropped (alerts, status, replies)."""
+
+    def send_frame(self, wire: Wire) -> None:
+        """Queue a video frame, which may give way to newer ones if the client falls behind."""
+
+    def close(self) -> None:
+        """Forget what is queued; ignore what comes later."""
 
 
 class Permit:
@@ -60,7 +86,7 @@ class Connection:
         self,
         node_id: str,
         peer: str,
-        outbox: Outbox,
+        outbox: Sink,
         *,
         max_alerts_per_second: float,
     ) -> None:

@@ -2,11 +2,8 @@
 
 An :class:`Envelope` carries one relay → client message through the broker to the
 hub.  The hub asks it for the bytes to put on each consumer's socket, in the form
-that consumer wants; those bytes (the WebSocket frame header and the payload) are
-built once per form and shared by every consumer, since a server's frames are
-not masked and so are identical for all of them.  Header and payload stay two
-buffers (a :data:`Wire`): the outbox writes them with scatter-gather I/O, so a
-frame's bytes are never copied to prepend a header.
+that consumer wants; those bytes (:func:`~relay.wire.frames.websocket_frame`) are
+built once per form and shared by every consumer.
 
 Envelopes also know how to cross a process boundary (:meth:`Envelope.to_bytes`,
 :meth:`Envelope.from_bytes`) for the Redis broker: a frame travels in its binary
@@ -15,35 +12,12 @@ form, everything else as its JSON text.
 
 from __future__ import annotations
 
-import struct
-from typing import Final, TypeAlias
-
 import orjson
 
-from relay.protocol import VIDEO_FRAME, VideoFrame, parse_binary
-
-_OP_TEXT: Final = 0x1
-_OP_BINARY: Final = 0x2
-_FIN: Final = 0x80
-_SHORT = struct.Struct("!BBH")
-_LONG = struct.Struct("!BBQ")
-
-
-Wire: TypeAlias = tuple[bytes | memoryview, ...]
-"""One WebSocket message as the buffers to write one after the other."""
-
-
-def websocket_frame(payload: bytes | memoryview, *, binary: bool) -> Wire:
-    """One unmasked, unfragmented server → client WebSocket frame (RFC 6455 §5.2)."""
-    first = _FIN | (_OP_BINARY if binary else _OP_TEXT)
-    size = len(payload)
-    if size < 126:
-        head = bytes((first, size))
-    elif size <= 0xFFFF:
-        head = _SHORT.pack(first, 126, size)
-    else:
-        head = _LONG.pack(first, 127, size)
-    return (head, payload)
+from relay.wire.frames import Wire, websocket_frame
+from relay.wire.messages import VIDEO_FRAME
+from relay.wire.parsing import parse_binary
+from relay.wire.video import VideoFrame
 
 
 class Envelope:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from relay.auth import token_hash
+from relay.identity.credentials import token_hash
 from relay.store import Users
 
 

@@ -1,17 +1,19 @@
 """The bounded send queue of one connection and the one writer that drains it.
 
 Every message to a client goes through its :class:`Outbox`, as ready-made
-WebSocket frame bytes (see :mod:`relay.envelope`).  Messages are not written one
-by one: the outbox collects what arrives during one turn of the event loop and
-writes it all with a single ``sendmsg`` (scatter-gather, no copy) at the end of
-the turn.  A producer's socket usually holds several frames when it is read, so
-one system call carries many frames to each consumer instead of one call per
-frame per consumer — which is most of what relaying small frames costs.
+WebSocket frame bytes (see :mod:`relay.wire.frames`).  Messages are not written
+one by one: the outbox collects what arrives during one turn of the event loop
+and hands it all to the transport with a single ``writelines`` at the end of the
+turn (on uvloop one ``writev``: scatter-gather, no copy).  A producer's socket
+usually holds several frames when it is read, so one system call carries many
+frames to each consumer instead of one call per frame per consumer — which is
+most of what relaying small frames costs.
 
-When the socket does not take everything, the rest goes to Tornado's
-``IOStream.write`` and the outbox is *busy*: later messages wait here until a
-done-callback on that write drains them.  One writer per connection, never an
-asyncio Task per message.
+When the socket does not take everything, the transport keeps the rest and the
+outbox is *busy* (the transport's write buffer limit is 0, so it tells the
+protocol :meth:`~asyncio.BaseProtocol.pause_writing` as soon as anything is left
+over); later messages wait here until :meth:`Outbox.resume` is called.  One
+writer per connection, never an asyncio Task per message.
 
 Two kinds of message, two rules:
 
@@ -30,26 +32,19 @@ of memory and never slows the producer or the other consumers.
 from __future__ import annotations
 
 import asyncio
-from asyncio import Future
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
-from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
-
-from relay.envelope import Wire
 from relay.metrics import COUNTERS
+from relay.wire.frames import Wire
 
 MAX_BUFFERS_PER_CALL: Final = 512  # well under IOV_MAX (1024 on Linux)
 
 
-class WritableStream(Protocol):
-    """The part of :class:`tornado.iostream.IOStream` the outbox uses."""
+class Transport(Protocol):
+    """The part of :class:`asyncio.WriteTransport` the outbox uses."""
 
-    def write(self, data: bytes | memoryview) -> Future[None]: ...
-
-    def writing(self) -> bool: ...
-
-    def write_to_fd(self, data: memoryview) -> int: ...
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None: ...
 
 
 class Outbox:
@@ -64,26 +59,22 @@ class Outbox:
         "_max_frames",
         "_on_overflow",
         "_scheduled",
-        "_sendmsg",
-        "_stream",
+        "_transport",
         "_waiting",
         "frames_dropped",
     )
 
     def __init__(
         self,
-        stream: WritableStream,
+        transport: Transport,
         *,
         max_frames: int = 8,
         max_control: int = 10_000,
         on_overflow: Callable[[], None] | None = None,
     ) -> None:
-        self._stream = stream
-        # Scatter-gather straight to the socket for plain TCP; TLS goes through the stream.
-        plain = isinstance(stream, IOStream) and not isinstance(stream, SSLIOStream)
-        self._sendmsg = stream.socket.sendmsg if isinstance(stream, IOStream) and plain else None
+        self._transport = transport
         self._loop = asyncio.get_running_loop()
-        # Messages not yet handed to the socket, in order, each marked "is a frame".
+        # Messages not yet handed to the transport, in order, each marked "is a frame".
         # A plain list: thousands of idle connections each hold one, and an empty
         # deque costs 760 bytes where an empty list costs 56.
         self._waiting: list[tuple[Wire, bool]] = []
@@ -102,7 +93,7 @@ class Outbox:
 
     @property
     def pending(self) -> int:
-        """Messages not yet handed to the socket."""
+        """Messages not yet handed to the transport."""
         return len(self._waiting)
 
     def send(self, wire: Wire) -> None:
@@ -133,6 +124,16 @@ class Outbox:
         self._closed = True
         self._waiting.clear()
         self._frames_waiting = 0
+
+    def pause(self) -> None:
+        """The transport holds bytes the socket did not take: wait for :meth:`resume`."""
+        self._busy = True
+        self._trim_frames()
+
+    def resume(self) -> None:
+        """The transport has written everything: send what waited meanwhile."""
+        self._busy = False
+        self._flush()
 
     def _trim_frames(self) -> None:
         waiting = self._waiting
@@ -167,47 +168,6 @@ class Outbox:
     def _flush(self) -> None:
         self._scheduled = False
         while not self._busy and not self._closed and self._waiting:
-            self._write(self._next_batch())
-
-    def _write(self, batch: list[bytes | memoryview]) -> None:
-        stream = self._stream
-        sent = 0
-        if not stream.writing():
-            # Nothing of Tornado's is waiting to go out (a ping, a close frame), so the
-            # bytes may go straight to the socket.  Whatever it does not take goes
-            # through IOStream.write, which then owns ordering, partial writes and errors.
-            try:
-                if self._sendmsg is not None:
-                    sent = self._sendmsg(batch)
-                else:
-                    sent = stream.write_to_fd(memoryview(batch[0] if len(batch) == 1 else b"".join(batch)))
-            except OSError:
-                sent = 0
-        rest = _after(batch, sent)
-        if not rest:
-            return
-        try:
-            future = stream.write(rest)
-        except StreamClosedError:
-            self.close()
-            return
-        if not future.done():
-            self._busy = True
-            self._trim_frames()
-            future.add_done_callback(self._on_written)
-
-    def _on_written(self, future: Future[None]) -> None:
-        self._busy = False
-        if future.cancelled() or future.exception() is not None:
-            self.close()
-            return
-        self._flush()
-
-
-def _after(batch: list[bytes | memoryview], sent: int) -> bytes:
-    """What is left of ``batch`` once its first ``sent`` bytes are written."""
-    for index, buffer in enumerate(batch):
-        if sent < len(buffer):
-            return b"".join([buffer[sent:], *batch[index + 1 :]])
-        sent -= len(buffer)
-    return b""
+            # The transport calls pause() (through its protocol) from inside
+            # writelines when the socket does not take it all.
+            self._transport.writelines(self._next_batch())

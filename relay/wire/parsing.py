@@ -1,223 +1,51 @@
-"""The WebSocket protocol of ``/api/streams/ws``, without I/O.
+"""Parsing what clients send: text or bytes in, a typed message or a :class:`ProtocolError` out.
 
-Text or bytes go in, a typed message or a :class:`ProtocolError` comes out; typed
-messages go in, the bytes of a WebSocket message payload come out.  Nothing here
-knows about sockets, the database or other connections, so every rule of
-``shared/CONTRACT.md`` about message shapes is tested here without a server.
-
-Video frames are the hot path.  A :class:`VideoFrame` keeps the bytes it arrived
-in and builds the other form (JSON with base64, or binary with a length-prefixed
-JSON header) at most once, however many consumers ask for it.  A frame that
-arrived in a form a consumer wants is forwarded as the very bytes that arrived,
-unless it lacked a field the relay must fill in (``timestamp``) or carried
-fields that must not travel on (anything beyond the frame's own fields).
+Every rule of the contract about the shape of a client message lives here and
+is tested without a server.  A text message is parsed in full (orjson), so that
+nothing malformed is forwarded; a binary message is a video frame whose JSON
+header alone is parsed, and whose image bytes are kept as the very buffer they
+arrived in.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-import struct
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import orjson
 
-VIDEO_FRAME: Final = "video-frame"
-ALERT: Final = "alert"
-STREAM_STATUS: Final = "stream-status"
-
-PRODUCIBLE: Final = frozenset({VIDEO_FRAME, ALERT})
-CONSUMABLE: Final = frozenset({VIDEO_FRAME, ALERT, STREAM_STATUS})
-SEVERITIES: Final = ("low", "medium", "high", "critical")
-STATUSES: Final = ("offline", "online", "streaming")
-FRAME_FORMATS: Final = ("json", "binary")
-
-MAX_ALERT_MESSAGE_CHARS: Final = 2000
-MAX_ALERT_METADATA_BYTES: Final = 16 * 1024
-MAX_BINARY_HEADER_BYTES: Final = 64 * 1024
-MAX_ID_CHARS: Final = 128
-MAX_REF_CHARS: Final = 200
-MAX_CLIENT_TYPE_CHARS: Final = 64
-
-DEFAULT_CONTENT_TYPE: Final = "image/jpeg"
+from relay.clock import now_ms
+from relay.wire.messages import (
+    ALERT,
+    CONSUMABLE,
+    DEFAULT_CONTENT_TYPE,
+    FRAME_FORMATS,
+    MAX_ALERT_MESSAGE_CHARS,
+    MAX_ALERT_METADATA_BYTES,
+    MAX_BINARY_HEADER_BYTES,
+    MAX_CLIENT_TYPE_CHARS,
+    MAX_REF_CHARS,
+    PRODUCIBLE,
+    SEVERITIES,
+    VIDEO_FRAME,
+    AlertIn,
+    Auth,
+    ErrorCode,
+    NotUtf8,
+    Ping,
+    ProtocolError,
+    Register,
+    Subscribe,
+    Unsubscribe,
+)
+from relay.wire.video import LENGTH, VideoFrame
 
 _URL_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_LENGTH = struct.Struct(">I")
 _FRAME_KEYS: Final = frozenset({"type", "streamId", "data", "timestamp", "contentType"})
 _BINARY_HEADER_KEYS: Final = frozenset({"type", "streamId", "timestamp", "contentType"})
 
-ErrorCode = Literal[
-    "invalid-json",
-    "invalid-message",
-    "unknown-type",
-    "unauthorized",
-    "forbidden",
-    "not-registered",
-    "rate-limited",
-    "too-large",
-]
-
-
-class ProtocolError(Exception):
-    """A client message the relay rejects; answered with an ``error`` message.
-
-    ``ref`` and ``stream_id`` are echoed in the answer when the rejected message
-    carried them, so a client can tell which of its alerts was refused and stop
-    resending it.
-    """
-
-    def __init__(
-        self,
-        code: ErrorCode,
-        message: str,
-        *,
-        ref: str | None = None,
-        stream_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code: ErrorCode = code
-        self.message = message
-        self.ref = ref
-        self.stream_id = stream_id
-
-
-def now_ms() -> int:
-    """The relay's clock in milliseconds since the epoch, the unit of ``timestamp``."""
-    return time.time_ns() // 1_000_000
-
-
-# --------------------------------------------------------------------------- messages
-
-
-@dataclass(slots=True, frozen=True)
-class Auth:
-    token: str
-
-
-@dataclass(slots=True, frozen=True)
-class Register:
-    """A producer (a phone) claims a stream: its frames and alerts, its status."""
-
-    stream_id: str
-    client_type: str = "mobile"
-    produces: frozenset[str] = frozenset({VIDEO_FRAME})
-    consumes: frozenset[str] = frozenset({ALERT})
-    token: str | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Subscribe:
-    """A consumer (dashboard, ML service, notebook) attaches to a stream."""
-
-    stream_id: str
-    client_type: str = "dashboard"
-    consumes: frozenset[str] = CONSUMABLE
-    produces: frozenset[str] = frozenset()
-    frame_format: Literal["json", "binary"] = "json"
-    since_alert_id: str | None = None
-    token: str | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class Unsubscribe:
-    stream_id: str
-
-
-@dataclass(slots=True, frozen=True)
-class Ping:
-    pass
-
-
-@dataclass(slots=True, frozen=True)
-class AlertIn:
-    """An alert as a client sends it, validated but not yet stored."""
-
-    stream_id: str
-    severity: str
-    message: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-    timestamp: int = 0
-    ref: str | None = None
-
-
-class VideoFrame:
-    """One video frame, convertible between the JSON and the binary form.
-
-    Built from whichever form arrived; :meth:`json_payload` and
-    :meth:`binary_payload` return the payload of a WebSocket message in each form
-    and compute it at most once.  ``conversions`` counts how many times a form had
-    to be built from the other, which the benchmarks report.
-    """
-
-    __slots__ = ("_b64", "_binary", "_jpeg", "_json", "content_type", "stream_id", "timestamp")
-
-    conversions = 0
-
-    def __init__(
-        self,
-        stream_id: str,
-        timestamp: int,
-        content_type: str,
-        *,
-        jpeg: bytes | memoryview | None = None,
-        b64: str | None = None,
-        json_payload: bytes | None = None,
-        binary_payload: bytes | None = None,
-    ) -> None:
-        self.stream_id = stream_id
-        self.timestamp = timestamp
-        self.content_type = content_type
-        self._jpeg = jpeg
-        self._b64 = b64
-        self._json = json_payload
-        self._binary = binary_payload
-
-    @property
-    def jpeg(self) -> bytes | memoryview:
-        """The image bytes, decoded from base64 once if the frame came as JSON."""
-        if self._jpeg is None:
-            assert self._b64 is not None
-            self._jpeg = binascii.a2b_base64(self._b64)
-        return self._jpeg
-
-    def json_payload(self) -> bytes:
-        """The frame as a JSON text message (UTF-8 bytes), built at most once."""
-        if self._json is None:
-            VideoFrame.conversions += 1
-            b64 = self._b64.encode("ascii") if self._b64 is not None else base64.b64encode(self.jpeg)
-            self._json = b"".join(
-                (
-                    b'{"type":"video-frame","streamId":',
-                    orjson.dumps(self.stream_id),
-                    b',"timestamp":',
-                    orjson.dumps(self.timestamp),
-                    b',"contentType":',
-                    orjson.dumps(self.content_type),
-                    b',"data":"',
-                    b64,
-                    b'"}',
-                )
-            )
-        return self._json
-
-    def binary_payload(self) -> bytes:
-        """The frame as a binary message (length, JSON header, image), built at most once."""
-        if self._binary is None:
-            VideoFrame.conversions += 1
-            self._binary = encode_binary_frame(
-                self.stream_id, self.jpeg, timestamp=self.timestamp, content_type=self.content_type
-            )
-        return self._binary
-
-
 ClientMessage = Auth | Register | Subscribe | Unsubscribe | Ping | AlertIn | VideoFrame
-
-
-# --------------------------------------------------------------------------- parsing
 
 
 def parse_text(text: str | bytes, *, received_ms: int | None = None) -> ClientMessage:
@@ -225,11 +53,15 @@ def parse_text(text: str | bytes, *, received_ms: int | None = None) -> ClientMe
 
     Raises :class:`ProtocolError` with ``invalid-json`` for text that is not JSON,
     ``invalid-message`` for JSON of the wrong shape and ``unknown-type`` for a
-    ``type`` the relay does not know.
+    ``type`` the relay does not know; :class:`NotUtf8` for bytes that are not
+    text at all (orjson checks UTF-8 as it parses, so valid messages pay nothing
+    for it).
     """
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
+        if isinstance(text, bytes) and not _is_utf8(text):
+            raise NotUtf8("text message is not UTF-8") from None
         raise ProtocolError("invalid-json", "message is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError("invalid-message", "message must be a JSON object")
@@ -248,7 +80,7 @@ def parse_binary(data: bytes, *, received_ms: int | None = None) -> VideoFrame:
     """Parse one binary message: a video frame with its length-prefixed JSON header."""
     if len(data) < 4:
         raise ProtocolError("invalid-message", "binary message shorter than its 4-byte header length")
-    (header_len,) = _LENGTH.unpack_from(data)
+    (header_len,) = LENGTH.unpack_from(data)
     if header_len == 0 or header_len > MAX_BINARY_HEADER_BYTES or 4 + header_len > len(data):
         raise ProtocolError("invalid-message", f"binary header length {header_len} does not fit the message")
     view = memoryview(data)
@@ -402,6 +234,14 @@ def alert_metadata_problem(metadata: object) -> str | None:
     return None
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -462,47 +302,3 @@ def _content_type(obj: dict[str, Any]) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 100:
         raise ProtocolError("invalid-message", "contentType must be a short string such as image/jpeg")
     return value
-
-
-# --------------------------------------------------------------------------- encoding
-
-
-def encode_binary_frame(
-    stream_id: str,
-    image: bytes | memoryview,
-    *,
-    timestamp: int | None = None,
-    content_type: str = DEFAULT_CONTENT_TYPE,
-) -> bytes:
-    """Build a binary video-frame message: 4-byte big-endian length, JSON header, image."""
-    header = orjson.dumps(
-        {
-            "type": VIDEO_FRAME,
-            "streamId": stream_id,
-            "timestamp": now_ms() if timestamp is None else timestamp,
-            "contentType": content_type,
-        }
-    )
-    return b"".join((_LENGTH.pack(len(header)), header, image))
-
-
-def decode_binary_frame(data: bytes) -> tuple[dict[str, Any], memoryview]:
-    """Split a binary video-frame message into its header and image bytes (for clients)."""
-    (header_len,) = _LENGTH.unpack_from(data)
-    view = memoryview(data)
-    return orjson.loads(view[4 : 4 + header_len]), view[4 + header_len :]
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    """Encode a relay → client control message as JSON bytes."""
-    return orjson.dumps(message)
-
-
-def error_message(error: ProtocolError) -> bytes:
-    """The ``error`` message that answers a rejected client message."""
-    body: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
-    if error.stream_id is not None:
-        body["streamId"] = error.stream_id
-    if error.ref is not None:
-        body["ref"] = error.ref
-    return orjson.dumps(body)

@@ -17,11 +17,11 @@ import logging
 from datetime import datetime
 
 from relay.broker import Broker
-from relay.envelope import Envelope
-from relay.protocol import STREAM_STATUS, encode
+from relay.clock import utcnow
 from relay.representation import status_message
 from relay.store import Streams
-from relay.store.models import utcnow
+from relay.wire import STREAM_STATUS, encode
+from relay.wire.envelope import Envelope
 
 log = logging.getLogger("relay.status")
 

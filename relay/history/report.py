@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from relay.protocol import SEVERITIES
-from relay.representation import iso
+from relay.clock import iso
+from relay.wire import SEVERITIES
 
 if TYPE_CHECKING:
     import pandas as pd

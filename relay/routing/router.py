@@ -1,7 +1,7 @@
 """The rules: who may produce and consume what, and what each message does.
 
 The session parses a client's message and hands it here with the client's
-:class:`~relay.connection.Connection`.  The router checks permissions against
+:class:`~relay.routing.connection.Connection`.  The router checks permissions against
 the store (cached per connection, so the frame path never waits for the
 database), keeps the hub's registry up to date, stores alerts before anything
 else sees them, records status changes, and publishes through the broker.
@@ -19,12 +19,14 @@ from collections.abc import Awaitable
 
 from relay.broker import Broker
 from relay.config import Settings
-from relay.connection import Connection, Permit
-from relay.envelope import Envelope
-from relay.hub import Hub
 from relay.metrics import COUNTERS
-from relay.owners import StreamOwners
-from relay.protocol import (
+from relay.representation import alert_message, status_message
+from relay.routing.connection import Connection, Permit
+from relay.routing.hub import Hub
+from relay.routing.owners import StreamOwners
+from relay.routing.status import StatusTracker
+from relay.store import Store
+from relay.wire import (
     ALERT,
     PRODUCIBLE,
     STREAM_STATUS,
@@ -37,10 +39,7 @@ from relay.protocol import (
     VideoFrame,
     encode,
 )
-from relay.representation import alert_message, status_message
-from relay.status import StatusTracker
-from relay.store import Store
-from relay.tokens import TokenVerifier
+from relay.wire.envelope import Envelope
 
 log = logging.getLogger("relay.router")
 
@@ -55,14 +54,12 @@ class Router:
         hub: Hub,
         broker: Broker,
         status: StatusTracker,
-        tokens: TokenVerifier,
     ) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
         self.broker = broker
         self.status = status
-        self.tokens = tokens
         self.owners = StreamOwners(store.streams)
 
     # ------------------------------------------------------------------ ownership

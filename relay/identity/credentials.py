@@ -1,4 +1,4 @@
-"""Secrets: password hashes, bearer tokens and their hashes.
+"""Credentials: password hashes, bearer tokens and their hashes.
 
 Passwords are hashed with scrypt (``hashlib.scrypt``, memory-hard and slow on
 purpose: about 50 ms a hash), so :func:`verify_password` must run off the event
@@ -30,11 +30,6 @@ def new_token() -> str:
 def token_hash(token: str) -> str:
     """The SHA-256 hex digest under which a token is stored and looked up."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_id(prefix: str) -> str:
-    """A random URL-safe id such as ``stream_Zk3…`` (96 random bits)."""
-    return f"{prefix}_{secrets.token_urlsafe(12)}"
 
 
 def hash_password(password: str) -> str:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
-from relay.connection import Connection
-from relay.envelope import Envelope
 from relay.metrics import COUNTERS
-from relay.protocol import VIDEO_FRAME
+from relay.routing.connection import Connection
+from relay.wire import VIDEO_FRAME
+from relay.wire.envelope import Envelope
 
 _EMPTY: Mapping[Connection, bool] = MappingProxyType({})
 

@@ -1,0 +1,1 @@
+"""Alert history leaving the relay: exports (Parquet, CSV, JSON) and reports."""

@@ -1,0 +1,362 @@
+"""One WebSocket connection after the upgrade: bytes in, messages to the session, frames out.
+
+:class:`WebSocketConnection` is an :class:`asyncio.Protocol` on the socket that
+:mod:`relay.tornado.handler` took over from Tornado once the upgrade was agreed.
+RFC 6455 is the ``websockets`` library's: its sans-I/O
+:class:`websockets.protocol.Protocol` parses frames (masking, lengths, reserved
+bits, opcodes, control frames, fragment order, the message size limit), answers
+pings, and runs the closing handshake with valid codes only: a bad frame fails
+the connection with 1002, an oversized message with 1009, a bad close frame
+with 1002 or 1007, and 1005, 1006 and 1015 never go on the wire.  What it leaves
+to its caller is done here: assembling fragmented messages, and checking that
+text is UTF-8 (close 1007, for a fragmented message as soon as the bad bytes
+arrive; for a whole one when its JSON does not parse, since orjson checks UTF-8
+as it parses and valid messages then pay nothing for the check).
+
+Each complete message goes to the connection's
+:class:`~relay.routing.session.Session`.  When one needs the database (it returns
+an awaitable), reading pauses until it is done, so a client's messages take
+effect in order; frames do not wait.  What the relay sends goes through the
+connection's :class:`~relay.tornado.outbox.Outbox` straight to the transport as
+ready-made frames; only control frames (pong, close) come from the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+from collections.abc import Awaitable, MutableSet
+from typing import Final, Protocol, cast
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol as WebSocketProtocol
+from websockets.protocol import Side, State
+
+from relay.config import Settings
+from relay.identity.authenticators import Authenticators, Identified
+from relay.metrics import COUNTERS
+from relay.routing.connection import Connection
+from relay.routing.router import Router
+from relay.routing.session import Session
+from relay.tornado.outbox import Outbox
+from relay.wire import CloseCode, NotUtf8
+
+log = logging.getLogger("relay.connection")
+
+CLOSE_TIMEOUT: Final = 5.0
+"""Seconds to wait for the peer's part of a closing handshake before cutting the TCP connection."""
+
+_WEBSOCKET_LOG = logging.getLogger("relay.websockets")
+_WEBSOCKET_LOG.setLevel(logging.WARNING)  # the library logs every connection's end at INFO; we log our own
+
+_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+_OPEN = State.OPEN
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class SocketContext(Protocol):
+    """What a WebSocket connection needs of its relay node."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def authenticators(self) -> Authenticators: ...
+
+    @property
+    def connections(self) -> MutableSet[WebSocketConnection]: ...
+
+
+class Connections(set["WebSocketConnection"]):
+    """A node's open connections (they add and remove themselves)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._emptied: asyncio.Event | None = None
+
+    def discard(self, connection: object) -> None:
+        super().discard(connection)
+        if not self and self._emptied is not None:
+            self._emptied.set()
+
+    async def all_gone(self, within: float) -> None:
+        """Wait until no connection is left, at most ``within`` seconds."""
+        if not self:
+            return
+        self._emptied = asyncio.Event()
+        try:
+            async with asyncio.timeout(within):
+                await self._emptied.wait()
+        except TimeoutError:
+            log.warning("%d connections still open after %.0f s", len(self), within)
+        finally:
+            self._emptied = None
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """See the module docstring.  Built by the upgrade handler, one per client."""
+
+    __slots__ = (
+        "_backlog",
+        "_close_timer",
+        "_fragments",
+        "_handling",
+        "_node",
+        "_opening",
+        "_text_decoder",
+        "_transport",
+        "_websocket",
+        "connection",
+        "outbox",
+        "session",
+    )
+
+    connection: Connection
+    outbox: Outbox
+    session: Session
+
+    def __init__(
+        self,
+        node: SocketContext,
+        *,
+        peer: str,
+        handshake: bytes,
+        identity: Identified | None,
+        refused: bool,
+        received: bytes = b"",
+    ) -> None:
+        self._node = node
+        max_size = node.settings.max_message_bytes or None
+        self._websocket = WebSocketProtocol(Side.SERVER, max_size=max_size, logger=_WEBSOCKET_LOG)
+        # What connection_made needs once, then forgets: the 101 response to write, who the
+        # upgrade said the client is, and any bytes the client sent before it got the 101.
+        self._opening: tuple[str, bytes, Identified | None, bool, bytes] | None = (
+            peer,
+            handshake,
+            identity,
+            refused,
+            received,
+        )
+        self._transport: asyncio.Transport | None = None
+        self._backlog: list[Frame] | None = None  # frames read while a message waits for the database
+        self._handling: asyncio.Task[None] | None = None  # the message it waits for
+        self._fragments: bytearray | None = None  # a fragmented message being put together
+        self._text_decoder: codecs.IncrementalDecoder | None = None  # checks a fragmented text as it comes
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The connection's transport, once it is made."""
+        return self._transport
+
+    # ------------------------------------------------------------------ asyncio's side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's are Transports, but not subclasses
+        assert self._opening is not None
+        peer, handshake, identity, refused, received = self._opening
+        self._opening = None
+        self._transport = transport
+        node = self._node
+        settings = node.settings
+        transport.set_write_buffer_limits(high=0)  # pause_writing as soon as the socket is backed up
+        transport.write(handshake)
+        self.outbox = Outbox(
+            transport,
+            max_frames=settings.max_queued_frames,
+            max_control=settings.max_queued_messages,
+            on_overflow=lambda: self.terminate(CloseCode.TRY_AGAIN_LATER, "consumer too slow", abort=True),
+        )
+        self.connection = Connection(
+            node.node_id, peer, self.outbox, max_alerts_per_second=settings.max_alerts_per_second
+        )
+        self.session = Session(self.connection, node.router, node.authenticators, self)
+        node.connections.add(self)
+        COUNTERS.connections_opened += 1
+        self.session.begin(identity, refused=refused, auth_timeout=settings.auth_timeout)
+        if received:
+            self.data_received(received)
+
+    def data_received(self, data: bytes) -> None:
+        websocket = self._websocket
+        websocket.receive_data(data)
+        events = websocket.events_received()
+        self._send_protocol_output()
+        if self._backlog is not None:
+            self._backlog.extend(events)  # type: ignore[arg-type]
+            return
+        for index, event in enumerate(events):
+            assert isinstance(event, Frame)
+            waiting = self._receive(event)
+            if waiting is not None:
+                self._wait_for(waiting, events[index + 1 :])  # type: ignore[arg-type]
+                return
+
+    def eof_received(self) -> None:
+        self._websocket.receive_eof()
+        self._send_protocol_output()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        websocket = self._websocket
+        websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
+        self._node.connections.discard(self)
+        if self._opening is not None:  # lost before it was ever made
+            return
+        self.outbox.close()
+        description = self.connection.describe()
+        self.session.ended()
+        sent, received = websocket.close_sent, websocket.close_rcvd
+        log.info(
+            "close %s peer=%s sent=%s received=%s frames_dropped=%d",
+            description,
+            self.connection.peer,
+            f"{sent.code} {sent.reason!r}" if sent else "-",
+            f"{received.code} {received.reason!r}" if received else "-",
+            self.outbox.frames_dropped,
+        )
+
+    def pause_writing(self) -> None:
+        self.outbox.pause()
+
+    def resume_writing(self) -> None:
+        self.outbox.resume()
+
+    # ------------------------------------------------------------------ messages
+
+    def _receive(self, frame: Frame) -> Awaitable[None] | None:
+        """One frame from the library: a message (or a part of one) for the session, or a control frame."""
+        opcode = frame.opcode
+        data = frame.data if type(frame.data) is bytes else bytes(frame.data)
+        if opcode is _TEXT or opcode is _BINARY:
+            if frame.fin:
+                return self._message(opcode is _TEXT, data)
+            self._fragments = bytearray(data)
+            if opcode is _TEXT:
+                self._text_decoder = _utf8_decoder()
+                self._check_text(data, final=False)
+            return None
+        if opcode is _CONT:
+            fragments = self._fragments
+            if fragments is None:
+                return None  # a text message that failed its UTF-8 check: the connection is failing
+            fragments += data
+            if self._text_decoder is not None and not self._check_text(data, final=frame.fin):
+                return None
+            if not frame.fin:
+                return None
+            is_text = self._text_decoder is not None
+            self._fragments = self._text_decoder = None
+            return self._message(is_text, bytes(fragments))
+        if opcode is _PONG:
+            self.session.on_pong()
+        return None  # pings are answered and closes handled by the library
+
+    def _message(self, is_text: bool, data: bytes) -> Awaitable[None] | None:
+        if self._websocket.state is not _OPEN:
+            return None  # closing: nothing more is acted upon
+        if not is_text:
+            return self.session.on_binary(data)
+        try:
+            return self.session.on_text(data)
+        except NotUtf8:
+            self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+            return None
+
+    def _check_text(self, data: bytes, *, final: bool) -> bool:
+        """Whether a fragmented text message is still UTF-8; if not, fail the connection (1007) now."""
+        assert self._text_decoder is not None
+        try:
+            self._text_decoder.decode(data, final)
+        except UnicodeDecodeError:
+            self._fragments = self._text_decoder = None
+            self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+            return False
+        return True
+
+    def _wait_for(self, waiting: Awaitable[None], rest: list[Frame]) -> None:
+        """Stop reading until ``waiting`` is done; then the frames already read, in order."""
+        assert self._transport is not None
+        self._transport.pause_reading()
+        self._backlog = rest
+        self._handling = asyncio.ensure_future(self._drain_backlog(waiting))
+
+    async def _drain_backlog(self, waiting: Awaitable[None]) -> None:
+        backlog = self._backlog
+        assert backlog is not None
+        try:
+            await waiting
+            while backlog:
+                following = self._receive(backlog.pop(0))
+                if following is not None:
+                    await following
+        finally:
+            self._backlog = self._handling = None
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    # ------------------------------------------------------------------ sending and closing
+
+    def ping(self) -> None:
+        """Send a WebSocket ping (the heartbeat's); the pong comes back to the session."""
+        if self._websocket.state is _OPEN:
+            self._websocket.send_ping(b"")
+            self._send_protocol_output()
+
+    def terminate(self, code: int, reason: str, *, abort: bool = False) -> None:
+        """Close with ``code`` and ``reason``; ``abort`` cuts the TCP connection at once.
+
+        Aborting is for peers that will not read the close frame anyway: a dead
+        peer that missed its pong, a consumer stuck behind thousands of messages.
+        """
+        self.outbox.close()
+        websocket = self._websocket
+        if websocket.state is _OPEN:
+            websocket.send_close(code, reason)
+            self._send_protocol_output()
+        if abort and self._transport is not None:
+            self._transport.abort()
+
+    def shut_down(self, code: int, reason: str) -> None:
+        """The relay is stopping: clean up now (its streams go offline), say why, and close.
+
+        Cleaning up here rather than when the connection is lost matters: that
+        happens on a later turn of the loop, after the status writer stopped.
+        """
+        self.session.ended()
+        self.terminate(code, reason)
+        if self._transport is not None:
+            self._transport.close()  # writes what is buffered (the close frame), then closes
+
+    def _fail(self, code: int, reason: str) -> None:
+        self._websocket.fail(code, reason)
+        self._send_protocol_output()
+
+    def _send_protocol_output(self) -> None:
+        """Write what the library wants written: pongs, close frames, the end of the stream."""
+        websocket = self._websocket
+        transport = self._transport
+        if transport is None:
+            return
+        closing = websocket.state is not _OPEN
+        if closing and self._opening is None:
+            self.outbox.close()  # nothing may follow a close frame
+        for data in websocket.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
+        if closing and self._close_timer is None and websocket.close_expected():
+            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
