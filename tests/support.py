@@ -16,8 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
-import numpy as np
 import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -34,14 +32,32 @@ REQUIRE_SERVICES = os.environ.get("VIGIL_REQUIRE_SERVICES") == "1"
 
 
 def make_jpeg(shade: int = 128, size: tuple[int, int] = (8, 8)) -> bytes:
-    """A real JPEG of one grey shade, encoded by OpenCV."""
+    """A real JPEG of one grey shade, encoded by OpenCV (imported here: few tests need it)."""
+    import cv2
+    import numpy as np
+
     image = np.full((size[1], size[0], 3), shade, np.uint8)
     ok, encoded = cv2.imencode(".jpg", image)
     assert ok
-    return encoded.tobytes()
+    return bytes(encoded.tobytes())
 
 
-JPEG = make_jpeg()
+JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300020101010101020101010202020202040302020202050404030406"
+    "0506060605060606070908060709070606080b08090a0a0a0a0a06080b0c0b0a0c090a0a0affdb00430102020202020205030305"
+    "0a0706070a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a"
+    "0a0affc00011080008000803012200021101031101ffc4001f000001050101010101010000000000000000010203040506070809"
+    "0a0bffc400b5100002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c115"
+    "52d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a636465666768696a"
+    "737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9ca"
+    "d2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffc4001f01000301010101010101010100000000000001"
+    "02030405060708090a0bffc400b51100020102040403040705040400010277000102031104052131061241510761711322328108"
+    "144291a1b1c109233352f0156272d10a162434e125f11718191a262728292a35363738393a434445464748494a53545556575859"
+    "5a636465666768696a737475767778797a82838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9"
+    "bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9faffda000c03010002110311003f0028"
+    "a28a00ffd9"
+)
+"""A real 8×8 grey JPEG (what :func:`make_jpeg` makes by default), as bytes so that no test pays for OpenCV."""
 
 
 def service_url(variable: str, what: str) -> str:

@@ -1,11 +1,10 @@
 """Who is connected to this relay node, and delivery to them.
 
-The hub is the seed's ``ConnectionManager``: for each stream, its producer (the
-connection that registered it) and its consumers per message type, each with
-the frame form it asked for.  :meth:`Hub.deliver` puts an already-encoded
-:class:`~relay.envelope.Envelope` into the outboxes of the right consumers; the
-envelope builds its bytes once per form, so ten JSON consumers and ten binary
-consumers cost two encodings, not twenty.
+For each stream, its producer (the connection that registered it) and its
+consumers per message type, each with the frame form it asked for.
+:meth:`Hub.deliver` puts an :class:`~relay.wire.envelope.Envelope` into the
+outboxes of the right consumers; the envelope builds its bytes once per form,
+so ten JSON consumers and ten binary consumers cost two encodings, not twenty.
 
 The hub knows nothing of the database, permissions or other nodes: the router
 decides what may happen, the broker brings messages from every node here.
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from relay.metrics import COUNTERS
-from relay.routing.connection import Connection
+from relay.routing.connection import Connection, Sink
 from relay.wire import VIDEO_FRAME
 from relay.wire.envelope import Envelope
 
@@ -84,6 +83,10 @@ class Hub:
     def get_producer(self, stream_id: str) -> Connection | None:
         return self._producers.get(stream_id)
 
+    def frame_outboxes(self, stream_id: str) -> list[Sink]:
+        """The outboxes of the stream's frame consumers here."""
+        return [connection.outbox for connection in self.get_consumers(stream_id, VIDEO_FRAME)]
+
     def has_consumers(self, stream_id: str) -> bool:
         return stream_id in self._consumers
 
@@ -106,10 +109,11 @@ class Hub:
     def deliver(self, envelope: Envelope) -> None:
         """Hand ``envelope`` to the outbox of every local consumer of its stream and type.
 
-        Frames go to the dropping frame queue; everything else to the queue that
-        never drops.  An alert is not sent back to the connection it came from,
-        and is held back for a consumer still replaying stored alerts of that
-        stream (see :class:`relay.router.Router`).
+        Frames go to the dropping frame queue, and ``envelope.stuck`` records
+        whether every consumer was too backed up to take it; everything else goes
+        to the queue that never drops.  An alert is not sent back to the connection
+        it came from, and is held back for a consumer still replaying stored alerts
+        of that stream (see :class:`relay.routing.router.Router`).
         """
         by_type = self._consumers.get(envelope.stream_id)
         if by_type is None:
@@ -119,8 +123,10 @@ class Hub:
             return
         if envelope.type == VIDEO_FRAME:
             COUNTERS.frames_delivered += len(consumers)
+            taken = False
             for connection, binary in consumers.items():
-                connection.outbox.send_frame(envelope.wire(binary))
+                taken |= connection.outbox.send_frame(envelope, binary)
+            envelope.stuck = not taken
             return
         origin = envelope.origin
         for connection in consumers:

@@ -61,6 +61,7 @@ class Router:
         self.broker = broker
         self.status = status
         self.owners = StreamOwners(store.streams)
+        self._holds_producers = broker.local_only
 
     # ------------------------------------------------------------------ ownership
 
@@ -184,18 +185,31 @@ class Router:
     # ------------------------------------------------------------------ frames
 
     def frame(self, connection: Connection, frame: VideoFrame) -> Awaitable[None] | None:
-        """Route a video frame; synchronous unless this stream needs a permission lookup."""
-        permit = connection.permits.get(frame.stream_id)
+        """Route a video frame; synchronous unless this stream needs a permission lookup.
+
+        A frame that every consumer here was too far behind to take holds the
+        producer back: nothing more is read from it until one of them catches
+        up (or a moment passes), so a producer faster than all its consumers
+        does not make the relay read, and then drop, frames that nobody can
+        take.  Producers at the pace of their fastest consumer, which is every
+        phone whose dashboard keeps up, are never held.  Only with the
+        in-process broker: other nodes' consumers are out of sight.
+        """
+        stream_id = frame.stream_id
+        permit = connection.permits.get(stream_id)
         if permit is None or VIDEO_FRAME not in permit.types:
-            return self._refuse(connection, frame.stream_id, VIDEO_FRAME)
+            return self._refuse(connection, stream_id, VIDEO_FRAME)
         if not permit.frames.allow():
-            self._rate_limited(connection, frame.stream_id)
+            self._rate_limited(connection, stream_id)
             return None
         COUNTERS.frames_received += 1
         if permit.producer and not permit.streaming:
             permit.streaming = True
-            self.status.set(frame.stream_id, "streaming")
-        self.broker.publish(Envelope.for_frame(frame, connection.id))
+            self.status.set(stream_id, "streaming")
+        envelope = Envelope.for_frame(frame, connection.id)
+        self.broker.publish(envelope)
+        if envelope.stuck and self._holds_producers and connection.reader is not None:
+            connection.reader.hold(self.hub.frame_outboxes(stream_id))
         return None
 
     # ------------------------------------------------------------------ alerts

@@ -1,7 +1,7 @@
 """The database schema: users, their API tokens, their video streams and alerts.
 
-Column names follow the seed's schema (``userId``, ``deviceName``, ``lastSeen``…),
-so databases and queries written for the seed keep working.  Times are stored in
+Column names are the contract's JSON names (``userId``, ``deviceName``, ``lastSeen``…),
+as the system this relay replaced had them, so databases and queries written for it keep working.  Times are stored in
 UTC and always come back timezone-aware (see :class:`UTCDateTime`), whatever the
 database does with time zones.
 
@@ -59,7 +59,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
-Sequence = BigInteger().with_variant(Integer(), "sqlite")
+AutoIncrementId = BigInteger().with_variant(Integer(), "sqlite")
+"""A 64-bit counter; SQLite's autoincrement needs its own INTEGER type."""
 
 
 class Base(DeclarativeBase):
@@ -80,7 +81,7 @@ class ApiToken(Base):
 
     __tablename__ = "api_token"
 
-    id: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column("userId", ForeignKey("user.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column("tokenHash", String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
@@ -108,7 +109,7 @@ class Alert(Base):
         Index("ix_alert_created", "createdAt"),
     )
 
-    seq: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
     stream_id: Mapped[str] = mapped_column("streamId", ForeignKey("video_stream.id", ondelete="CASCADE"))
     severity: Mapped[str] = mapped_column(String(16))

@@ -1,8 +1,11 @@
 """The bounded send queue of one connection and the one writer that drains it.
 
 Every message to a client goes through its :class:`Outbox`, as ready-made
-WebSocket frame bytes (see :mod:`relay.wire.frames`).  Messages are not written
-one by one: the outbox collects what arrives during one turn of the event loop
+WebSocket frame bytes (see :mod:`relay.wire.frames`); a video frame waits as
+its :class:`~relay.wire.envelope.Envelope`, whose bytes in the form this
+consumer wants are built (once for all consumers) only when it is written, so a
+frame dropped before that costs no conversion.  Messages are not written one by
+one: the outbox collects what arrives during one turn of the event loop
 and hands it all to the transport with a single ``writelines`` at the end of the
 turn (on uvloop one ``writev``: scatter-gather, no copy).  A producer's socket
 usually holds several frames when it is read, so one system call carries many
@@ -26,7 +29,10 @@ Two kinds of message, two rules:
   up, every frame goes out: what one turn can bring is bounded by the read.)
 
 Messages keep their order.  A slow consumer costs the relay at most a few frames
-of memory and never slows the producer or the other consumers.
+of memory and never slows the other consumers.  :meth:`Outbox.send_frame` says
+whether the frame went in without pushing an older one out, and
+:meth:`Outbox.when_ready` tells a producer held back by the router when this
+consumer can take frames again (see :meth:`relay.routing.router.Router.frame`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from relay.metrics import COUNTERS
+from relay.wire.envelope import Envelope
 from relay.wire.frames import Wire
 
 MAX_BUFFERS_PER_CALL: Final = 512  # well under IOV_MAX (1024 on Linux)
@@ -58,6 +65,7 @@ class Outbox:
         "_max_control",
         "_max_frames",
         "_on_overflow",
+        "_ready_callbacks",
         "_scheduled",
         "_transport",
         "_waiting",
@@ -74,10 +82,11 @@ class Outbox:
     ) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
-        # Messages not yet handed to the transport, in order, each marked "is a frame".
-        # A plain list: thousands of idle connections each hold one, and an empty
-        # deque costs 760 bytes where an empty list costs 56.
-        self._waiting: list[tuple[Wire, bool]] = []
+        # Messages not yet handed to the transport, in order: (Wire, None) for a message
+        # that is never dropped, (Envelope, wants binary) for a frame.  A plain list:
+        # thousands of idle connections each hold one, and an empty deque costs 760
+        # bytes where an empty list costs 56.
+        self._waiting: list[tuple[Wire, None] | tuple[Envelope, bool]] = []
         self._frames_waiting = 0
         self._max_frames = max_frames
         self._max_control = max_control
@@ -85,6 +94,7 @@ class Outbox:
         self._scheduled = False
         self._closed = False
         self._on_overflow = on_overflow
+        self._ready_callbacks: list[Callable[[], None]] | None = None
         self.frames_dropped = 0
 
     @property
@@ -105,25 +115,38 @@ class Outbox:
             if self._on_overflow is not None:
                 self._on_overflow()
             return
-        self._waiting.append((wire, False))
+        self._waiting.append((wire, None))
         self._schedule()
 
-    def send_frame(self, wire: Wire) -> None:
-        """Queue a video frame; while the socket is backed up, drop the oldest beyond the bound."""
+    def send_frame(self, envelope: Envelope, binary: bool) -> bool:
+        """Queue a video frame in the form ``binary`` asks for; False if an older frame gave way to it.
+
+        While the socket is backed up, frames beyond ``max_frames`` push the oldest out.
+        """
         if self._closed:
-            return
-        self._waiting.append((wire, True))
+            return True  # a closing consumer holds nobody back
+        self._waiting.append((envelope, binary))
         self._frames_waiting += 1
         if self._busy:
-            self._trim_frames()
+            return not self._trim_frames()
+        self._schedule()
+        return True
+
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once (soon) when this outbox can take a frame without dropping one."""
+        if self._closed or not self._busy:
+            self._loop.call_soon(callback)
+        elif self._ready_callbacks is None:
+            self._ready_callbacks = [callback]
         else:
-            self._schedule()
+            self._ready_callbacks.append(callback)
 
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
         self._closed = True
         self._waiting.clear()
         self._frames_waiting = 0
+        self._call_ready()
 
     def pause(self) -> None:
         """The transport holds bytes the socket did not take: wait for :meth:`resume`."""
@@ -134,17 +157,30 @@ class Outbox:
         """The transport has written everything: send what waited meanwhile."""
         self._busy = False
         self._flush()
+        if not self._busy:
+            self._call_ready()
 
-    def _trim_frames(self) -> None:
+    def _call_ready(self) -> None:
+        callbacks = self._ready_callbacks
+        if callbacks is not None:
+            self._ready_callbacks = None
+            for callback in callbacks:
+                callback()
+
+    def _trim_frames(self) -> bool:
+        """Drop the oldest frames beyond ``max_frames``; whether any was dropped."""
         waiting = self._waiting
+        dropped = False
         while self._frames_waiting > self._max_frames:
             oldest = 0
-            while not waiting[oldest][1]:  # skip control messages: they are never dropped
+            while waiting[oldest][1] is None:  # skip control messages: they are never dropped
                 oldest += 1
             del waiting[oldest]
             self._frames_waiting -= 1
             self.frames_dropped += 1
             COUNTERS.frames_dropped += 1
+            dropped = True
+        return dropped
 
     def _schedule(self) -> None:
         if not self._scheduled and not self._busy:
@@ -156,11 +192,15 @@ class Outbox:
         waiting = self._waiting
         batch: list[bytes | memoryview] = []
         taken = 0
-        for wire, is_frame in waiting:
+        for item, binary in waiting:
             if len(batch) >= MAX_BUFFERS_PER_CALL:
                 break
-            batch.extend(wire)
-            self._frames_waiting -= is_frame
+            # The marker tells the two kinds apart; a check of the item's type per message would cost more.
+            if binary is None:
+                batch.extend(item)  # type: ignore[arg-type]
+            else:
+                batch.extend(item.wire(binary))  # type: ignore[union-attr]
+                self._frames_waiting -= 1
             taken += 1
         del waiting[:taken]
         return batch

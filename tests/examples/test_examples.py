@@ -200,7 +200,7 @@ async def test_the_javascript_client_resumes_alerts_after_the_network_comes_back
     _, token = await relay.user()
     stream_id = await relay.stream(token)
     folder = await node_example(tmp_path, programs)
-    shutil.copy(Path(__file__).parent / "js" / "resume_check.mjs", folder)
+    shutil.copy(Path(__file__).parent / "resume_check.mjs", folder)
     async with AsyncExitStack() as stack:
         network = TcpProxy(relay.port)
         await network.start()

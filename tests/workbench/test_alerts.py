@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.workbench_support import Phone, WorkbenchServer, send_alert, wait_for_alert_feed
+from tests.workbench.support import Phone, WorkbenchServer, send_alert, wait_for_alert_feed
 from workbench.alerts import LiveAlert
 
 PERSON = {"confidence": 0.87, "location": {"x": 0.25, "y": 0.2, "width": 0.3, "height": 0.5}, "objectType": "person"}

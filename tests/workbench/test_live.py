@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.workbench_support import BLUE, RED, Phone, WorkbenchServer, send_alert, wait_for_alert_feed
+from tests.workbench.support import BLUE, RED, Phone, WorkbenchServer, send_alert, wait_for_alert_feed
 
 pytestmark = pytest.mark.browser
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.workbench_support import WorkbenchServer, seed_alerts
+from tests.workbench.support import WorkbenchServer, seed_alerts
 from workbench.history_query import HistoryQuery
 
 Seeded = dict[str, Any]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.workbench_support import GUARD, WorkbenchServer, expect, http
+from tests.workbench.support import GUARD, WorkbenchServer, expect, http
 
 COMMANDS = {
     "panel serve workbench": [],

@@ -15,7 +15,7 @@ from nbclient import NotebookClient
 
 from tests.support import RelayHarness
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 @contextlib.asynccontextmanager

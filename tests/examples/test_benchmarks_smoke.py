@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks.workloads import WORKLOADS
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIGURES = ("fps", "MB/s", "p50 ms", "p99 ms", "loss %", "CPU s/GB", "CPU µs/frame", "peak RSS MB", "conv/frame")
 
 

@@ -41,6 +41,18 @@ class SlowTransport:
         self.outbox.resume()
 
 
+class Frame:
+    """Stands in for a frame's envelope: its bytes are what the test says."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.built = 0
+
+    def wire(self, binary: bool) -> tuple[bytes, ...]:
+        self.built += 1
+        return (self.data,)
+
+
 def outbox_on(transport: SlowTransport, **options: Any) -> Outbox:
     outbox = transport.outbox = Outbox(transport, **options)
     return outbox
@@ -52,7 +64,7 @@ async def test_frames_are_dropped_oldest_first_and_control_never() -> None:
     outbox.send((b"<c0>",))
     await asyncio.sleep(0)  # the turn ends: c0 is handed to the (blocked) socket
     for index in range(5):
-        outbox.send_frame((b"<f", f"{index}>".encode()))
+        outbox.send_frame(Frame(f"<f{index}>".encode()), False)
     outbox.send((b"<c1>",))
     outbox.send((b"<c2>",))
     assert outbox.frames_dropped == 3
@@ -65,12 +77,39 @@ async def test_one_turn_of_the_loop_is_one_write() -> None:
     transport.blocked = False
     outbox = outbox_on(transport, max_frames=20)
     for index in range(10):
-        outbox.send_frame((str(index).encode(),))
+        outbox.send_frame(Frame(str(index).encode()), False)
     assert transport.written == [], "nothing is written before the turn ends"
     await asyncio.sleep(0)
     assert transport.written == [b"0123456789"]
     assert outbox.frames_dropped == 0
     assert outbox.pending == 0
+
+
+async def test_a_frame_is_built_only_if_it_is_written() -> None:
+    transport = SlowTransport()
+    outbox = outbox_on(transport, max_frames=1)
+    outbox.send((b"<c0>",))
+    await asyncio.sleep(0)  # c0 goes out, the socket backs up
+    frames = [Frame(f"<f{index}>".encode()) for index in range(3)]
+    taken = [outbox.send_frame(frame, True) for frame in frames]
+    assert taken == [True, False, False], "the second and third push an older frame out"
+    transport.flush()
+    assert [frame.built for frame in frames] == [0, 0, 1]
+
+
+async def test_a_backed_up_outbox_says_when_it_can_take_frames_again() -> None:
+    transport = SlowTransport()
+    outbox = outbox_on(transport)
+    ready: list[str] = []
+    outbox.when_ready(lambda: ready.append("at once"))
+    await asyncio.sleep(0)
+    assert ready == ["at once"], "not backed up: ready now"
+    outbox.send((b"x",))
+    await asyncio.sleep(0)
+    outbox.when_ready(lambda: ready.append("drained"))
+    assert ready == ["at once"]
+    transport.flush()
+    assert ready == ["at once", "drained"]
 
 
 async def test_a_consumer_stuck_behind_too_many_messages_is_cut_off() -> None:

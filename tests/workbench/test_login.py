@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
-from tests.workbench_support import WorkbenchServer
+from tests.workbench.support import WorkbenchServer
 from workbench.login import persistent_secret
 
 ALL_TEXT = """() => {
