@@ -37,6 +37,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy examples/mobile examples/ml-service examples/seed_client.py
+	@# Sockets are the Tornado package's business alone (docs/ARCHITECTURE.md).
+	@! grep -rnE '^\s*(from|import) tornado\.(websocket|iostream)' --include=*.py relay workbench examples \
+		| grep -v '^relay/tornado/' || { echo "only relay/tornado/ may import tornado.websocket or tornado.iostream"; exit 1; }
 
 test: lint
 	$(BIN)/pytest

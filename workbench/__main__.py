@@ -17,8 +17,8 @@ from bokeh.util.logconfig import basicConfig
 from panel.io.application import build_single_handler_application
 
 from relay import logs
-from workbench import runtime
-from workbench.login import PROVIDER
+from workbench.server import runtime
+from workbench.server.login import PROVIDER
 
 APP_DIRECTORY = Path(__file__).parent
 

@@ -14,10 +14,10 @@ import asyncio
 import logging
 from typing import Any
 
-from workbench import runtime
-from workbench.login import install_login
-from workbench.notifications import repair_notification_area
-from workbench.routes import RoutesNotInstalled, install_relay_routes
+from workbench.server import runtime
+from workbench.server.login import install_login
+from workbench.server.notifications import repair_notification_area
+from workbench.server.routes import RoutesNotInstalled, install_relay_routes
 
 log = logging.getLogger("workbench")
 

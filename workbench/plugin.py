@@ -2,11 +2,11 @@
 
 Panel imports this module and appends :data:`ROUTES` to its server's routes.
 The plain ``panel serve workbench`` does not need it (the app's hook adds the same
-routes, see :mod:`workbench.routes`), and the two together do not clash.
+routes, see :mod:`workbench.server.routes`), and the two together do not clash.
 """
 
 from __future__ import annotations
 
-from workbench.runtime import relay
+from workbench.server.runtime import relay
 
 ROUTES = relay().routes()

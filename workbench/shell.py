@@ -17,13 +17,13 @@ from typing import Final, Protocol, cast
 
 import panel as pn
 
-from workbench import runtime
 from workbench.components.alert_feed import AlertFeed
 from workbench.components.alert_toasts import AlertToasts
 from workbench.components.unseen_counter import UnseenCounter
 from workbench.pages.history import HistoryPage
 from workbench.pages.live import LivePage
 from workbench.pages.timeline import TimelinePage
+from workbench.server import runtime
 from workbench.session import STREAM_REFRESH_SECONDS, AnalystSession
 
 log = logging.getLogger("workbench")

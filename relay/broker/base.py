@@ -17,10 +17,6 @@ Deliver = Callable[[Envelope], None]
 
 
 class Broker(Protocol):
-    @property
-    def local_only(self) -> bool:
-        """True if published messages reach this node's hub only (one node, nothing in between)."""
-
     async def start(self, deliver: Deliver) -> None:
         """Begin delivering published envelopes to ``deliver``."""
 

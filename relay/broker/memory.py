@@ -9,8 +9,6 @@ from relay.wire.envelope import Envelope
 class MemoryBroker:
     """Delivers each envelope straight to the local hub, synchronously."""
 
-    local_only = True
-
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
 

@@ -37,8 +37,6 @@ SUBSCRIBE_WAIT: Final = 5.0
 class RedisBroker:
     """See the module docstring."""
 
-    local_only = False
-
     def __init__(self, url: str, node_id: str, *, max_pending_frames: int = 256) -> None:
         self._url = url
         self._node_prefix = f"{node_id}:"

@@ -13,7 +13,6 @@ here knows about sockets.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from relay.ratelimit import TokenBucket
@@ -38,24 +37,11 @@ class Sink(Protocol):
     def send(self, wire: Wire) -> None:
         """Queue a message that must not be dropped (alerts, status, replies)."""
 
-    def send_frame(self, envelope: Envelope, binary: bool) -> bool:
-        """Queue a video frame, which may give way to newer ones if the client falls behind.
-
-        False if an older frame had to give way to this one: the client is backed up.
-        """
-
-    def when_ready(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once, when the client can take a frame without dropping one."""
+    def send_frame(self, envelope: Envelope, binary: bool) -> None:
+        """Queue a video frame (in the binary form or not), which may give way to newer ones."""
 
     def close(self) -> None:
         """Forget what is queued; ignore what comes later."""
-
-
-class Reader(Protocol):
-    """How the router holds back a producer that every consumer is behind (the WebSocket layer implements it)."""
-
-    def hold(self, until_ready: Iterable[Sink]) -> None:
-        """Read nothing more from this client until one of ``until_ready`` can take frames (or briefly)."""
 
 
 class Permit:
@@ -91,7 +77,6 @@ class Connection:
         "peer",
         "permits",
         "quiet_until",
-        "reader",
         "replaying",
         "subscriptions",
         "user_id",
@@ -104,14 +89,12 @@ class Connection:
         outbox: Sink,
         *,
         max_alerts_per_second: float,
-        reader: Reader | None = None,
     ) -> None:
         self.id = f"{node_id}:{next(_ids)}"
         self.peer = peer
         self.user_id: str | None = None
         self.client_type = ""
         self.outbox = outbox
-        self.reader = reader
         self.permits: dict[str, Permit] = {}
         self.subscriptions: dict[str, frozenset[str]] = {}
         self.replaying: dict[str, list[Envelope]] = {}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from relay.metrics import COUNTERS
-from relay.routing.connection import Connection, Sink
+from relay.routing.connection import Connection
 from relay.wire import VIDEO_FRAME
 from relay.wire.envelope import Envelope
 
@@ -83,10 +83,6 @@ class Hub:
     def get_producer(self, stream_id: str) -> Connection | None:
         return self._producers.get(stream_id)
 
-    def frame_outboxes(self, stream_id: str) -> list[Sink]:
-        """The outboxes of the stream's frame consumers here."""
-        return [connection.outbox for connection in self.get_consumers(stream_id, VIDEO_FRAME)]
-
     def has_consumers(self, stream_id: str) -> bool:
         return stream_id in self._consumers
 
@@ -109,9 +105,8 @@ class Hub:
     def deliver(self, envelope: Envelope) -> None:
         """Hand ``envelope`` to the outbox of every local consumer of its stream and type.
 
-        Frames go to the dropping frame queue, and ``envelope.stuck`` records
-        whether every consumer was too backed up to take it; everything else goes
-        to the queue that never drops.  An alert is not sent back to the connection
+        Frames go to the dropping frame queue, everything else to the queue that
+        never drops.  An alert is not sent back to the connection
         it came from, and is held back for a consumer still replaying stored alerts
         of that stream (see :class:`relay.routing.router.Router`).
         """
@@ -123,10 +118,8 @@ class Hub:
             return
         if envelope.type == VIDEO_FRAME:
             COUNTERS.frames_delivered += len(consumers)
-            taken = False
             for connection, binary in consumers.items():
-                taken |= connection.outbox.send_frame(envelope, binary)
-            envelope.stuck = not taken
+                connection.outbox.send_frame(envelope, binary)
             return
         origin = envelope.origin
         for connection in consumers:

@@ -61,7 +61,6 @@ class Router:
         self.broker = broker
         self.status = status
         self.owners = StreamOwners(store.streams)
-        self._holds_producers = broker.local_only
 
     # ------------------------------------------------------------------ ownership
 
@@ -185,16 +184,7 @@ class Router:
     # ------------------------------------------------------------------ frames
 
     def frame(self, connection: Connection, frame: VideoFrame) -> Awaitable[None] | None:
-        """Route a video frame; synchronous unless this stream needs a permission lookup.
-
-        A frame that every consumer here was too far behind to take holds the
-        producer back: nothing more is read from it until one of them catches
-        up (or a moment passes), so a producer faster than all its consumers
-        does not make the relay read, and then drop, frames that nobody can
-        take.  Producers at the pace of their fastest consumer, which is every
-        phone whose dashboard keeps up, are never held.  Only with the
-        in-process broker: other nodes' consumers are out of sight.
-        """
+        """Route a video frame; synchronous unless this stream needs a permission lookup."""
         stream_id = frame.stream_id
         permit = connection.permits.get(stream_id)
         if permit is None or VIDEO_FRAME not in permit.types:
@@ -206,10 +196,7 @@ class Router:
         if permit.producer and not permit.streaming:
             permit.streaming = True
             self.status.set(stream_id, "streaming")
-        envelope = Envelope.for_frame(frame, connection.id)
-        self.broker.publish(envelope)
-        if envelope.stuck and self._holds_producers and connection.reader is not None:
-            connection.reader.hold(self.hub.frame_outboxes(stream_id))
+        self.broker.publish(Envelope.for_frame(frame, connection.id))
         return None
 
     # ------------------------------------------------------------------ alerts

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
-from collections.abc import Awaitable, Iterable, MutableSet
+from collections.abc import Awaitable, MutableSet
 from typing import Final, Protocol, cast
 
 from websockets.frames import Frame, Opcode
@@ -36,7 +36,7 @@ from websockets.protocol import Side, State
 from relay.config import Settings
 from relay.identity.authenticators import Authenticators, Identified
 from relay.metrics import COUNTERS
-from relay.routing.connection import Connection, Sink
+from relay.routing.connection import Connection
 from relay.routing.router import Router
 from relay.routing.session import Session
 from relay.tornado.outbox import Outbox
@@ -47,11 +47,26 @@ log = logging.getLogger("relay.connection")
 CLOSE_TIMEOUT: Final = 5.0
 """Seconds to wait for the peer's part of a closing handshake before cutting the TCP connection."""
 
-MAX_HOLD: Final = 0.05
-"""Seconds a producer is held back at most when all its consumers are behind (see :meth:`WebSocketConnection.hold`)."""
+READ_BYTES: Final = 256 * 1024
+"""The most one read takes from a socket: a whole camera frame, usually."""
 
-_WAITING: Final = 1  # reading paused: a message waits for the database
-_HELD: Final = 2  # reading paused: every consumer of this producer is behind
+FLOOD_READ_BYTES: Final = 8 * 1024
+"""The most one read takes while a client has more waiting than the last read took.
+
+A client that always has more to send (a producer at the maximum rate) is read
+a little per turn of the loop instead of a quarter of a megabyte: the turns
+then also write to its consumers, so the relay does not spend its time reading
+frames that it will drop for want of time to send them (measured in
+``benchmarks/RESULTS.md``: 8 KB is where the maximum-rate workloads stop
+improving; paced clients, whose reads never fill the buffer, keep reading
+whole frames).
+"""
+
+_receive_buffer = bytearray(READ_BYTES)
+_receive_view = memoryview(_receive_buffer)
+"""Where every connection of the process reads into: one buffer, because the
+loop reads one socket at a time and the bytes are handed to the connection's
+protocol (which keeps what it needs) before the next read."""
 
 _WEBSOCKET_LOG = logging.getLogger("relay.websockets")
 _WEBSOCKET_LOG.setLevel(logging.WARNING)  # the library logs every connection's end at INFO; we log our own
@@ -106,7 +121,7 @@ class Connections(set["WebSocketConnection"]):
             self._emptied = None
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(asyncio.BufferedProtocol):
     """See the module docstring.  Built by the upgrade handler, one per client."""
 
     __slots__ = (
@@ -114,10 +129,9 @@ class WebSocketConnection(asyncio.Protocol):
         "_close_timer",
         "_fragments",
         "_handling",
-        "_hold_timer",
         "_node",
         "_opening",
-        "_paused",
+        "_read_size",
         "_text_decoder",
         "_transport",
         "_websocket",
@@ -158,8 +172,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragments: bytearray | None = None  # a fragmented message being put together
         self._text_decoder: codecs.IncrementalDecoder | None = None  # checks a fragmented text as it comes
         self._close_timer: asyncio.TimerHandle | None = None
-        self._hold_timer: asyncio.TimerHandle | None = None
-        self._paused = 0  # why reading is paused: _WAITING | _HELD
+        self._read_size = READ_BYTES
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -185,7 +198,7 @@ class WebSocketConnection(asyncio.Protocol):
             on_overflow=lambda: self.terminate(CloseCode.TRY_AGAIN_LATER, "consumer too slow", abort=True),
         )
         self.connection = Connection(
-            node.node_id, peer, self.outbox, max_alerts_per_second=settings.max_alerts_per_second, reader=self
+            node.node_id, peer, self.outbox, max_alerts_per_second=settings.max_alerts_per_second
         )
         self.session = Session(self.connection, node.router, node.authenticators, self)
         node.connections.add(self)
@@ -194,9 +207,18 @@ class WebSocketConnection(asyncio.Protocol):
         if received:
             self.data_received(received)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _receive_view[: self._read_size]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._read_size = FLOOD_READ_BYTES if nbytes == self._read_size else READ_BYTES
+        self.data_received(_receive_view[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         websocket = self._websocket
-        websocket.receive_data(data)
+        # A memoryview, although typed bytes | bytearray: the library appends it to its own
+        # buffer, which takes any bytes-like object (pinned in tests/unit/test_dependency_seams.py).
+        websocket.receive_data(data)  # type: ignore[arg-type]
         events = websocket.events_received()
         self._send_protocol_output()
         if self._backlog is not None:
@@ -214,10 +236,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._send_protocol_output()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._close_timer, self._hold_timer):
-            if timer is not None:
-                timer.cancel()
-        self._close_timer = self._hold_timer = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         websocket = self._websocket
         websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
         self._node.connections.discard(self)
@@ -296,7 +317,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _wait_for(self, waiting: Awaitable[None], rest: list[Frame]) -> None:
         """Stop reading until ``waiting`` is done; then the frames already read, in order."""
-        self._pause_reading(_WAITING)
+        assert self._transport is not None
+        self._transport.pause_reading()
         self._backlog = rest
         self._handling = asyncio.ensure_future(self._drain_backlog(waiting))
 
@@ -311,40 +333,8 @@ class WebSocketConnection(asyncio.Protocol):
                     await following
         finally:
             self._backlog = self._handling = None
-        self._resume_reading(_WAITING)
-
-    # ------------------------------------------------------------------ holding a producer back
-
-    def hold(self, until_ready: Iterable[Sink]) -> None:
-        """Read nothing more until one of ``until_ready`` can take frames, or :data:`MAX_HOLD` passed.
-
-        The router's answer to a frame that every consumer was too far behind to
-        take (see :meth:`relay.routing.router.Router.frame`): what this producer
-        sends meanwhile waits in TCP's buffers instead of being read and dropped.
-        """
-        if self._hold_timer is not None:
-            return
-        self._hold_timer = asyncio.get_running_loop().call_later(MAX_HOLD, self._release)
-        self._pause_reading(_HELD)
-        for outbox in until_ready:
-            outbox.when_ready(self._release)
-
-    def _release(self) -> None:
-        if self._hold_timer is None:
-            return  # released already by another consumer, or by the timer
-        self._hold_timer.cancel()
-        self._hold_timer = None
-        self._resume_reading(_HELD)
-
-    def _pause_reading(self, reason: int) -> None:
-        if not self._paused and self._transport is not None:
-            self._transport.pause_reading()
-        self._paused |= reason
-
-    def _resume_reading(self, reason: int) -> None:
-        self._paused &= ~reason
         transport = self._transport
-        if not self._paused and transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing():
             transport.resume_reading()
 
     # ------------------------------------------------------------------ sending and closing

@@ -16,17 +16,31 @@ from __future__ import annotations
 import asyncio
 from asyncio import Future
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from tornado.iostream import IOStream, StreamClosedError
 
 _READ_CHUNK: Final = 256 * 1024
 
 
+class Receiver(Protocol):
+    """What the transport drives: the parts of :class:`asyncio.Protocol` a connection has."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+
 class IOStreamTransport(asyncio.Transport):
     """See the module docstring.  Calls ``protocol.connection_made`` at once."""
 
-    def __init__(self, stream: IOStream, protocol: asyncio.Protocol) -> None:
+    def __init__(self, stream: IOStream, protocol: Receiver) -> None:
         super().__init__()
         self._stream = stream
         self._protocol = protocol

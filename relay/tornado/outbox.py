@@ -29,10 +29,7 @@ Two kinds of message, two rules:
   up, every frame goes out: what one turn can bring is bounded by the read.)
 
 Messages keep their order.  A slow consumer costs the relay at most a few frames
-of memory and never slows the other consumers.  :meth:`Outbox.send_frame` says
-whether the frame went in without pushing an older one out, and
-:meth:`Outbox.when_ready` tells a producer held back by the router when this
-consumer can take frames again (see :meth:`relay.routing.router.Router.frame`).
+of memory and never slows the producer or the other consumers.
 """
 
 from __future__ import annotations
@@ -65,7 +62,6 @@ class Outbox:
         "_max_control",
         "_max_frames",
         "_on_overflow",
-        "_ready_callbacks",
         "_scheduled",
         "_transport",
         "_waiting",
@@ -94,7 +90,6 @@ class Outbox:
         self._scheduled = False
         self._closed = False
         self._on_overflow = on_overflow
-        self._ready_callbacks: list[Callable[[], None]] | None = None
         self.frames_dropped = 0
 
     @property
@@ -118,35 +113,22 @@ class Outbox:
         self._waiting.append((wire, None))
         self._schedule()
 
-    def send_frame(self, envelope: Envelope, binary: bool) -> bool:
-        """Queue a video frame in the form ``binary`` asks for; False if an older frame gave way to it.
-
-        While the socket is backed up, frames beyond ``max_frames`` push the oldest out.
-        """
+    def send_frame(self, envelope: Envelope, binary: bool) -> None:
+        """Queue a video frame in the form ``binary`` asks for; while the socket is backed up, drop the oldest."""
         if self._closed:
-            return True  # a closing consumer holds nobody back
+            return
         self._waiting.append((envelope, binary))
         self._frames_waiting += 1
         if self._busy:
-            return not self._trim_frames()
-        self._schedule()
-        return True
-
-    def when_ready(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once (soon) when this outbox can take a frame without dropping one."""
-        if self._closed or not self._busy:
-            self._loop.call_soon(callback)
-        elif self._ready_callbacks is None:
-            self._ready_callbacks = [callback]
+            self._trim_frames()
         else:
-            self._ready_callbacks.append(callback)
+            self._schedule()
 
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
         self._closed = True
         self._waiting.clear()
         self._frames_waiting = 0
-        self._call_ready()
 
     def pause(self) -> None:
         """The transport holds bytes the socket did not take: wait for :meth:`resume`."""
@@ -157,20 +139,9 @@ class Outbox:
         """The transport has written everything: send what waited meanwhile."""
         self._busy = False
         self._flush()
-        if not self._busy:
-            self._call_ready()
 
-    def _call_ready(self) -> None:
-        callbacks = self._ready_callbacks
-        if callbacks is not None:
-            self._ready_callbacks = None
-            for callback in callbacks:
-                callback()
-
-    def _trim_frames(self) -> bool:
-        """Drop the oldest frames beyond ``max_frames``; whether any was dropped."""
+    def _trim_frames(self) -> None:
         waiting = self._waiting
-        dropped = False
         while self._frames_waiting > self._max_frames:
             oldest = 0
             while waiting[oldest][1] is None:  # skip control messages: they are never dropped
@@ -179,8 +150,6 @@ class Outbox:
             self._frames_waiting -= 1
             self.frames_dropped += 1
             COUNTERS.frames_dropped += 1
-            dropped = True
-        return dropped
 
     def _schedule(self) -> None:
         if not self._scheduled and not self._busy:

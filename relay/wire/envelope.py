@@ -26,12 +26,9 @@ class Envelope:
     ``origin`` is the id of the connection that caused it (so an alert is not
     echoed to its sender); ``seq`` is the alert's storage sequence (so a consumer
     that is replaying stored alerts can drop a live one it already replayed).
-    ``stuck`` is how the local delivery of a frame went: True when it had
-    consumers here and every one of them was too backed up to take it without
-    dropping an older frame (the router then holds back the producer).
     """
 
-    __slots__ = ("_text", "_wire_binary", "_wire_text", "frame", "origin", "seq", "stream_id", "stuck", "type")
+    __slots__ = ("_text", "_wire_binary", "_wire_text", "frame", "origin", "seq", "stream_id", "type")
 
     def __init__(
         self,
@@ -51,7 +48,6 @@ class Envelope:
         self._text = text
         self._wire_text: Wire | None = None
         self._wire_binary: Wire | None = None
-        self.stuck = False  # set by the hub: every local consumer of this frame was backed up
 
     @classmethod
     def for_frame(cls, frame: VideoFrame, origin: str = "") -> Envelope:

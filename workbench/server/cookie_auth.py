@@ -1,7 +1,7 @@
 """The relay's second way to know a browser: the workbench's login cookie.
 
 A browser that logged in to the workbench carries Panel's signed ``user`` cookie
-(see :mod:`workbench.login`).  :class:`LoginCookieAuthenticator`, added to the
+(see :mod:`workbench.server.login`).  :class:`LoginCookieAuthenticator`, added to the
 relay's authenticators, turns that cookie into the user's id, so the page's own
 WebSocket to the relay and its export downloads are the analyst's without a
 bearer token ever being put into the page or its URL.

@@ -1,0 +1,78 @@
+"""Canaries: every place the project leans on a dependency beyond its documented API.
+
+Each test pins one such place and fails with what to re-check when a dependency
+is upgraded.  ``docs/ARCHITECTURE.md`` ("Where the code leans on dependencies")
+lists the same places; a new one gets a canary here and a line there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from tornado.iostream import IOStream
+from websockets.frames import Opcode
+from websockets.protocol import Protocol, Side
+
+from tests.raw_websocket import client_frame
+
+
+def test_websockets_protocol_takes_a_memoryview() -> None:
+    """relay/tornado/connection.py feeds the library views of its shared receive buffer."""
+    protocol = Protocol(Side.SERVER)
+    data = bytearray(client_frame(0x2, b"frame bytes"))
+    protocol.receive_data(memoryview(data))  # type: ignore[arg-type]
+    data[:] = b"\x00" * len(data)  # the caller reuses its buffer at once
+    (frame,) = protocol.events_received()
+    assert (frame.opcode, frame.data) == (Opcode.BINARY, b"frame bytes"), (
+        "websockets' Protocol.receive_data no longer copies a memoryview it is given: "
+        "relay/tornado/connection.py must pass bytes(view) to it"
+    )
+
+
+async def test_tornado_read_into_completes_at_once_with_buffered_bytes() -> None:
+    """relay/tornado/handler.py takes what Tornado read past the upgrade with read_into(partial=True)."""
+    ours, theirs = socket.socketpair()
+    stream = IOStream(ours)
+    try:
+        theirs.sendall(b"abcdef")
+        assert await stream.read_bytes(1) == b"a"  # Tornado now holds the rest in its own buffer
+        buffer = bytearray(64)
+        future = asyncio.ensure_future(stream.read_into(buffer, partial=True))
+        assert future.done(), (
+            "IOStream.read_into(partial=True) no longer completes at once when bytes are buffered: "
+            "relay/tornado/handler.py's _buffered() would lose bytes a client sent before the 101"
+        )
+        assert bytes(buffer[: future.result()]) == b"bcdef"
+    finally:
+        stream.close()
+        theirs.close()
+
+
+def test_bokeh_tornado_keeps_its_application_contexts() -> None:
+    """workbench/server/routes.py finds the Tornado application serving the app by BokehTornado._applications."""
+    from bokeh.application import Application
+    from bokeh.server.contexts import ApplicationContext
+    from bokeh.server.tornado import BokehTornado
+
+    tornado_app = BokehTornado({"/workbench": Application()})
+    contexts = getattr(tornado_app, "_applications", None)
+    found = contexts.get("/workbench") if isinstance(contexts, dict) else None
+    assert isinstance(found, ApplicationContext), (
+        "BokehTornado no longer keeps ApplicationContext objects in _applications: plain `panel serve workbench` "
+        "cannot find its server to add the relay's routes; re-check workbench/server/routes.py "
+        "(`--plugins workbench.plugin` still works)"
+    )
+
+
+def test_panel_still_has_the_toast_bug_that_is_repaired() -> None:
+    """workbench/server/notifications.py rewrites Panel's NotificationArea script (a private class attribute)."""
+    from panel.io.notifications import NotificationArea
+
+    from workbench.server.notifications import BUGGY_LOOP, repaired
+
+    script = NotificationArea._scripts.get("notifications")
+    assert isinstance(script, str), "Panel's NotificationArea._scripts changed shape: re-check the toast repair"
+    assert BUGGY_LOOP in script or repaired(), (
+        "Panel fixed its toast loop: delete workbench/server/notifications.py and its call in app_hooks.py"
+    )
