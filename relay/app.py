@@ -21,6 +21,7 @@ from tornado.web import RequestHandler
 from relay.broker import Broker, broker_for_url
 from relay.clock import utcnow
 from relay.config import Settings
+from relay.hooks import Hooks
 from relay.identity.authenticators import Authenticators
 from relay.identity.tokens import TokenVerifier
 from relay.logs import install_redaction
@@ -58,6 +59,7 @@ class Relay:
         self.node_id = secrets.token_hex(4)
         self.connections = Connections()
         self.authenticators = Authenticators()
+        self.hooks = Hooks()
         self.heartbeat = Heartbeat(settings.ping_interval, self.connections)
         rate = settings.max_rest_per_second
         self.rest_budgets = KeyedBudgets(rate, 2 * rate)
@@ -88,7 +90,7 @@ class Relay:
         )
         self.status.start()
         self.authenticators.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
-        self.router = Router(settings, self.store, self.hub, self.broker, self.status)
+        self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks)
         self.heartbeat.start()
         self._started = True
         log.info(

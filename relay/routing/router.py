@@ -19,8 +19,9 @@ from collections.abc import Awaitable
 
 from relay.broker import Broker
 from relay.config import Settings
+from relay.hooks import Hooks
 from relay.metrics import COUNTERS
-from relay.representation import alert_message, status_message
+from relay.representation import alert_json, alert_message, status_message
 from relay.routing.connection import Connection, Permit
 from relay.routing.hub import Hub
 from relay.routing.owners import StreamOwners
@@ -54,12 +55,14 @@ class Router:
         hub: Hub,
         broker: Broker,
         status: StatusTracker,
+        hooks: Hooks,
     ) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
         self.broker = broker
         self.status = status
+        self.hooks = hooks
         self.owners = StreamOwners(store.streams)
 
     # ------------------------------------------------------------------ ownership
@@ -221,11 +224,10 @@ class Router:
         connection.send({"type": "alert-stored", "id": row.id, "ref": row.ref, "streamId": row.stream_id})
         if stored.created:
             COUNTERS.alerts_stored += 1
-            self.broker.publish(
-                Envelope.for_message(
-                    ALERT, row.stream_id, encode(alert_message(row)), origin=connection.id, seq=row.seq
-                )
-            )
+            body = alert_json(row)
+            text = encode({"type": ALERT, **body})
+            self.broker.publish(Envelope.for_message(ALERT, row.stream_id, text, origin=connection.id, seq=row.seq))
+            self.hooks.alert_stored(body)
 
     # ------------------------------------------------------------------ refusals
 
