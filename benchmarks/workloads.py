@@ -62,7 +62,7 @@ WORKLOADS: tuple[Workload, ...] = (
 )
 
 FULL_TIMING = Timing(warmup=1.0, seconds=5.0, drain=2.0, pause=1.0)
-SMOKE_TIMING = Timing(warmup=0.2, seconds=0.8, drain=0.5, pause=0.2)
+SMOKE_TIMING = Timing(warmup=0.1, seconds=0.5, drain=0.3, pause=0.1)
 
 SMOKE_IDLE_SESSIONS = 50
 

@@ -70,7 +70,7 @@ def parse_text(text: str | bytes, *, received_ms: int | None = None) -> ClientMe
         raise ProtocolError("invalid-message", "message needs a string 'type'")
     if kind == VIDEO_FRAME:
         return _parse_json_frame(obj, text, received_ms)
-    parser = _PARSERS.get(kind)
+    parser = PARSERS.get(kind)
     if parser is None:
         raise ProtocolError("unknown-type", f"unknown message type {kind[:64]!r}")
     return parser(obj, received_ms)
@@ -195,7 +195,7 @@ def _parse_alert(obj: dict[str, Any], received_ms: int | None) -> AlertIn:
     return AlertIn(stream_id, severity, message, metadata, timestamp, ref)
 
 
-_PARSERS: Final[dict[str, Callable[[dict[str, Any], int | None], ClientMessage]]] = {
+PARSERS: Final[dict[str, Callable[[dict[str, Any], int | None], ClientMessage]]] = {
     "auth": _parse_auth,
     "register": _parse_register,
     "subscribe": _parse_subscribe,

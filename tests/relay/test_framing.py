@@ -5,9 +5,16 @@ from __future__ import annotations
 import base64
 
 import orjson
+import pytest
 
 from relay.wire import encode_binary_frame
 from tests.support import JPEG, RelayHarness, running_relay
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """WebSocket behaviour does not depend on the database: SQLite only."""
+    return sqlite_url
 
 
 async def test_fragmented_messages_are_reassembled(relay: RelayHarness) -> None:

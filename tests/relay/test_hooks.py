@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from tests.support import GUARD, RelayHarness
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """WebSocket behaviour does not depend on the database: SQLite only."""
+    return sqlite_url
 
 
 async def test_hooks_hear_of_each_stored_alert_once_and_cannot_break_the_relay(relay: RelayHarness) -> None:

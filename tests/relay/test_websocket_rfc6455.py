@@ -16,6 +16,13 @@ import pytest
 from tests.raw_websocket import RawWebSocket, client_frame, close_payload
 from tests.support import GUARD, RelayHarness, running_relay
 
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """WebSocket behaviour does not depend on the database: SQLite only."""
+    return sqlite_url
+
+
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 NEVER_ON_THE_WIRE = {1005, 1006, 1015}
 
