@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from relay.store.database import DEFAULT_DATABASE_URL
@@ -53,9 +53,6 @@ class Settings:
                 values[spec.name] = _convert(spec.name, raw, cls)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
-
-    def with_changes(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
 
 def _convert(name: str, raw: str, cls: type[Settings]) -> Any:

@@ -13,6 +13,7 @@ import contextlib
 import re
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tests.support import GUARD
@@ -98,3 +99,42 @@ class Program:
     def __str__(self) -> str:
         tail = "\n".join(self.stderr[-15:])
         return f"\n--- stdout of {self.name}:\n" + "\n".join(self.stdout[-15:]) + f"\n--- stderr:\n{tail}"
+
+
+@contextlib.asynccontextmanager
+async def relay_serve(database_url: str, *flags: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """``relay serve`` on a free port in a process of its own (uvloop, as in production).
+
+    Yields the process and its port once it listens; its log is read (and
+    dropped) meanwhile, and it is terminated at the end unless it ended already.
+    """
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay",
+        "serve",
+        "--port",
+        "0",
+        "--database-url",
+        database_url,
+        *flags,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    stderr = process.stderr
+    try:
+        async with asyncio.timeout(GUARD):
+            while not (match := re.search(rb"listening on http://127.0.0.1:(\d+)", await stderr.readline())):
+                pass
+
+        async def drain() -> None:
+            while await stderr.readline():
+                pass
+
+        draining = asyncio.create_task(drain())
+        yield process, int(match.group(1))
+        draining.cancel()
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-import sys
 from pathlib import Path
 
 import orjson
 from websockets.asyncio.client import connect
 
 from relay.store import Store
+from tests.programs import relay_serve
 from tests.support import GUARD
 
 
@@ -22,32 +21,18 @@ async def test_relay_serve_shuts_down_cleanly_on_sigterm(tmp_path: Path) -> None
     stream = await store.streams.register(issued.user_id, "cam", "mobile", {})
     await store.close()
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relay",
-        "serve",
-        "--port",
-        "0",
-        "--database-url",
-        database,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(GUARD):
-        while not (match := re.search(rb"listening on http://127.0.0.1:(\d+)", await process.stderr.readline())):
-            pass
-    url = f"ws://127.0.0.1:{int(match.group(1))}/api/streams/ws"
-    async with connect(url, additional_headers={"Authorization": f"Bearer {issued.token}"}) as phone:
-        await phone.recv()  # auth-ok
-        await phone.send(orjson.dumps({"type": "register", "streamId": stream.id}).decode())
-        assert orjson.loads(await phone.recv())["type"] == "registered"
-        process.send_signal(signal.SIGTERM)
+    async with relay_serve(database) as (process, port):
+        url = f"ws://127.0.0.1:{port}/api/streams/ws"
+        async with connect(url, additional_headers={"Authorization": f"Bearer {issued.token}"}) as phone:
+            await phone.recv()  # auth-ok
+            await phone.send(orjson.dumps({"type": "register", "streamId": stream.id}).decode())
+            assert orjson.loads(await phone.recv())["type"] == "registered"
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(GUARD):
+                await phone.wait_closed()
+            assert phone.close_code == 1001
         async with asyncio.timeout(GUARD):
-            await phone.wait_closed()
-        assert phone.close_code == 1001
-    async with asyncio.timeout(GUARD):
-        assert await process.wait() == 0
+            assert await process.wait() == 0
 
     store = await Store.open(database)
     try:

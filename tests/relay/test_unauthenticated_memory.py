@@ -9,12 +9,10 @@ production), with a few hundred such peers holding their connections open.
 from __future__ import annotations
 
 import asyncio
-import re
-import sys
 from pathlib import Path
 
+from tests.programs import relay_serve
 from tests.raw_websocket import RawWebSocket, client_frame
-from tests.support import GUARD
 
 PEERS = 200
 DECLARED = 8 * 1024 * 1024  # the default message limit
@@ -29,26 +27,7 @@ def resident_mb(pid: int) -> float:
 
 
 async def test_declared_but_unsent_payloads_cost_no_memory(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "relay",
-        "serve",
-        "--port",
-        "0",
-        "--ping-interval",
-        "0",
-        "--database-url",
-        f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    try:
-        async with asyncio.timeout(GUARD):
-            while not (match := re.search(rb"listening on http://127.0.0.1:(\d+)", await process.stderr.readline())):
-                pass
-        port = int(match.group(1))
-        drain = asyncio.create_task(_drain(process.stderr))
+    async with relay_serve(f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}", "--ping-interval", "0") as (process, port):
         warm = await RawWebSocket.open(port)  # the first connection's one-off costs (imports, caches)
         await warm.close()
         before = resident_mb(process.pid)
@@ -72,17 +51,8 @@ async def test_declared_but_unsent_payloads_cost_no_memory(tmp_path: Path) -> No
             if settled - before < 8:
                 break
 
-        declared_mb = PEERS * DECLARED / 2**20
-        assert holding - before < 40, (
-            f"{PEERS} peers declaring {declared_mb:.0f} MB grew the relay by {holding - before:.0f} MB"
-        )
-        assert settled - before < 8, f"the relay kept {settled - before:.0f} MB after the peers left"
-        drain.cancel()
-    finally:
-        process.terminate()
-        await process.wait()
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+    declared_mb = PEERS * DECLARED / 2**20
+    assert holding - before < 40, (
+        f"{PEERS} peers declaring {declared_mb:.0f} MB grew the relay by {holding - before:.0f} MB"
+    )
+    assert settled - before < 8, f"the relay kept {settled - before:.0f} MB after the peers left"
