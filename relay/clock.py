@@ -33,7 +33,11 @@ def iso(moment: datetime | None) -> str | None:
 def parse_iso(text: str) -> datetime:
     """Parse an ISO 8601 instant; a value without an offset is taken as UTC.
 
-    Raises ValueError for anything else.
+    Raises ValueError for anything else, including instants that fall outside
+    the years 1–9999 once moved to UTC.
     """
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None

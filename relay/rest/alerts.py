@@ -23,6 +23,7 @@ from relay.wire import SEVERITIES, is_url_safe_id
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_FILTER_CHARS = 200
 _CURSOR_PREFIX = "a1:"
 
 
@@ -33,9 +34,12 @@ def encode_cursor(seq: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith(_CURSOR_PREFIX):
+        if not text.startswith(_CURSOR_PREFIX) or len(text) > 40:
             raise ValueError(text)
-        return int(text[len(_CURSOR_PREFIX) :])
+        seq = int(text[len(_CURSOR_PREFIX) :])
+        if not 0 <= seq < 2**63:
+            raise ValueError(text)
+        return seq
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, "cursor is not one this API returned") from None
 
@@ -61,9 +65,15 @@ class AlertQueryMixin(ApiHandler):
             severities=severities,
             since=since,
             until=until,
-            object_type=self.get_query_argument("objectType", None) or None,
-            text=self.get_query_argument("q", None) or None,
+            object_type=self._short_text("objectType"),
+            text=self._short_text("q"),
         )
+
+    def _short_text(self, name: str) -> str | None:
+        value = self.get_query_argument(name, None) or None
+        if value is not None and len(value) > MAX_FILTER_CHARS:
+            raise ApiError(400, f"{name} may be at most {MAX_FILTER_CHARS} characters")
+        return value
 
     async def _owns(self, stream_id: str) -> bool:
         return await self.node.store.streams.owner(stream_id) == self.user_id

@@ -13,6 +13,8 @@ class TokenHandler(ApiHandler):
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username:
             raise ApiError(400, 'send {"username": ..., "password": ...}')
+        if len(username) > 150 or len(password) > 1024 or "\x00" in username + password:
+            raise ApiError(400, "username or password too long, or with a NUL character")
         if not self.node.login_budgets.allow(self.request.remote_ip or "-"):
             raise ApiError(429, "too many login attempts; wait a little")
         user = await self.node.store.users.check_password(username, password)

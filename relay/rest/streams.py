@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import orjson
+
 from relay.representation import stream_json
 from relay.rest.base import ApiError, ApiHandler
+from relay.wire import json_problem, text_problem
 
 MAX_NAME_CHARS = 200
 MAX_METADATA_BYTES = 16 * 1024
@@ -23,7 +26,14 @@ class RegisterHandler(ApiHandler):
             raise ApiError(400, "deviceType must be a short non-empty string such as 'mobile'")
         if not isinstance(metadata, dict):
             raise ApiError(400, "metadata must be a JSON object")
-        if len(self.request.body) > MAX_METADATA_BYTES + 1024:
+        problem = (
+            text_problem(device_name, "deviceName")
+            or text_problem(device_type, "deviceType")
+            or json_problem(metadata, "metadata")
+        )
+        if problem is not None:
+            raise ApiError(400, problem)
+        if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
             raise ApiError(413, f"metadata larger than {MAX_METADATA_BYTES} bytes")
         stream = await self.node.store.streams.register(
             self.user_id, device_name.strip(), device_type.strip(), metadata

@@ -33,7 +33,15 @@ from relay.wire.messages import (
     encode,
     error_message,
 )
-from relay.wire.parsing import ClientMessage, alert_metadata_problem, is_url_safe_id, parse_binary, parse_text
+from relay.wire.parsing import (
+    ClientMessage,
+    alert_metadata_problem,
+    is_url_safe_id,
+    json_problem,
+    parse_binary,
+    parse_text,
+    text_problem,
+)
 from relay.wire.video import VideoFrame, decode_binary_frame, encode_binary_frame
 
 __all__ = [
@@ -64,7 +72,9 @@ __all__ = [
     "encode_binary_frame",
     "error_message",
     "is_url_safe_id",
+    "json_problem",
     "parse_binary",
     "parse_text",
+    "text_problem",
     "websocket_frame",
 ]

@@ -30,6 +30,10 @@ MAX_BINARY_HEADER_BYTES: Final = 64 * 1024
 MAX_ID_CHARS: Final = 128
 MAX_REF_CHARS: Final = 200
 MAX_CLIENT_TYPE_CHARS: Final = 64
+MAX_JSON_DEPTH: Final = 32
+"""How deep a client's JSON (alert or stream metadata) may nest: every reader can write it back."""
+MAX_TIMESTAMP: Final = 2**63 - 1
+"""``timestamp`` values are milliseconds since the epoch in 0 … 2⁶³ − 1 (a 64-bit signed column)."""
 
 DEFAULT_CONTENT_TYPE: Final = "image/jpeg"
 

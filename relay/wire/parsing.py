@@ -25,7 +25,9 @@ from relay.wire.messages import (
     MAX_ALERT_METADATA_BYTES,
     MAX_BINARY_HEADER_BYTES,
     MAX_CLIENT_TYPE_CHARS,
+    MAX_JSON_DEPTH,
     MAX_REF_CHARS,
+    MAX_TIMESTAMP,
     PRODUCIBLE,
     SEVERITIES,
     VIDEO_FRAME,
@@ -42,6 +44,8 @@ from relay.wire.messages import (
 from relay.wire.video import LENGTH, VideoFrame
 
 _URL_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_MIN_INT64: Final = -(2**63)
 _FRAME_KEYS: Final = frozenset({"type", "streamId", "data", "timestamp", "contentType"})
 _BINARY_HEADER_KEYS: Final = frozenset({"type", "streamId", "timestamp", "contentType"})
 
@@ -109,7 +113,7 @@ def parse_binary(data: bytes, *, received_ms: int | None = None) -> VideoFrame:
 def _parse_json_frame(obj: dict[str, Any], text: str | bytes, received_ms: int | None) -> VideoFrame:
     stream_id = _stream_id(obj)
     data = obj.get("data")
-    if not isinstance(data, str) or not data:
+    if not isinstance(data, str) or not data or not _is_base64(data):
         raise ProtocolError("invalid-message", "video-frame needs base64 'data'", stream_id=stream_id)
     timestamp = _optional_timestamp(obj, received_ms)
     forwardable = "timestamp" in obj and obj.keys() <= _FRAME_KEYS
@@ -180,6 +184,8 @@ def _parse_alert(obj: dict[str, Any], received_ms: int | None) -> AlertIn:
     message = obj.get("message")
     if not isinstance(message, str) or not message.strip():
         raise reject("alert needs a non-empty 'message'")
+    if "\x00" in message or (ref is not None and "\x00" in ref):
+        raise reject("message and ref may not contain NUL characters")
     if len(message) > MAX_ALERT_MESSAGE_CHARS:
         raise reject(f"alert message longer than {MAX_ALERT_MESSAGE_CHARS} characters", "too-large")
     metadata = obj.get("metadata", {})
@@ -208,13 +214,16 @@ PARSERS: Final[dict[str, Callable[[dict[str, Any], int | None], ClientMessage]]]
 def alert_metadata_problem(metadata: object) -> str | None:
     """Why ``metadata`` is not an acceptable alert metadata object, or None.
 
-    Any JSON object up to 16 KB is accepted; the well-known keys must have their
-    documented shape: ``confidence`` a number in [0, 1], ``location`` an object
-    of numbers ``x``, ``y`` (and optionally ``width``, ``height``) in [0, 1],
-    ``objectType`` a string.
+    Any JSON object up to 16 KB that :func:`json_problem` accepts; the well-known
+    keys must have their documented shape: ``confidence`` a number in [0, 1],
+    ``location`` an object of numbers ``x``, ``y`` (and optionally ``width``,
+    ``height``) in [0, 1], ``objectType`` a string.
     """
     if not isinstance(metadata, dict):
         return "metadata must be a JSON object"
+    problem = json_problem(metadata, "metadata")
+    if problem is not None:
+        return problem
     if len(orjson.dumps(metadata)) > MAX_ALERT_METADATA_BYTES:
         return f"metadata larger than {MAX_ALERT_METADATA_BYTES} bytes"
     confidence = metadata.get("confidence")
@@ -232,6 +241,53 @@ def alert_metadata_problem(metadata: object) -> str | None:
     if object_type is not None and not isinstance(object_type, str):
         return "metadata.objectType must be a string"
     return None
+
+
+def json_problem(value: object, what: str) -> str | None:
+    """Why a client's JSON value could not be stored and read back everywhere, or None.
+
+    Every database and every reader (REST, exports, the workbench, the report)
+    must take what the relay accepted: so no nesting deeper than
+    :data:`MAX_JSON_DEPTH` (JSON encoders stop at a few hundred), no number of
+    2⁶³ or more in magnitude (orjson cannot write such an integer back, and
+    PostgreSQL's JSONB gives a large float back as an integer), and no NUL
+    character in a key or a string (PostgreSQL cannot store one).  Lone
+    surrogates cannot occur: orjson refuses them as it parses.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"{what} nests deeper than {MAX_JSON_DEPTH} levels"
+            children = item.values() if isinstance(item, dict) else item
+            if isinstance(item, dict) and any("\x00" in key for key in item):
+                return f"{what} may not contain NUL characters"
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return f"{what} may not contain NUL characters"
+        elif isinstance(item, int | float) and not isinstance(item, bool) and not _MIN_INT64 <= item <= MAX_TIMESTAMP:
+            return f"{what} may hold numbers of less than 2**63 in magnitude"
+    return None
+
+
+def text_problem(text: str, what: str) -> str | None:
+    """Why a client's text could not be stored everywhere (a NUL character), or None."""
+    return f"{what} may not contain NUL characters" if "\x00" in text else None
+
+
+def _is_base64(data: str) -> bool:
+    """Whether ``data`` is base64 (standard alphabet, padded): the form a JSON frame's image travels in.
+
+    Checked before the frame goes anywhere, so that no consumer gets what it
+    cannot decode and the relay's own conversion to binary cannot fail.
+    ``bytes.translate`` drops every alphabet byte at C speed (0.3 ns a byte).
+    """
+    if not data.isascii() or len(data) % 4:
+        return False
+    body = data.encode("ascii").rstrip(b"=")
+    return len(data) - len(body) <= 2 and not body.translate(None, _BASE64_ALPHABET)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -292,8 +348,10 @@ def _optional_timestamp(obj: dict[str, Any], received_ms: int | None) -> int:
     value = obj.get("timestamp")
     if value is None:
         return received_ms if received_ms is not None else now_ms()
-    if not _is_number(value) or value < 0:
-        raise ProtocolError("invalid-message", "timestamp must be milliseconds since the epoch")
+    if not _is_number(value) or not 0 <= value <= MAX_TIMESTAMP:
+        raise ProtocolError(
+            "invalid-message", f"timestamp must be milliseconds since the epoch, from 0 to {MAX_TIMESTAMP}"
+        )
     return int(value)
 
 
