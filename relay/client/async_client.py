@@ -33,7 +33,7 @@ import base64
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -58,7 +58,7 @@ from relay.client.inbox import Inbox
 from relay.client.messages import Alert, Control, ErrorReport, Frame, Message, StreamStatus, parse_message
 from relay.client.pending import PendingAlert, PendingAlerts
 from relay.client.recent import Recent
-from relay.client.rest import AlertPage, RestApi, StreamInfo
+from relay.client.rest import AlertPage, AlertQuery, RestApi, StreamInfo
 from relay.client.urls import endpoints
 from relay.clock import now_ms
 from relay.wire import (
@@ -272,9 +272,7 @@ class RelayClient:
         cursor: str | None = None,
     ) -> AlertPage:
         """One page of alert history, newest first; pass its ``next_cursor`` for the next page."""
-        return await self._rest.alerts_page(
-            stream_ids=stream_ids, severities=severities, since=since, until=until, limit=limit, cursor=cursor
-        )
+        return await self._rest.page(AlertQuery(stream_ids, severities, since, until), limit=limit, cursor=cursor)
 
     def alerts(
         self,
@@ -284,11 +282,9 @@ class RelayClient:
         since: str | None = None,
         until: str | None = None,
         page_size: int = 100,
-    ) -> AsyncIterator[Alert]:
+    ) -> AsyncGenerator[Alert, None]:
         """Every matching stored alert, newest first, page after page (``GET /api/alerts``)."""
-        return self._rest.alerts(
-            stream_ids=stream_ids, severities=severities, since=since, until=until, page_size=page_size
-        )
+        return self._rest.every_alert(AlertQuery(stream_ids, severities, since, until), page_size=page_size)
 
     # ------------------------------------------------------------------ streams
 
