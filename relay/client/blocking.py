@@ -19,11 +19,12 @@ from collections.abc import Collection, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from relay.client.async_client import ClientStats, ImageLike, RelayClient
+from relay.client.async_client import ImageLike, RelayClient
 from relay.client.attachments import FrameForm
 from relay.client.errors import ClientClosed
 from relay.client.messages import Alert, Message
 from relay.client.rest import AlertPage, StreamInfo
+from relay.client.state import ClientStats
 from relay.wire import ALERT, CONSUMABLE, DEFAULT_CONTENT_TYPE
 
 T = TypeVar("T")
