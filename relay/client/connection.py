@@ -91,7 +91,7 @@ class Connection:
         self._ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._authenticated = asyncio.Event()
-        self._answered: dict[str, asyncio.Event] = {}
+        self._settled: dict[str, asyncio.Event] = {}
         self._unsubscribing: dict[str, asyncio.Event] = {}
         self._frame_slots: dict[str, bytes | str] = {}
         self._frames_waiting = asyncio.Event()
@@ -120,10 +120,8 @@ class Connection:
 
     def check_usable(self) -> None:
         """Raise why the client stopped, if it did."""
-        if self._failure is not None:
-            raise self._failure
         if self._stopped.is_set():
-            raise ClientClosed("the client was closed")
+            raise self._stop_reason()
 
     async def close(self, *, flush_timeout: float = 0.0) -> None:
         """Stop for good; with ``flush_timeout``, first wait that long for unconfirmed alerts."""
@@ -173,6 +171,7 @@ class Connection:
                 wait.cancel()
 
     def _stop_reason(self) -> RelayError:
+        """What the client stopped for: a failure (a refused token, a bug), or being closed."""
         return self._failure or ClientClosed("the client was closed")
 
     # ------------------------------------------------------------------ what the application does
@@ -185,14 +184,14 @@ class Connection:
         """
         self.start()
         self._state.attach(attachment)
-        answered = self._answer_of(attachment.stream_id)
-        answered.clear()
+        settled = self._attachment_settled(attachment.stream_id)
+        settled.clear()
         try:
             ws = self._ws
             if ws is not None:
                 with contextlib.suppress(ConnectionClosed):  # the next connection attaches it
                     await self._send_attachment(ws, attachment)
-            await self._until(answered)
+            await self._until(settled)
         except BaseException:
             self._state.forget(attachment)
             raise
@@ -252,9 +251,9 @@ class Connection:
         except Exception:
             log.exception("on_message callback failed for %s", type(message).__name__)
 
-    def _answer_of(self, stream_id: str) -> asyncio.Event:
+    def _attachment_settled(self, stream_id: str) -> asyncio.Event:
         """Set once the relay confirmed or refused the stream's latest attachment."""
-        return self._answered.setdefault(stream_id, asyncio.Event())
+        return self._settled.setdefault(stream_id, asyncio.Event())
 
     # ------------------------------------------------------------------ the connection
 
@@ -344,9 +343,9 @@ class Connection:
                         await self._send_attachment(ws, attachment)
                     except ForbiddenError as error:  # from REST: the stream is not (or no longer) the user's
                         self._state.refuse(attachment, error, ws)
-                        self._answer_of(attachment.stream_id).set()
+                        self._attachment_settled(attachment.stream_id).set()
                 for attachment in todo:
-                    if not await self._while_open(self._answer_of(attachment.stream_id).wait(), reader):
+                    if not await self._while_open(self._attachment_settled(attachment.stream_id).wait(), reader):
                         return False
                     report = self._state.settle_refused(attachment)
                     if report is not None:
@@ -371,7 +370,7 @@ class Connection:
             missed = [alert async for alert in self._rest.alerts(stream_ids=[stream_id], page_size=500)]
             for alert in self._state.missed_alerts(missed):
                 self._deliver(alert)
-        self._answer_of(stream_id).clear()
+        self._attachment_settled(stream_id).clear()
         for message in self._state.attach_messages(attachment, ws):
             await ws.send(message)
 
@@ -399,7 +398,7 @@ class Connection:
         if received.authenticated:
             self._authenticated.set()
         if received.settled is not None:
-            self._answer_of(received.settled).set()
+            self._attachment_settled(received.settled).set()
         if received.unsubscribed is not None:
             done = self._unsubscribing.get(received.unsubscribed)
             if done is not None:

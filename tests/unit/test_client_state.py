@@ -42,9 +42,8 @@ def alert_text(alert_id: str, stream_id: str = STREAM, ref: str | None = None) -
 
 
 def alert(alert_id: str) -> Alert:
-    parsed = ClientState().receive(alert_text(alert_id)).deliver
-    assert isinstance(parsed, Alert)
-    return parsed
+    """The alert ``alert_text(alert_id)`` stands for, as REST would list it."""
+    return Alert(alert_id, STREAM, "high", f"alert {alert_id}", {}, 1, "2026-01-01T00:00:00.000Z")
 
 
 def sent(messages: list[str]) -> list[dict[str, Any]]:
