@@ -17,7 +17,7 @@ resend every alert until the relay confirms it stored it.  See
 images (not JPEG bytes) are sent or asked for.
 """
 
-from relay.client.async_client import ClientStats, RelayClient
+from relay.client.async_client import RelayClient
 from relay.client.backoff import Backoff
 from relay.client.blocking import BlockingRelayClient
 from relay.client.errors import (
@@ -33,6 +33,7 @@ from relay.client.errors import (
 )
 from relay.client.messages import Alert, ErrorReport, Frame, Message, StreamStatus
 from relay.client.rest import AlertPage, StreamInfo
+from relay.client.state import ClientStats
 
 __all__ = [
     "Alert",

@@ -4,6 +4,8 @@ Registration and subscriptions belong to a connection, not to a device: after
 every reconnect the client must send them again, and a consumer must say from
 which alert to resume.  An :class:`Attachment` remembers what the application
 asked for; :meth:`Attachment.messages` builds what to send on a new connection.
+Attachments belong to the client's sans-I/O state (:mod:`relay.client.state`):
+whoever waits for the relay's answer waits in :mod:`relay.client.connection`.
 
 A producer (``register``) is attached with two messages: ``register`` with no
 ``consumes``, then ``subscribe`` to its own stream for what it consumes, with
@@ -13,7 +15,6 @@ phone miss no alert raised while it was offline, exactly like a dashboard.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,11 +49,14 @@ class Attachment:
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
     frame_format: FrameForm
-    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
     failure: RelayError | None = None
+    """Why the relay refused it on the connection it was last sent on."""
     awaiting: set[str] = field(default_factory=set)
+    """The confirmations (``registered``, ``subscribed``) still to come on that connection."""
     connection: object | None = None
+    """The connection it was last sent on, compared by identity; None until the next one."""
     established: bool = False
+    """The relay confirmed it once: a later refusal comes on a reconnect, with nobody waiting for it."""
 
     def __post_init__(self) -> None:
         unknown = set(self.consumes) - CONSUMABLE
@@ -100,21 +104,20 @@ class Attachment:
         self.awaiting = {"registered", "subscribed"}
         return [register, subscribe]
 
-    def acknowledged(self, kind: str) -> None:
-        """``registered`` or ``subscribed`` arrived for this stream."""
+    def acknowledged(self, kind: str) -> bool:
+        """``registered`` or ``subscribed`` arrived for this stream; True once the relay confirmed all of it."""
         self.awaiting.discard(kind)
-        if not self.awaiting:
-            self.established = True
-            self.confirmed.set()
+        if self.awaiting:
+            return False
+        self.established = True
+        return True
 
     def refused(self, error: RelayError) -> None:
         """The relay refused the attachment: whoever waits for it gets ``error``."""
         self.failure = error
         self.awaiting.clear()
-        self.confirmed.set()
 
     def detached(self) -> None:
         """The connection ended: the next one must attach this stream again."""
-        self.confirmed.clear()
         self.awaiting.clear()
         self.connection = None

@@ -19,11 +19,12 @@ from collections.abc import Collection, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from relay.client.async_client import ClientStats, ImageLike, RelayClient
+from relay.client.async_client import ImageLike, RelayClient
 from relay.client.attachments import FrameForm
 from relay.client.errors import ClientClosed
 from relay.client.messages import Alert, Message
 from relay.client.rest import AlertPage, StreamInfo
+from relay.client.state import ClientStats
 from relay.wire import ALERT, CONSUMABLE, DEFAULT_CONTENT_TYPE
 
 T = TypeVar("T")
@@ -118,9 +119,24 @@ class BlockingRelayClient:
     def list_streams(self, timeout: float | None = None) -> list[StreamInfo]:
         return self._run(self._client.list_streams(), timeout)
 
-    def alerts_page(self, *, timeout: float | None = None, **filters: Any) -> AlertPage:
-        """See :meth:`RelayClient.alerts_page` (same keyword filters)."""
-        return self._run(self._client.alerts_page(**filters), timeout)
+    def alerts_page(
+        self,
+        *,
+        stream_ids: Sequence[str] = (),
+        severities: Sequence[str] = (),
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        timeout: float | None = None,
+    ) -> AlertPage:
+        """See :meth:`RelayClient.alerts_page`."""
+        return self._run(
+            self._client.alerts_page(
+                stream_ids=stream_ids, severities=severities, since=since, until=until, limit=limit, cursor=cursor
+            ),
+            timeout,
+        )
 
     def alerts(
         self,
@@ -147,7 +163,7 @@ class BlockingRelayClient:
             while (alert := self._run(following())) is not None:
                 yield alert
         finally:
-            self._run(pages.aclose())  # type: ignore[attr-defined]
+            self._run(pages.aclose())
 
     # ------------------------------------------------------------------ streams
 
@@ -240,6 +256,10 @@ class BlockingRelayClient:
     def receive(self, timeout: float | None = None) -> Message:
         """The next message; TimeoutError after ``timeout`` seconds, ClientClosed once closed."""
         return self._run(self._client.receive(), timeout)
+
+    @property
+    def frames_dropped_incoming(self) -> int:
+        return self._client.frames_dropped_incoming
 
     def messages(self, timeout: float | None = None) -> Iterator[Message]:
         """Messages as they come; ends when the client is closed (or nothing came for ``timeout`` seconds)."""

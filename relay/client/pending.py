@@ -7,6 +7,10 @@ hands it over until its ``alert-stored`` arrives, and resends it after every
 reconnect and whenever it has waited ``resend_after`` seconds.  Nothing is
 dropped silently: the queue is bounded, and a full queue refuses the *new*
 alert with :class:`~relay.client.errors.AlertQueueFull`, which the caller sees.
+
+The queue itself needs no event loop, so the client's sans-I/O state
+(:mod:`relay.client.state`) can keep it: an alert's future, which whoever waits
+for its id awaits, is made the first time someone asks for it.
 """
 
 from __future__ import annotations
@@ -22,14 +26,34 @@ from relay.client.errors import AlertQueueFull, AlertRejected, RelayError
 
 @dataclass(slots=True)
 class PendingAlert:
-    """One alert waiting for ``alert-stored``: its wire form and who waits for its id."""
+    """One alert waiting for ``alert-stored``: its wire form, its sends, and who waits for its id."""
 
     ref: str
     stream_id: str
     wire: str
-    stored: asyncio.Future[str]
     sent_at: float | None = None
-    sends: int = field(default=0)
+    sends: int = 0
+    outcome: str | RelayError | None = None
+    """The id the relay stored it under, or why it never will be; None while it waits."""
+    _stored: asyncio.Future[str] | None = field(default=None, repr=False)
+
+    @property
+    def stored(self) -> asyncio.Future[str]:
+        """The alert's id once stored (or the error that settled it); made on first use, in the running loop."""
+        if self._stored is None:
+            self._stored = asyncio.get_running_loop().create_future()
+            self._stored.add_done_callback(_consume_exception)
+            if self.outcome is not None:
+                _settle(self._stored, self.outcome)
+        return self._stored
+
+    def settle(self, outcome: str | RelayError) -> None:
+        """It was stored (``outcome`` is its id) or never will be (the error); the first outcome stands."""
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
+        if self._stored is not None and not self._stored.done():
+            _settle(self._stored, outcome)
 
 
 class PendingAlerts:
@@ -62,9 +86,7 @@ class PendingAlerts:
                 stream_id=stream_id,
                 ref=ref,
             )
-        stored: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        stored.add_done_callback(_consume_exception)
-        pending = PendingAlert(ref, stream_id, wire, stored)
+        pending = PendingAlert(ref, stream_id, wire)
         self._by_ref[ref] = pending
         return pending
 
@@ -84,15 +106,15 @@ class PendingAlerts:
     def confirm(self, ref: str, alert_id: str) -> PendingAlert | None:
         """``alert-stored`` arrived: the alert leaves the queue and its waiters get the id."""
         pending = self._by_ref.pop(ref, None)
-        if pending is not None and not pending.stored.done():
-            pending.stored.set_result(alert_id)
+        if pending is not None:
+            pending.settle(alert_id)
         return pending
 
     def reject(self, ref: str, code: str, message: str) -> PendingAlert | None:
         """The relay refused the alert for good: it leaves the queue, waiters get AlertRejected."""
         pending = self._by_ref.pop(ref, None)
-        if pending is not None and not pending.stored.done():
-            pending.stored.set_exception(
+        if pending is not None:
+            pending.settle(
                 AlertRejected(
                     f"alert {ref} rejected: {code}: {message}", code=code, stream_id=pending.stream_id, ref=ref
                 )
@@ -104,8 +126,7 @@ class PendingAlerts:
         failed = list(self._by_ref.values())
         self._by_ref.clear()
         for pending in failed:
-            if not pending.stored.done():
-                pending.stored.set_exception(error)
+            pending.settle(error)
         return failed
 
     async def drained(self) -> None:
@@ -113,6 +134,13 @@ class PendingAlerts:
         while self._by_ref:
             waiting = [p.stored for p in self._by_ref.values()]
             await asyncio.wait(waiting)
+
+
+def _settle(future: asyncio.Future[str], outcome: str | RelayError) -> None:
+    if isinstance(outcome, RelayError):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

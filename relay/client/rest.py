@@ -1,7 +1,8 @@
 """The few REST calls a client needs: a token, streams, alert history.
 
 ``POST /api/auth/token``, ``POST /api/streams/register``, ``GET /api/streams/list``
-and ``GET /api/alerts`` (paged by ``nextCursor``), on :mod:`httpx`.  Error
+and ``GET /api/alerts`` (paged by ``nextCursor``, filtered by an :class:`AlertQuery`),
+on :mod:`httpx`.  Error
 answers become the exceptions of :mod:`relay.client.errors`: 401 is an
 :class:`AuthenticationError`, 404 for a stream a :class:`ForbiddenError` (the
 relay answers 404 for another user's stream as for a missing one), anything
@@ -10,7 +11,7 @@ else a :class:`RequestFailed` with the relay's error code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,33 @@ class StreamInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Which stored alerts to list, as ``GET /api/alerts`` filters them; an empty field matches all.
+
+    ``alerts_page`` and ``alerts`` of both clients and of :class:`RestApi` take
+    these filters as keyword arguments, which their users know; each call
+    gathers them here once, and only this value travels further down.
+    ``since`` is inclusive and ``until`` exclusive, both ISO 8601 on ``createdAt``.
+    """
+
+    stream_ids: Sequence[str] = ()
+    severities: Sequence[str] = ()
+    since: str | None = None
+    until: str | None = None
+
+    def params(self) -> list[tuple[str, str]]:
+        """The query string of ``GET /api/alerts`` for these filters."""
+        params = [("streamId", stream_id) for stream_id in self.stream_ids]
+        if self.severities:
+            params.append(("severity", ",".join(self.severities)))
+        if self.since is not None:
+            params.append(("since", self.since))
+        if self.until is not None:
+            params.append(("until", self.until))
+        return params
+
+
+@dataclass(frozen=True, slots=True)
 class AlertPage:
     """One page of ``GET /api/alerts``: newest first, and the cursor of the next page (None at the end)."""
 
@@ -111,22 +139,9 @@ class RestApi:
         cursor: str | None = None,
     ) -> AlertPage:
         """One page of alert history, newest first (filters as ``GET /api/alerts`` takes them)."""
-        params: list[tuple[str, str | int | float | bool | None]] = [
-            ("streamId", stream_id) for stream_id in stream_ids
-        ]
-        if severities:
-            params.append(("severity", ",".join(severities)))
-        if since is not None:
-            params.append(("since", since))
-        if until is not None:
-            params.append(("until", until))
-        params.append(("limit", limit))
-        if cursor is not None:
-            params.append(("cursor", cursor))
-        body = await self._call("GET", "/api/alerts", params=params, about_streams=bool(stream_ids))
-        return AlertPage([Alert.from_json(alert) for alert in body["alerts"]], body.get("nextCursor"))
+        return await self.page(AlertQuery(stream_ids, severities, since, until), limit=limit, cursor=cursor)
 
-    async def alerts(
+    def alerts(
         self,
         *,
         stream_ids: Sequence[str] = (),
@@ -134,13 +149,23 @@ class RestApi:
         since: str | None = None,
         until: str | None = None,
         page_size: int = 100,
-    ) -> AsyncIterator[Alert]:
+    ) -> AsyncGenerator[Alert, None]:
         """Every matching alert, newest first, following ``nextCursor`` page after page."""
+        return self.every_alert(AlertQuery(stream_ids, severities, since, until), page_size=page_size)
+
+    async def page(self, query: AlertQuery, *, limit: int = 100, cursor: str | None = None) -> AlertPage:
+        """One page of the alerts ``query`` matches, newest first; ``cursor`` is the previous page's ``next_cursor``."""
+        params: list[tuple[str, str | int | float | bool | None]] = [*query.params(), ("limit", limit)]
+        if cursor is not None:
+            params.append(("cursor", cursor))
+        body = await self._call("GET", "/api/alerts", params=params, about_streams=bool(query.stream_ids))
+        return AlertPage([Alert.from_json(alert) for alert in body["alerts"]], body.get("nextCursor"))
+
+    async def every_alert(self, query: AlertQuery, *, page_size: int = 100) -> AsyncGenerator[Alert, None]:
+        """Every alert ``query`` matches, newest first, fetching the next page as iteration reaches it."""
         cursor: str | None = None
         while True:
-            page = await self.alerts_page(
-                stream_ids=stream_ids, severities=severities, since=since, until=until, limit=page_size, cursor=cursor
-            )
+            page = await self.page(query, limit=page_size, cursor=cursor)
             for alert in page.alerts:
                 yield alert
             if page.next_cursor is None:
