@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import text
@@ -154,7 +155,7 @@ async def test_a_relay_restart_loses_no_alert_and_stores_none_twice(database_url
         refs = [await ml.send_alert("critical", f"while down {i}", stream_id=stream_id, ref=f"r{i}") for i in (1, 2)]
         assert ml.pending_alerts == 2, "queued while the relay is down"
 
-        second = RelayServer(first.settings.with_changes(port=port))
+        second = RelayServer(replace(first.settings, port=port))
         servers.append(second)
         await second.start()
         async with asyncio.timeout(GUARD):
@@ -279,7 +280,7 @@ async def test_a_resume_point_the_relay_no_longer_knows_is_reported_and_alerts_g
         async with store.engine.begin() as connection:
             await connection.execute(text("DELETE FROM alert"))
         await store.close()
-        second = RelayServer(first.settings.with_changes(port=first.port))
+        second = RelayServer(replace(first.settings, port=first.port))
         servers.append(second)
         await second.start()
 
