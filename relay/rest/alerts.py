@@ -24,6 +24,7 @@ from relay.wire import SEVERITIES, is_url_safe_id
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_FILTER_CHARS = 200
+FILTER_ARGUMENTS = ("streamId", "severity", "since", "until", "objectType", "q")
 _CURSOR_PREFIX = "a1:"
 
 
@@ -47,7 +48,15 @@ def decode_cursor(cursor: str) -> int:
 class AlertQueryMixin(ApiHandler):
     """Reads the alert filters of the query string into an :class:`AlertFilter`."""
 
+    query_arguments: tuple[str, ...] = FILTER_ARGUMENTS
+    """The query arguments this endpoint knows; any other is refused, so that a typo is not ignored."""
+
     async def alert_filter(self) -> AlertFilter:
+        unknown = sorted(set(self.request.query_arguments) - set(self.query_arguments))
+        if unknown:
+            raise ApiError(
+                400, f"unknown query argument {unknown[0][:64]!r}; this endpoint takes {', '.join(self.query_arguments)}"
+            )
         stream_ids = self.get_query_arguments("streamId")
         for stream_id in stream_ids:
             if not is_url_safe_id(stream_id) or not await self._owns(stream_id):
@@ -56,9 +65,7 @@ class AlertQueryMixin(ApiHandler):
         unknown = set(severities) - set(SEVERITIES)
         if unknown:
             raise ApiError(400, f"severity must be one of {', '.join(SEVERITIES)}; got {', '.join(sorted(unknown))}")
-        since, until = self._instant("since"), self._instant("until")
-        if since is not None and until is not None and since >= until:
-            raise ApiError(400, "since must be earlier than until")
+        since, until = self._instant("since"), self._instant("until")  # an empty window matches nothing
         return AlertFilter(
             user_id=self.user_id,
             stream_ids=stream_ids,
@@ -80,7 +87,7 @@ class AlertQueryMixin(ApiHandler):
 
     def _instant(self, name: str) -> datetime | None:
         value = self.get_query_argument(name, None)
-        if not value:
+        if value is None:
             return None
         try:
             return parse_iso(value)
@@ -89,6 +96,8 @@ class AlertQueryMixin(ApiHandler):
 
 
 class AlertsHandler(AlertQueryMixin):
+    query_arguments = (*FILTER_ARGUMENTS, "limit", "cursor")
+
     async def get(self) -> None:
         where = await self.alert_filter()
         raw_limit = self.get_query_argument("limit", str(DEFAULT_LIMIT))
@@ -111,6 +120,8 @@ class AlertsHandler(AlertQueryMixin):
 
 
 class ExportHandler(AlertQueryMixin):
+    query_arguments = ("format", *FILTER_ARGUMENTS)
+
     async def get(self) -> None:
         format = self.get_query_argument("format", "json")
         if format not in export.FORMATS:

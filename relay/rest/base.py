@@ -86,7 +86,18 @@ class JsonHandler(RequestHandler):
         self.set_status(status)
         self.finish(orjson.dumps(value))
 
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this handler answers (the ``Allow`` header of a 405)."""
+        return [
+            method
+            for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(cls, method.lower()) is not getattr(RequestHandler, method.lower())
+        ]
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, ApiError):
             code, message = error.code, error.message

@@ -68,6 +68,12 @@ _ALERT_FILTERS: list[dict[str, Any]] = [
     },
 ]
 
+_NO_NUL = "^[^\\u0000]*$"
+_BLANK = "\\t\\n\\u000b\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+"""What Python's str.strip() takes away, spelled out (ECMA-262's \\s differs)."""
+_PRINTED_TEXT = f"^[^\\u0000]*[^\\u0000{_BLANK}][^\\u0000]*$"  # not only blanks, and no NUL
+"""JSON Schema patterns (ECMA-262) of the text the relay stores."""
+
 _STANDARD_ERRORS = {
     "401": _error("No bearer token, or an unknown one."),
     "429": _error("Too many requests from this user."),
@@ -247,7 +253,13 @@ DOCUMENT: dict[str, Any] = {
                     "token field of the first register/subscribe. Failed authentication closes with 1008."
                 ),
                 "security": [{"bearer": []}, {"queryToken": []}, {}],
-                "responses": {"101": {"description": "Switching to the WebSocket protocol."}},
+                "responses": {
+                    "101": {"description": "Switching to the WebSocket protocol."},
+                    "400": _error("A WebSocket handshake with a missing or wrong header (Sec-WebSocket-Key, -Version)."),
+                    "403": _error("A browser whose Origin is neither this site nor an allowed origin."),
+                    "426": _error("Not a WebSocket upgrade (no `Upgrade: websocket`); the answer says so."),
+                    "503": _error("The relay is starting; try again in a moment."),
+                },
             }
         },
     },
@@ -257,6 +269,25 @@ DOCUMENT: dict[str, Any] = {
             "queryToken": {"type": "apiKey", "in": "query", "name": "token"},
         },
         "schemas": {
+            "JsonObject": {
+                "description": (
+                    "Any JSON object up to 16 KB (413 beyond) that every reader can write back: nested at most "
+                    "32 levels, numbers under 2^63 in magnitude, no NUL character in a key or a string."
+                ),
+                "type": "object",
+                "propertyNames": {"pattern": _NO_NUL},
+                "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+            },
+            "JsonValue": {
+                "anyOf": [
+                    {"type": "null"},
+                    {"type": "boolean"},
+                    {"type": "number", "exclusiveMinimum": -(2**63), "exclusiveMaximum": 2**63},
+                    {"type": "string", "pattern": _NO_NUL},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+                    {"$ref": "#/components/schemas/JsonObject"},
+                ]
+            },
             "Error": {
                 "type": "object",
                 "required": ["error"],
@@ -271,7 +302,10 @@ DOCUMENT: dict[str, Any] = {
             "Credentials": {
                 "type": "object",
                 "required": ["username", "password"],
-                "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                "properties": {
+                    "username": {"type": "string", "minLength": 1, "maxLength": 150, "pattern": _NO_NUL},
+                    "password": {"type": "string", "maxLength": 1024, "pattern": _NO_NUL},
+                },
             },
             "IssuedToken": {
                 "type": "object",
@@ -282,9 +316,9 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["deviceName"],
                 "properties": {
-                    "deviceName": {"type": "string", "maxLength": 200},
-                    "deviceType": {"type": "string", "default": "mobile"},
-                    "metadata": {"type": "object"},
+                    "deviceName": {"type": "string", "maxLength": 200, "pattern": _PRINTED_TEXT},
+                    "deviceType": {"type": "string", "maxLength": 100, "pattern": _PRINTED_TEXT, "default": "mobile"},
+                    "metadata": {"anyOf": [{"$ref": "#/components/schemas/JsonObject"}, {"type": "null"}]},
                 },
             },
             "StreamRegistered": {

@@ -45,7 +45,7 @@ from relay.wire.video import LENGTH, VideoFrame
 
 _URL_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_MIN_INT64: Final = -(2**63)
+_TWO_63: Final = 2**63
 _FRAME_KEYS: Final = frozenset({"type", "streamId", "data", "timestamp", "contentType"})
 _BINARY_HEADER_KEYS: Final = frozenset({"type", "streamId", "timestamp", "contentType"})
 
@@ -267,7 +267,7 @@ def json_problem(value: object, what: str) -> str | None:
         elif isinstance(item, str):
             if "\x00" in item:
                 return f"{what} may not contain NUL characters"
-        elif isinstance(item, int | float) and not isinstance(item, bool) and not _MIN_INT64 <= item <= MAX_TIMESTAMP:
+        elif isinstance(item, int | float) and not isinstance(item, bool) and not -_TWO_63 < item < _TWO_63:
             return f"{what} may hold numbers of less than 2**63 in magnitude"
     return None
 
