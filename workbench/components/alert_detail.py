@@ -10,7 +10,8 @@ from html import escape
 
 import panel as pn
 
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert, format_time
+from relay.history.palette import SEVERITY_COLOURS
+from workbench.alerts import LiveAlert, format_time
 from workbench.session import AnalystSession
 
 _PROMPT = "<p class='alert-detail-empty'>Click an alert to see its details.</p>"

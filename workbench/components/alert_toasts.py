@@ -15,7 +15,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Final
 
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert
+from relay.history.palette import SEVERITY_COLOURS
+from workbench.alerts import LiveAlert
 from workbench.session import AnalystSession
 
 DURATIONS_MS: Final = {"low": 5_000, "medium": 8_000, "high": 12_000, "critical": 0}

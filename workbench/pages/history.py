@@ -22,8 +22,9 @@ from typing import Any, Final
 import pandas as pd
 import panel as pn
 
+from relay.history.palette import SEVERITY_COLOURS
 from relay.wire import SEVERITIES
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert, format_time
+from workbench.alerts import LiveAlert, format_time
 from workbench.components.alert_detail import AlertDetail
 from workbench.history_query import HistoryQuery
 from workbench.session import AnalystSession

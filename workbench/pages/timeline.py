@@ -35,8 +35,9 @@ from bokeh.models import (
 from bokeh.plotting import figure
 
 from relay.clock import utcnow
+from relay.history.palette import SEVERITY_COLOURS
 from relay.store import AlertFilter
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert
+from workbench.alerts import LiveAlert
 from workbench.components.alert_detail import AlertDetail
 from workbench.session import AnalystSession
 
