@@ -1,4 +1,4 @@
-"""An alert as the workbench shows it, wherever it came from, and the colours of severities.
+"""An alert as the workbench shows it, wherever it came from.
 
 Alerts reach a page two ways: rows read from the store (history) and messages the
 relay delivered to the page's browser (live).  :class:`LiveAlert` is the one
@@ -12,14 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from relay.clock import parse_iso
 from relay.store.models import Alert
 from relay.wire import SEVERITIES, is_url_safe_id
-
-SEVERITY_COLOURS: Final = {"low": "#4e79a7", "medium": "#c9a227", "high": "#f28e2b", "critical": "#e15759"}
-"""One colour per severity, the same on toasts, tiles, the timeline and the history."""
 
 
 @dataclass(frozen=True, slots=True)

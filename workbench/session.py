@@ -4,14 +4,15 @@ Every page of a tab reads the analyst's data from an :class:`AnalystSession`.
 Streams are read from the store (the same query as ``GET /api/streams/list``)
 when the tab opens and every :data:`STREAM_REFRESH_SECONDS` after, so a stream
 registered while the tab is open appears without a reload.  Live alerts arrive
-from the tab's :class:`~workbench.components.alert_feed.AlertFeed`; each is
-passed on once (a feed that reconnects may replay one) to the pages listening.
+from the tab's :class:`~workbench.components.alert_feed.AlertFeed`; each becomes
+:attr:`AnalystSession.latest_alert` once (a feed that reconnects may replay one).
+Pages, toasts and the counter watch the session's params: ``streams``,
+``unseen``, ``latest_alert`` and ``subscribed``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,30 +27,36 @@ _REMEMBERED_ALERTS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
-class StreamInfo:
+class StreamLabel:
     """What the pages show of a stream; its live status comes to the tiles from the relay."""
 
     id: str
     device_name: str
 
     @classmethod
-    def from_row(cls, stream: VideoStream) -> StreamInfo:
+    def from_row(cls, stream: VideoStream) -> StreamLabel:
         return cls(stream.id, stream.device_name)
 
 
 class AnalystSession(param.Parameterized):
     """See the module docstring.  Built by :meth:`open` once the tab's user is known."""
 
-    streams = param.List(item_type=StreamInfo, doc="The analyst's streams, oldest first.")
+    streams = param.List(item_type=StreamLabel, doc="The analyst's streams, oldest first.")
     unseen = param.Integer(default=0, bounds=(0, None), doc="Live alerts since the analyst last looked.")
+    latest_alert = param.ClassSelector(
+        class_=LiveAlert, default=None, doc="The newest live alert of the analyst's streams, each one set once."
+    )
+    subscribed = param.String(
+        default="",
+        doc="The stream whose live alerts the feed last (re)started receiving; "
+        "each subscription is an event, the same stream's again too.",
+    )
 
     def __init__(self, relay: Relay, user_id: str, username: str) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.relay = relay
         self.user_id = user_id
         self.username = username
-        self._alert_listeners: list[Callable[[LiveAlert], None]] = []
-        self._subscribed_listeners: list[Callable[[str], None]] = []
         self._delivered: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
@@ -80,18 +87,11 @@ class AnalystSession(param.Parameterized):
 
     async def refresh_streams(self) -> None:
         """Read the analyst's streams; pages hear of it only when the list changed."""
-        streams = [StreamInfo.from_row(row) for row in await self.relay.store.streams.for_user(self.user_id)]
+        streams = [StreamLabel.from_row(row) for row in await self.relay.store.streams.for_user(self.user_id)]
         if streams != self.streams:
             self.streams = streams
 
     # ------------------------------------------------------------------ live alerts
-
-    def on_alert(self, listener: Callable[[LiveAlert], None]) -> None:
-        self._alert_listeners.append(listener)
-
-    def on_subscribed(self, listener: Callable[[str], None]) -> None:
-        """``listener(stream_id)`` whenever the feed (re)starts receiving a stream's live alerts."""
-        self._subscribed_listeners.append(listener)
 
     def receive(self, alert: LiveAlert) -> None:
         """A live alert of one of the analyst's streams, from the feed."""
@@ -101,12 +101,19 @@ class AnalystSession(param.Parameterized):
         if len(self._delivered) > _REMEMBERED_ALERTS:
             self._delivered.popitem(last=False)
         self.unseen += 1
-        for listener in self._alert_listeners:
-            listener(alert)
+        self.latest_alert = alert
 
-    def subscribed(self, stream_id: str) -> None:
-        for listener in self._subscribed_listeners:
-            listener(stream_id)
+    def subscription_started(self, stream_id: str) -> None:
+        """The feed (re)started receiving ``stream_id``'s live alerts; watchers of :attr:`subscribed` hear of it.
+
+        A feed that reconnects subscribes to the same streams again, and what was stored
+        meanwhile must be read again: the same value is triggered, not set (param only
+        tells of a value that changed).
+        """
+        if self.subscribed == stream_id:
+            self.param.trigger("subscribed")
+        else:
+            self.subscribed = stream_id
 
     def mark_seen(self) -> None:
         self.unseen = 0

@@ -13,36 +13,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from html import escape
-from typing import Final, Protocol, cast
+from typing import Final, cast
 
 import panel as pn
 
 from workbench.components.alert_feed import AlertFeed
-from workbench.components.alert_toasts import AlertToasts
-from workbench.components.unseen_counter import UnseenCounter
 from workbench.pages.history import HistoryPage
 from workbench.pages.live import LivePage
+from workbench.pages.page import Page
 from workbench.pages.timeline import TimelinePage
 from workbench.server import runtime
 from workbench.session import STREAM_REFRESH_SECONDS, AnalystSession
+from workbench.widgets.alert_toasts import AlertToasts
+from workbench.widgets.unseen_counter import UnseenCounter
 
 log = logging.getLogger("workbench")
 
 TITLE: Final = "Vigil workbench"
 LOGOUT_PATH: Final = "/logout"
-
-
-class Page(Protocol):
-    title: str
-
-    @property
-    def view(self) -> pn.viewable.Viewable: ...
-
-    def shown(self) -> None:
-        """The page was put on screen."""
-
-    def hidden(self) -> None:
-        """The page was taken off screen."""
 
 
 class Workbench:
@@ -88,13 +76,15 @@ class Workbench:
             self._content.objects = [pn.pane.Alert(gone, alert_type="danger")]
             return
         self._toasts.follow(session)
-        feed = AlertFeed(on_alert=session.receive, on_subscribed=session.subscribed, stream_ids=session.stream_ids)
+        feed = AlertFeed(
+            on_alert=session.receive, on_subscribed=session.subscription_started, stream_ids=session.stream_ids
+        )
         session.param.watch(lambda _event: setattr(feed, "stream_ids", session.stream_ids), "streams")
         pages: list[Page] = [LivePage(session), TimelinePage(session), HistoryPage(session)]
         self._pages = {page.title: page for page in pages}
         self._header.objects = [
             pn.layout.HSpacer(),
-            UnseenCounter(session).button,
+            UnseenCounter(session),
             pn.pane.HTML(
                 f"<span class='analyst'>{escape(session.username)}</span> · "
                 f"<a class='logout' href='{LOGOUT_PATH}' style='color:inherit'>Log out</a>",
@@ -103,7 +93,7 @@ class Workbench:
             ),
             feed,
         ]
-        self._content.objects = [page.view for page in pages]
+        self._content.objects = pages
         self.navigation.param.watch(self._show, "value")
         self._show()
         refresh = cast(Callable[[], None], session.refresh_streams)  # Panel awaits coroutine callbacks
@@ -111,15 +101,18 @@ class Workbench:
         log.info("tab opened for %s with %d streams", session.username, len(session.streams))
 
     def _show(self, _event: object = None) -> None:
-        """Show the page the navigation names and hide the others.
+        """Put the page the navigation names on screen, after taking the others off.
 
         Every page stays in the document, hidden or not: a Bokeh plot taken out
-        of the document and put back can miss the updates sent meanwhile.
+        of the document and put back can miss the updates sent meanwhile.  Pages
+        join the document visible and are hidden here, in the same callback: a
+        Bokeh plot first laid out while hidden settles its layout (the legend
+        above it) only a while after it is shown, and clicks meanwhile miss.
         """
         for title, page in self._pages.items():
             if title != self.navigation.value:
-                page.view.visible = False
-                page.hidden()
+                page.__panel__().visible = False
+                page.on_screen = False
         page = self._pages[self.navigation.value]
-        page.view.visible = True
-        page.shown()
+        page.__panel__().visible = True
+        page.on_screen = True

@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from relay.clock import iso
+from relay.history.palette import SEVERITY_COLOURS
 from relay.wire import SEVERITIES
 
 if TYPE_CHECKING:
     import pandas as pd
     from bokeh.model import Model
 
-SEVERITY_COLOURS: Final = {"low": "#8fbc8f", "medium": "#f0c05a", "high": "#f08a4b", "critical": "#d7263d"}
 RECENT_ROWS: Final = 25
 MAX_BUCKETS: Final = 60
 BUCKETS: Final = (

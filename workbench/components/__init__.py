@@ -1,1 +1,1 @@
-"""Browser-side and shared widgets of the workbench's pages."""
+"""Browser components: JSComponents whose JavaScript and CSS are the files beside them."""

@@ -15,7 +15,7 @@ from typing import Any
 import param
 from panel.custom import JSComponent
 
-from workbench.alerts import SEVERITY_COLOURS
+from relay.history.palette import SEVERITY_COLOURS
 from workbench.components.scripts import module, stylesheet
 
 

@@ -21,39 +21,65 @@ from typing import Any, Final
 
 import pandas as pd
 import panel as pn
+import param
+from param.parameterized import Event
 
+from relay.history.palette import SEVERITY_COLOURS
 from relay.wire import SEVERITIES
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert, format_time
-from workbench.components.alert_detail import AlertDetail
+from workbench.alerts import LiveAlert, format_time
 from workbench.history_query import HistoryQuery
+from workbench.pages.page import Page
 from workbench.session import AnalystSession
+from workbench.widgets.alert_detail import AlertDetail
 
 PAGE_SIZES: Final = (25, 50, 100)
 LIVE_REFRESH_SECONDS: Final = 2.0
 _TABLE_COLUMNS: Final = ["Stored (UTC)", "Stream", "Severity", "Message", "Object", "Confidence", "id"]
 
 
-class HistoryPage:
+class HistoryPage(Page):
+    """One page of the alerts the filters ask for, the newest first; its detail; its export."""
+
     title = "History"
 
-    def __init__(self, session: AnalystSession) -> None:
-        self._session = session
-        self._active = False
+    severities = param.ListSelector(
+        default=[], objects=list(SEVERITIES), label="Severity", doc="Only these severities; none chosen: all."
+    )
+    stream_ids = param.ListSelector(
+        default=[], objects=[], label="Streams", doc="Only these streams (offered by name); none chosen: all."
+    )
+    since = param.Date(default=None, label="From (UTC)", doc="Only alerts stored from then on.")
+    until = param.Date(default=None, label="Until (UTC)", doc="Only alerts stored before then.")
+    object_type = param.String(default="", label="Object type", doc="Only alerts of this object type.")
+    text = param.String(default="", label="Message contains", doc="Only alerts whose message contains this.")
+    page_size: param.Selector[int] = param.Selector(
+        objects=list(PAGE_SIZES), default=PAGE_SIZES[0], label="Rows", doc="Alerts per page."
+    )
+    page_starts = param.List[int | None](
+        default=[None],
+        doc="For each page visited since the filters last changed, the storage position its alerts come "
+        "before (None: the newest); the last is the page shown.",
+    )
+
+    def __init__(self, session: AnalystSession, **params: Any) -> None:
+        super().__init__(session, **params)
         self._rows: list[LiveAlert] = []
-        self._pages: list[int | None] = [None]  # for each page visited: the storage position it starts before
         self._next_page: int | None = None
         self._generation = 0
         self._live_refresh: asyncio.Task[None] | None = None
+        self._offer_streams()
 
-        self.severity = pn.widgets.CheckButtonGroup(name="Severity", options=list(SEVERITIES), button_type="default")
-        self.streams = pn.widgets.MultiChoice(name="Streams", placeholder="all streams", sizing_mode="stretch_width")
-        self.since = pn.widgets.DatetimeInput(name="From (UTC)", value=None, width=170)
-        self.until = pn.widgets.DatetimeInput(name="Until (UTC)", value=None, width=170)
-        self.object_type = pn.widgets.TextInput(name="Object type", placeholder="e.g. person", width=140)
-        self.text = pn.widgets.TextInput(name="Message contains", placeholder="search text", width=200)
-        self.page_size = pn.widgets.Select(name="Rows", options=list(PAGE_SIZES), value=PAGE_SIZES[0], width=80)
+        severity = pn.widgets.CheckButtonGroup.from_param(self.param.severities, button_type="default")
+        streams = pn.widgets.MultiChoice.from_param(
+            self.param.stream_ids, placeholder="all streams", sizing_mode="stretch_width"
+        )
+        since = pn.widgets.DatetimeInput.from_param(self.param.since, width=170)
+        until = pn.widgets.DatetimeInput.from_param(self.param.until, width=170)
+        object_type = pn.widgets.TextInput.from_param(self.param.object_type, placeholder="e.g. person", width=140)
+        text = pn.widgets.TextInput.from_param(self.param.text, placeholder="search text", width=200)
+        page_size = pn.widgets.Select.from_param(self.param.page_size, width=80)
         clear = pn.widgets.Button(name="Clear filters", button_type="light", align="end")
-        clear.on_click(lambda _event: self._clear())
+        clear.on_click(lambda _event: self._clear_filters())
         self._newer = pn.widgets.Button(name="◀ Newer", disabled=True)
         self._older = pn.widgets.Button(name="Older ▶", disabled=True)
         self._newer.on_click(lambda _event: self._turn(-1))
@@ -75,79 +101,62 @@ class HistoryPage:
         )
         self.table.on_click(self._clicked)
         self.detail = AlertDetail(session)
+        session.param.watch(lambda _event: self._offer_streams(), "streams")
+        session.param.watch(self._alert_arrived, "latest_alert")
 
-        self._clearing = False
-        for widget in (self.severity, self.streams, self.since, self.until, self.object_type, self.text):
-            widget.param.watch(self._filters_changed, "value")
-        self.page_size.param.watch(lambda _event: self._restart(), "value")
-        session.param.watch(lambda _event: self._show_stream_choices(), "streams")
-        session.on_alert(self._alert_arrived)
-        self._show_stream_choices()
-
-        self.view = pn.Column(
-            pn.Row(self.severity, self.streams, sizing_mode="stretch_width"),
-            pn.Row(self.since, self.until, self.object_type, self.text, clear),
+        self._page = pn.Column(
+            pn.Row(severity, streams, sizing_mode="stretch_width"),
+            pn.Row(since, until, object_type, text, clear),
             self.problem,
-            pn.Row(self._newer, self._older, self.page_size, self.status, self.exports, align="center"),
+            pn.Row(self._newer, self._older, page_size, self.status, self.exports, align="center"),
             self.table,
-            self.detail.view,
+            self.detail,
             sizing_mode="stretch_width",
         )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._page
 
     # ------------------------------------------------------------------ what is asked
 
     def query(self) -> HistoryQuery:
         return HistoryQuery(
-            severities=tuple(self.severity.value),
-            stream_ids=tuple(self.streams.value),
-            since=_as_utc(self.since.value),
-            until=_as_utc(self.until.value),
-            object_type=self.object_type.value or "",
-            text=self.text.value or "",
+            severities=tuple(self.severities),
+            stream_ids=tuple(self.stream_ids),
+            since=_as_utc(self.since),
+            until=_as_utc(self.until),
+            object_type=self.object_type,
+            text=self.text,
         )
 
-    def _show_stream_choices(self) -> None:
+    def _clear_filters(self) -> None:
+        """Every filter back to "all" in one update, so the first page is read once."""
+        self.param.update(severities=[], stream_ids=[], since=None, until=None, object_type="", text="")
+
+    def _offer_streams(self) -> None:
         """Offer every stream by name; Bokeh's MultiChoice renders option labels as HTML, so they are escaped."""
-        self.streams.options = {
+        self.param.stream_ids.objects = {
             escape(self._session.label(stream_id)): stream_id for stream_id in self._session.stream_ids
         }
 
-    def _filters_changed(self, _event: Any) -> None:
-        if not self._clearing:
-            self._restart()
-
-    def _clear(self) -> None:
-        self._clearing = True
-        try:
-            self.severity.value = []
-            self.streams.value = []
-            self.since.value = None
-            self.until.value = None
-            self.object_type.value = ""
-            self.text.value = ""
-        finally:
-            self._clearing = False
-        self._restart()
-
     # ------------------------------------------------------------------ paging
 
-    def shown(self) -> None:
-        self._active = True
-        self._restart()
+    @param.depends("on_screen", watch=True)
+    def _refresh_when_shown(self) -> None:
+        if self.on_screen:
+            self._restart()
 
-    def hidden(self) -> None:
-        self._active = False
-
+    @param.depends("severities", "stream_ids", "since", "until", "object_type", "text", "page_size", watch=True)
     def _restart(self) -> None:
         """Go back to the first page of what the filters now ask for."""
-        self._pages = [None]
+        self.page_starts = [None]
         pn.state.execute(self._read)
 
     def _turn(self, direction: int) -> None:
         if direction > 0 and self._next_page is not None:
-            self._pages.append(self._next_page)
-        elif direction < 0 and len(self._pages) > 1:
-            self._pages.pop()
+            self.page_starts = [*self.page_starts, self._next_page]
+        elif direction < 0 and len(self.page_starts) > 1:
+            self.page_starts = self.page_starts[:-1]
         pn.state.execute(self._read)
 
     async def _read(self) -> None:
@@ -161,12 +170,12 @@ class HistoryPage:
         if problem is not None:
             return
         self.exports.object = _export_links(query)
-        size = self.page_size.value
+        size = self.page_size
         where = query.alert_filter(self._session.user_id)
         alerts = self._session.relay.store.alerts
         self.table.loading = True
         try:
-            rows = await alerts.page(where, limit=size + 1, before_seq=self._pages[-1])
+            rows = await alerts.page(where, limit=size + 1, before_seq=self.page_starts[-1])
             total = await alerts.count(where)
         finally:
             if generation == self._generation:
@@ -177,9 +186,9 @@ class HistoryPage:
         self._next_page = page[-1].seq if len(rows) > size else None
         self._rows = [LiveAlert.from_row(row) for row in page]
         self.table.value = self._frame(self._rows)
-        first = (len(self._pages) - 1) * size
+        first = (len(self.page_starts) - 1) * size
         self.status.object = f"alerts {first + 1}–{first + len(page)} of {total}" if page else "no alerts match"
-        self._newer.disabled = len(self._pages) == 1
+        self._newer.disabled = len(self.page_starts) == 1
         self._older.disabled = self._next_page is None
 
     def _frame(self, alerts: list[LiveAlert]) -> pd.DataFrame:
@@ -201,18 +210,18 @@ class HistoryPage:
 
     def _clicked(self, event: Any) -> None:
         if 0 <= event.row < len(self._rows):
-            self.detail.show(self._rows[event.row])
+            self.detail.alert = self._rows[event.row]
 
     # ------------------------------------------------------------------ live
 
-    def _alert_arrived(self, _alert: LiveAlert) -> None:
-        if not self._active or len(self._pages) > 1 or self._live_refresh is not None:
+    def _alert_arrived(self, _event: Event) -> None:
+        if not self.on_screen or len(self.page_starts) > 1 or self._live_refresh is not None:
             return
 
         async def refresh_soon() -> None:
             try:
                 await asyncio.sleep(LIVE_REFRESH_SECONDS)
-                if self._active and len(self._pages) == 1:
+                if self.on_screen and len(self.page_starts) == 1:
                     await self._read()
             finally:
                 self._live_refresh = None

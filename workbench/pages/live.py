@@ -13,8 +13,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 import panel as pn
+import param
 
 from workbench.components.stream_tile import StreamTile
+from workbench.pages.page import Page
 from workbench.session import AnalystSession
 
 LAYOUTS: Final = {"1": 1, "2×2": 2, "3×3": 3, "4×4": 4}
@@ -29,40 +31,38 @@ _NO_STREAMS = (
 )
 
 
-class LivePage:
+class LivePage(Page):
+    """The tiles of :attr:`layout`'s page starting at stream :attr:`first`, or :attr:`enlarged` alone."""
+
     title = "Live"
 
-    def __init__(self, session: AnalystSession) -> None:
-        self._session = session
+    layout: param.Selector[str] = param.Selector(
+        objects=list(LAYOUTS), default=DEFAULT_LAYOUT, doc="How many tiles the grid has."
+    )
+    first = param.Integer(
+        default=0, bounds=(0, None), doc="Where the grid's page starts in the streams: a multiple of its tiles."
+    )
+    enlarged = param.String(default=None, allow_None=True, doc="The stream shown alone, or None for the grid.")
+
+    def __init__(self, session: AnalystSession, **params: Any) -> None:
+        super().__init__(session, **params)
         self._tiles: dict[str, StreamTile] = {}
-        self._on_screen = False
-        self._first = 0
-        self._enlarged: str | None = None
-        self.layout = pn.widgets.RadioButtonGroup(
-            name="Layout", options=list(LAYOUTS), value=DEFAULT_LAYOUT, button_type="primary", button_style="outline"
+        self._layout_choice = pn.widgets.RadioButtonGroup.from_param(
+            self.param.layout, name="Layout", button_type="primary", button_style="outline"
         )
         self._previous = pn.widgets.Button(name="◀", width=40, description="Previous streams")
         self._next = pn.widgets.Button(name="▶", width=40, description="Next streams")
         self._range = pn.pane.HTML("", css_classes=["live-range"], align="center")
         self._back = pn.widgets.Button(name="Back to the grid", button_type="primary", visible=False)
         self._empty = pn.pane.Markdown(_NO_STREAMS, visible=False)
-        self._grid = pn.GridBox(
-            ncols=LAYOUTS[DEFAULT_LAYOUT],
-            sizing_mode="stretch_width",
-            styles=_WINDOW_FILLING,
-        )
-        self._single = pn.Column(
-            sizing_mode="stretch_width",
-            styles=_WINDOW_FILLING,
-            visible=False,
-        )
+        self._grid = pn.GridBox(ncols=LAYOUTS[DEFAULT_LAYOUT], sizing_mode="stretch_width", styles=_WINDOW_FILLING)
+        self._single = pn.Column(sizing_mode="stretch_width", styles=_WINDOW_FILLING, visible=False)
         self._previous.on_click(lambda _event: self._turn(-1))
         self._next.on_click(lambda _event: self._turn(+1))
-        self._back.on_click(lambda _event: self._enlarge(None))
-        self.layout.param.watch(self._layout_changed, "value")
-        session.param.watch(lambda _event: self._arrange(), "streams")
-        self.view = pn.Column(
-            pn.Row(self.layout, self._previous, self._range, self._next, self._back, align="center"),
+        self._back.on_click(self._back_to_grid)
+        session.param.watch(lambda _event: self._streams_changed(), "streams")
+        self._page = pn.Column(
+            pn.Row(self._layout_choice, self._previous, self._range, self._next, self._back, align="center"),
             self._empty,
             self._grid,
             self._single,
@@ -70,35 +70,22 @@ class LivePage:
         )
         self._arrange()
 
-    def shown(self) -> None:
-        self._on_screen = True
-        self._arrange()
-
-    def hidden(self) -> None:
-        """Take the tiles away, which closes their sockets: no frames for a page nobody sees."""
-        self._on_screen = False
-        self._arrange()
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._page
 
     @property
     def _per_page(self) -> int:
-        side = LAYOUTS[self.layout.value]
+        side = LAYOUTS[self.layout]
         return side * side
 
-    def _layout_changed(self, _event: Any) -> None:
-        self._first = self._first // self._per_page * self._per_page
-        self._enlarged = None
-        self._arrange()
-
     def _turn(self, direction: int) -> None:
-        self._first += direction * self._per_page
-        self._arrange()
+        self.first = max(0, self.first + direction * self._per_page)
 
-    def _enlarge(self, stream_id: str | None) -> None:
-        self._enlarged = stream_id
-        self._arrange()
+    def _back_to_grid(self, _event: object) -> None:
+        self.enlarged = None
 
     def _toggle(self, tile: StreamTile) -> None:
-        self._enlarge(None if self._enlarged == tile.stream_id else tile.stream_id)
+        self.enlarged = None if self.enlarged == tile.stream_id else tile.stream_id
 
     def _tile(self, stream_id: str) -> StreamTile:
         tile = self._tiles.get(stream_id)
@@ -112,38 +99,51 @@ class LivePage:
             )
         return tile
 
-    def _arrange(self) -> None:
-        """Show the tiles the layout, the page and the enlarged stream call for."""
+    def _streams_changed(self) -> None:
+        """Forget the tiles of streams that are gone, rename the others, and arrange the new list."""
         streams = self._session.stream_ids
         for gone in set(self._tiles) - set(streams):
             del self._tiles[gone]
         for stream_id, tile in self._tiles.items():
             tile.device_name = self._session.label(stream_id)
-        if self._enlarged not in streams:
-            self._enlarged = None
+        self._arrange()
+
+    @param.depends("layout", "first", "enlarged", "on_screen", watch=True)
+    def _arrange(self) -> None:
+        """Show the tiles the layout, the page and the enlarged stream call for.
+
+        A page start that no longer fits (a new layout, fewer streams) or an enlarged
+        stream that is gone is corrected first; the correction arranges again.
+        """
+        streams = self._session.stream_ids
         per_page = self._per_page
-        self._first = max(0, min(self._first, (len(streams) - 1) // per_page * per_page if streams else 0))
-        shown = streams[self._first : self._first + per_page]
-        paged = len(streams) > per_page and self._enlarged is None
+        last_page = (len(streams) - 1) // per_page * per_page if streams else 0
+        first = min(self.first // per_page * per_page, last_page)
+        enlarged = self.enlarged if self.enlarged in streams else None
+        if (first, enlarged) != (self.first, self.enlarged):
+            self.param.update(first=first, enlarged=enlarged)
+            return
+        shown = streams[first : first + per_page]
+        paged = len(streams) > per_page and enlarged is None
         self._empty.visible = not streams
         self._previous.visible = self._next.visible = self._range.visible = paged
-        self._previous.disabled = self._first == 0
-        self._next.disabled = self._first + per_page >= len(streams)
-        self._range.object = f"streams {self._first + 1}–{self._first + len(shown)} of {len(streams)}"
-        self._back.visible = self._enlarged is not None
-        self.layout.visible = self._enlarged is None
-        if not self._on_screen:
+        self._previous.disabled = first == 0
+        self._next.disabled = first + per_page >= len(streams)
+        self._range.object = f"streams {first + 1}–{first + len(shown)} of {len(streams)}"
+        self._back.visible = enlarged is not None
+        self._layout_choice.visible = enlarged is None
+        if not self.on_screen:  # no tiles, so no sockets and no frames, for a page nobody sees
             self._grid.objects = self._single.objects = []
             return
-        if self._enlarged is not None:
+        if enlarged is not None:
             self._grid.visible = False
             self._grid.objects = []
-            self._single.objects = [self._tile(self._enlarged)]
+            self._single.objects = [self._tile(enlarged)]
             self._single.visible = True
             return
         self._single.visible = False
         self._single.objects = []
-        self._grid.ncols = LAYOUTS[self.layout.value]
+        self._grid.ncols = LAYOUTS[self.layout]
         empty_cells = [_empty_cell() for _ in range(per_page - len(shown))] if shown else []
         self._grid.objects = [self._tile(stream_id) for stream_id in shown] + empty_cells
         self._grid.visible = True

@@ -12,13 +12,14 @@ is read, whatever comes after it arrives live.
 
 Changes to the Bokeh plot are applied on the document's next tick, where Bokeh
 holds the document's lock, because they come from places (feed, store reads,
-the stream refresh) that run outside it.
+the stream refresh) that run outside it; ``pn.state.execute(change, schedule=True)``
+is the one way they are scheduled.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Final
 
@@ -33,12 +34,15 @@ from bokeh.models import (
     HoverTool,
 )
 from bokeh.plotting import figure
+from param.parameterized import Event
 
 from relay.clock import utcnow
+from relay.history.palette import SEVERITY_COLOURS
 from relay.store import AlertFilter
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert
-from workbench.components.alert_detail import AlertDetail
+from workbench.alerts import LiveAlert
+from workbench.pages.page import Page
 from workbench.session import AnalystSession
+from workbench.widgets.alert_detail import AlertDetail
 
 HISTORY_WINDOW: Final = timedelta(hours=24)
 NARROWEST_VIEW: Final = timedelta(minutes=10)
@@ -49,41 +53,35 @@ PLOT_NAME: Final = "timeline-plot"
 _COLUMNS: Final = ("id", "stream", "time", "severity", "message", "confidence", "object_type", "device")
 
 
-class TimelinePage:
+class TimelinePage(Page):
+    """The plot of the analyst's alerts and the detail of the one clicked; live, on screen or not."""
+
     title = "Timeline"
 
-    def __init__(self, session: AnalystSession) -> None:
-        self._session = session
-        self._doc = pn.state.curdoc
+    def __init__(self, session: AnalystSession, **params: Any) -> None:
+        super().__init__(session, **params)
         self._alerts: dict[str, LiveAlert] = {}
         self.source = ColumnDataSource(data={column: [] for column in _COLUMNS}, name=SOURCE_NAME)
         self._labels = CustomJSTickFormatter(args={"labels": {}}, code="return labels[tick] ?? tick")
         self.figure = _alert_figure(self.source, self._labels)
         self.detail = AlertDetail(session)
         self.source.selected.on_change("indices", self._tapped)
-        session.on_alert(lambda alert: self._on_next_tick(lambda: self._add([alert])))
-        session.on_subscribed(self._read_history)
-        session.param.watch(lambda _event: self._on_next_tick(self._show_streams), "streams")
+        session.param.watch(self._alert_arrived, "latest_alert")
+        session.param.watch(self._subscribed, "subscribed")
+        session.param.watch(lambda _event: pn.state.execute(self._show_streams, schedule=True), "streams")
         self._show_streams()
-        self.view = pn.Column(
+        self._page = pn.Column(
             pn.pane.Markdown(
                 f"Alerts of the last {HISTORY_WINDOW.total_seconds() / 3600:g} hours and from now on, one row per "
                 "stream. Hover for details, drag to pan, scroll to zoom, click a point to open it."
             ),
             pn.pane.Bokeh(self.figure, sizing_mode="stretch_width"),
-            self.detail.view,
+            self.detail,
             sizing_mode="stretch_width",
         )
 
-    def shown(self) -> None:
-        """Nothing to refresh: the plot is live, on screen or not."""
-
-    def hidden(self) -> None:
-        """Nothing to pause: alerts keep arriving in the plot."""
-
-    def _on_next_tick(self, change: Callable[[], None]) -> None:
-        if self._doc is not None:
-            self._doc.add_next_tick_callback(change)
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._page
 
     def _show_streams(self) -> None:
         """One row per stream, labelled with its device name."""
@@ -92,12 +90,19 @@ class TimelinePage:
         self._labels.args = {"labels": {stream_id: self._session.label(stream_id) for stream_id in streams}}
         self.figure.height = max(320, 130 + 56 * len(streams))
 
-    def _read_history(self, stream_id: str) -> None:
+    def _alert_arrived(self, event: Event) -> None:
+        alert: LiveAlert = event.new
+        pn.state.execute(lambda: self._add([alert]), schedule=True)
+
+    def _subscribed(self, event: Event) -> None:
+        """Read what the store holds of the stream the feed now receives live, and plot it."""
+        stream_id: str = event.new
+
         async def read() -> None:
             where = AlertFilter(user_id=self._session.user_id, stream_ids=[stream_id], since=utcnow() - HISTORY_WINDOW)
             rows = await self._session.relay.store.alerts.page(where, limit=HISTORY_PER_STREAM)
             alerts = [LiveAlert.from_row(row) for row in reversed(rows)]
-            self._on_next_tick(lambda: self._add(alerts))
+            pn.state.execute(lambda: self._add(alerts), schedule=True)
 
         pn.state.execute(read)
 
@@ -129,7 +134,7 @@ class TimelinePage:
             return
         alert = self._alerts.get(self.source.data["id"][indices[-1]])
         if alert is not None:
-            self.detail.show(alert)
+            self.detail.alert = alert
 
 
 def _alert_figure(source: ColumnDataSource, labels: CustomJSTickFormatter) -> Any:

@@ -8,6 +8,10 @@ Alert text is the ML service's, so it is escaped before Notyf renders it as HTML
 Notyf learns the severities' styles when the notification area first renders, so
 :class:`AlertToasts` must be made while the tab is being built, before it knows
 its analyst; :meth:`AlertToasts.follow` then attaches it to the session.
+
+Unlike its neighbours it is not a :class:`~panel.viewable.Viewer`: it has nothing of
+its own to lay out, its toasts appear in the notification area the template
+already renders.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Final
 
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert
+from relay.history.palette import SEVERITY_COLOURS
+from workbench.alerts import LiveAlert
 from workbench.session import AnalystSession
 
 DURATIONS_MS: Final = {"low": 5_000, "medium": 8_000, "high": 12_000, "critical": 0}
@@ -42,7 +47,7 @@ class AlertToasts:
 
     def follow(self, session: AnalystSession) -> None:
         """Toast every live alert of ``session``."""
-        session.on_alert(lambda alert: self.show(alert, session.label(alert.stream_id)))
+        session.param.watch(lambda event: self.show(event.new, session.label(event.new.stream_id)), "latest_alert")
 
     def show(self, alert: LiveAlert, stream_label: str) -> None:
         text = f"<b>{escape(alert.severity.upper())}</b> · {escape(stream_label)}<br>{escape(alert.message)}"

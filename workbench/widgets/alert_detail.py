@@ -1,38 +1,56 @@
 """The detail view of one alert: its fields and all of its metadata.
 
-Shared by the timeline (click a point) and the history (click a row).  Every
-value shown comes from an ML service, so it is escaped, never rendered as HTML.
+Shared by the timeline (click a point) and the history (click a row), which set
+:attr:`AlertDetail.alert`.  Every value shown comes from an ML service, so it is
+escaped, never rendered as HTML.
 """
 
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 import panel as pn
+import param
 
-from workbench.alerts import SEVERITY_COLOURS, LiveAlert, format_time
+from relay.history.palette import SEVERITY_COLOURS
+from workbench.alerts import LiveAlert, format_time
 from workbench.session import AnalystSession
 
 _PROMPT = "<p class='alert-detail-empty'>Click an alert to see its details.</p>"
 
 
-class AlertDetail:
-    def __init__(self, session: AnalystSession) -> None:
+class AlertDetail(pn.viewable.Viewer):
+    """A card with :attr:`alert`'s fields and metadata, or a prompt to click an alert."""
+
+    alert = param.ClassSelector(class_=LiveAlert, default=None, doc="The alert shown; None until one is clicked.")
+
+    def __init__(self, session: AnalystSession, **params: Any) -> None:
+        super().__init__(**params)  # type: ignore[no-untyped-call]
         self._session = session
-        self.alert: LiveAlert | None = None
         self._fields = pn.pane.HTML(_PROMPT, sizing_mode="stretch_width", css_classes=["alert-detail"])
+        self._metadata_title = pn.pane.Markdown("**Metadata**", visible=False)
         self._metadata = pn.pane.JSON({}, depth=-1, visible=False, sizing_mode="stretch_width")
-        self.view = pn.Card(
+        self._card = pn.Card(
             self._fields,
-            pn.pane.Markdown("**Metadata**", visible=False),
+            self._metadata_title,
             self._metadata,
             title="Alert details",
             collapsible=False,
             sizing_mode="stretch_width",
         )
 
-    def show(self, alert: LiveAlert) -> None:
-        self.alert = alert
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._card
+
+    @param.depends("alert", watch=True)
+    def _show(self) -> None:
+        alert = self.alert
+        self._fields.object = _PROMPT if alert is None else self._fields_table(alert)
+        self._metadata.object = {} if alert is None else alert.metadata
+        self._metadata_title.visible = self._metadata.visible = alert is not None
+
+    def _fields_table(self, alert: LiveAlert) -> str:
         location = alert.metadata.get("location")
         rows = [
             ("Severity", _severity_badge(alert.severity)),
@@ -47,10 +65,7 @@ class AlertDetail:
             ("Ref", escape(alert.ref or "–")),
         ]
         body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
-        self._fields.object = f"<table class='alert-detail-table' data-alert-id='{escape(alert.id)}'>{body}</table>"
-        self._metadata.object = alert.metadata
-        for pane in self.view.objects[1:]:
-            pane.visible = True
+        return f"<table class='alert-detail-table' data-alert-id='{escape(alert.id)}'>{body}</table>"
 
 
 def _severity_badge(severity: str) -> str:

@@ -1,0 +1,268 @@
+"""The pages and their widgets in-process, without a browser: params, what they read, what they show.
+
+As Panel tests its own components, a page is built and driven through its params
+and its widgets' values, and its layout is inspected as Python objects.  The
+session is a real :class:`AnalystSession` on a real SQLite store; there is no
+document, so ``pn.state.execute`` runs changes at once, and the store reads the
+pages start are awaited by :func:`settle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import panel as pn
+import pytest
+
+from relay.clock import now_ms
+from relay.store import Store
+from relay.wire import AlertIn
+from tests.workbench.support import GUARD
+from workbench.alerts import LiveAlert
+from workbench.components.stream_tile import StreamTile
+from workbench.history_query import HistoryQuery
+from workbench.pages.history import HistoryPage
+from workbench.pages.live import LivePage
+from workbench.pages.timeline import TimelinePage
+from workbench.session import AnalystSession
+from workbench.widgets.unseen_counter import UnseenCounter
+
+Found = TypeVar("Found", bound=pn.viewable.Viewable)
+
+
+@dataclass
+class Analyst:
+    store: Store
+    session: AnalystSession
+
+    async def register(self, *names: str) -> list[str]:
+        """New streams of the analyst, in this order; the session reads them as its refresh would."""
+        ids = [(await self.store.streams.register(self.session.user_id, name, "phone", {})).id for name in names]
+        await self.session.refresh_streams()
+        return ids
+
+    async def alert(self, stream_id: str, message: str, severity: str = "low", **metadata: Any) -> LiveAlert:
+        stored = await self.store.alerts.add(AlertIn(stream_id, severity, message, metadata, now_ms()))
+        return LiveAlert.from_row(stored.alert)
+
+
+@pytest.fixture
+async def analyst(tmp_path: Path) -> AsyncIterator[Analyst]:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'pages.db'}")
+    try:
+        user = await store.users.add_or_issue_token("ana")
+        yield Analyst(store, AnalystSession(SimpleNamespace(store=store), user.user_id, user.username))  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
+async def settle(done: Callable[[], bool]) -> None:
+    """Let the page's store reads run until ``done()`` (a page has no event to await, so this polls)."""
+    async with asyncio.timeout(GUARD):
+        while not done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def find(page: pn.viewable.Viewer, kind: type[Found], **match: Any) -> Found:
+    """The one object of ``kind`` in the page's layout whose params have these values."""
+    found = [
+        widget
+        for widget in page.__panel__().select(kind)
+        if all(getattr(widget, name) == value for name, value in match.items())
+    ]
+    assert len(found) == 1, f"{len(found)} {kind.__name__} with {match}"
+    return found[0]
+
+
+def tiles(page: LivePage) -> list[str]:
+    return [tile.stream_id for tile in page.__panel__().select(StreamTile)]
+
+
+def status(page: HistoryPage) -> str:
+    return str(find(page, pn.pane.HTML, css_classes=["history-status"]).object)
+
+
+# ------------------------------------------------------------------ Live
+
+
+async def test_live_pages_through_the_streams_in_the_chosen_layout(analyst: Analyst) -> None:
+    streams = await analyst.register(*(f"camera {n}" for n in range(6)))
+    page = LivePage(analyst.session)
+    assert tiles(page) == [], "no tiles, so no sockets, while the page is off screen"
+
+    page.on_screen = True
+    assert tiles(page) == streams[:4]
+    assert find(page, pn.pane.HTML, css_classes=["live-range"]).object == "streams 1–4 of 6"
+
+    find(page, pn.widgets.Button, name="▶").clicks += 1
+    assert (page.first, tiles(page)) == (4, streams[4:])
+    assert find(page, pn.widgets.Button, name="▶").disabled
+
+    find(page, pn.widgets.RadioButtonGroup, name="Layout").value = "3×3"
+    assert (page.layout, page.first, tiles(page)) == ("3×3", 0, streams), "a new layout starts on a page of its own"
+    assert not find(page, pn.widgets.Button, name="▶").visible, "every stream fits: no paging"
+
+    page.layout = "1"
+    page.first = 5
+    assert tiles(page) == streams[5:]
+    page.on_screen = False
+    assert tiles(page) == []
+
+
+async def test_live_enlarges_a_clicked_tile_and_forgets_streams_that_are_gone(analyst: Analyst) -> None:
+    hall, yard = await analyst.register("Hall", "Back yard")
+    page = LivePage(analyst.session, on_screen=True)
+    tile = next(tile for tile in page.__panel__().select(StreamTile) if tile.stream_id == yard)
+
+    tile._handle_msg({"type": "toggle-enlarged"})
+    assert (page.enlarged, tiles(page)) == (yard, [yard])
+    assert find(page, pn.widgets.Button, name="Back to the grid").visible
+    assert not find(page, pn.widgets.RadioButtonGroup, name="Layout").visible
+    find(page, pn.widgets.Button, name="Back to the grid").clicks += 1
+    assert (page.enlarged, tiles(page)) == (None, [hall, yard])
+
+    page.enlarged = yard
+    analyst.session.streams = analyst.session.streams[:1]
+    assert (page.enlarged, tiles(page)) == (None, [hall]), "the grid is back once the enlarged stream is gone"
+
+    analyst.session.streams = []
+    (empty,) = [pane for pane in page.__panel__().select(pn.pane.Markdown) if "No streams yet" in pane.object]
+    assert empty.visible
+    assert tiles(page) == []
+
+
+# ------------------------------------------------------------------ Timeline
+
+
+async def test_the_timeline_plots_stored_then_live_alerts_once_each(analyst: Analyst) -> None:
+    gate, door = await analyst.register("Gate", "Door")
+    stored = await analyst.alert(gate, "stored before the feed subscribed")
+    page = TimelinePage(analyst.session)
+    assert list(page.figure.y_range.factors) == [door, gate], "one row per stream, the first on top"
+
+    analyst.session.subscription_started(gate)
+    await settle(lambda: stored.id in page.source.data["id"])
+    live = await analyst.alert(gate, "while the feed listens", severity="critical", objectType="person")
+    analyst.session.receive(live)
+    analyst.session.receive(live)  # a feed that reconnects may replay it
+    missed = await analyst.alert(gate, "stored while the feed reconnected")
+    analyst.session.subscription_started(gate)  # the same stream again: what was stored meanwhile is read
+    await settle(lambda: missed.id in page.source.data["id"])
+    assert list(page.source.data["id"]) == [stored.id, live.id, missed.id]
+    assert list(page.source.data["object_type"]) == ["", "person", ""]
+    assert analyst.session.unseen == 1
+
+    page.source.selected.indices = [1]
+    assert page.detail.alert == live
+
+    (kitchen,) = await analyst.register("Kitchen")
+    assert list(page.figure.y_range.factors) == [kitchen, door, gate]
+
+
+# ------------------------------------------------------------------ History
+
+
+async def test_history_filters_are_params_that_its_widgets_edit(analyst: Analyst) -> None:
+    north, south = await analyst.register("North & gate", "South gate")
+    for n in range(3):
+        await analyst.alert(north, f"north {n}", severity="high", objectType="car")
+    await analyst.alert(south, "south intruder", severity="critical", objectType="person")
+    page = HistoryPage(analyst.session)
+    page.on_screen = True
+    await settle(lambda: status(page) == "alerts 1–4 of 4")
+
+    find(page, pn.widgets.CheckButtonGroup, name="Severity").value = ["critical"]
+    assert page.severities == ["critical"]
+    await settle(lambda: status(page) == "alerts 1–1 of 1")
+
+    streams = find(page, pn.widgets.MultiChoice, name="Streams")
+    assert streams.options == {"North &amp; gate": north, "South gate": south}, "labels are escaped HTML"
+    page.param.update(severities=[], stream_ids=[north])
+    assert streams.value == [north]
+    await settle(lambda: status(page) == "alerts 1–3 of 3")
+
+    find(page, pn.widgets.TextInput, name="Object type").value = "person"
+    assert page.query().object_type == "person"
+    await settle(lambda: status(page) == "no alerts match")
+
+    page.since = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1)
+    page.until = page.since
+    problem = find(page, pn.pane.Alert)
+    await settle(lambda: problem.visible)
+    assert problem.object == "The start of the time range must be before its end."
+
+
+FILTERS: dict[str, Any] = {
+    "severities": [],
+    "stream_ids": [],
+    "since": None,
+    "until": None,
+    "object_type": "",
+    "text": "",
+}
+"""Every filter of the History page, as Clear leaves it."""
+
+
+async def test_history_clear_resets_every_filter_in_one_update(analyst: Analyst) -> None:
+    (north,) = await analyst.register("North gate")
+    await analyst.alert(north, "north", severity="high", objectType="car")
+    await analyst.alert(north, "another")
+    page = HistoryPage(analyst.session)
+    page.param.update(
+        severities=["high"],
+        stream_ids=[north],
+        since=datetime(2020, 1, 1),
+        until=datetime(2999, 1, 1),
+        object_type="car",
+        text="north",
+    )
+    await settle(lambda: status(page) == "alerts 1–1 of 1")
+    batches: list[set[str]] = []
+    page.param.watch(lambda *events: batches.append({event.name for event in events}), list(FILTERS))
+
+    find(page, pn.widgets.Button, name="Clear filters").clicks += 1
+    assert batches == [set(FILTERS)], "one batch of changes, so the page restarts once"
+    assert {name: getattr(page, name) for name in FILTERS} == FILTERS
+    assert find(page, pn.widgets.TextInput, name="Message contains").value == ""
+    assert page.query() == HistoryQuery()
+    await settle(lambda: status(page) == "alerts 1–2 of 2")
+
+
+async def test_history_pages_back_and_forth_and_a_filter_goes_back_to_the_first(analyst: Analyst) -> None:
+    (gate,) = await analyst.register("Gate")
+    for n in range(30):
+        await analyst.alert(gate, f"alert {n}")
+    page = HistoryPage(analyst.session)
+    page.on_screen = True
+    await settle(lambda: status(page) == "alerts 1–25 of 30")
+    older, newer = find(page, pn.widgets.Button, name="Older ▶"), find(page, pn.widgets.Button, name="◀ Newer")
+    assert (newer.disabled, older.disabled) == (True, False)
+
+    older.clicks += 1
+    await settle(lambda: status(page) == "alerts 26–30 of 30")
+    assert len(page.page_starts) == 2
+    assert (newer.disabled, older.disabled) == (False, True)
+    assert list(find(page, pn.widgets.Tabulator).value["Message"]) == [f"alert {n}" for n in reversed(range(5))]
+
+    page.page_size = 50
+    await settle(lambda: status(page) == "alerts 1–30 of 30")
+    assert page.page_starts == [None]
+
+
+# ------------------------------------------------------------------ widgets
+
+
+async def test_the_unseen_counter_follows_the_session_and_a_click_marks_all_seen(analyst: Analyst) -> None:
+    (gate,) = await analyst.register("Gate")
+    button = UnseenCounter(analyst.session).__panel__()
+    assert (button.name, button.button_type) == ("0 unseen alerts", "light")
+    analyst.session.receive(await analyst.alert(gate, "someone at the gate"))
+    assert (button.name, button.button_type) == ("1 unseen alert", "danger")
+    button.clicks += 1
+    assert (analyst.session.unseen, button.name, button.button_type) == (0, "0 unseen alerts", "light")
