@@ -36,7 +36,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.browser.producer import run as produce
-from tests.workbench_support import CHROMIUM_ARGS, Analyst, WorkbenchServer
+from tests.workbench.support import CHROMIUM_ARGS, Analyst, WorkbenchServer
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SETTLE_SECONDS = 3.0

@@ -52,11 +52,10 @@ class AlertQueryMixin(ApiHandler):
     """The query arguments this endpoint knows; any other is refused, so that a typo is not ignored."""
 
     async def alert_filter(self) -> AlertFilter:
-        unknown = sorted(set(self.request.query_arguments) - set(self.query_arguments))
-        if unknown:
-            raise ApiError(
-                400, f"unknown query argument {unknown[0][:64]!r}; this endpoint takes {', '.join(self.query_arguments)}"
-            )
+        strangers = sorted(set(self.request.query_arguments) - set(self.query_arguments))
+        if strangers:
+            known = ", ".join(self.query_arguments)
+            raise ApiError(400, f"unknown query argument {strangers[0][:64]!r}; this endpoint takes {known}")
         stream_ids = self.get_query_arguments("streamId")
         for stream_id in stream_ids:
             if not is_url_safe_id(stream_id) or not await self._owns(stream_id):

@@ -255,7 +255,7 @@ DOCUMENT: dict[str, Any] = {
                 "security": [{"bearer": []}, {"queryToken": []}, {}],
                 "responses": {
                     "101": {"description": "Switching to the WebSocket protocol."},
-                    "400": _error("A WebSocket handshake with a missing or wrong header (Sec-WebSocket-Key, -Version)."),
+                    "400": _error("A WebSocket handshake with a missing or wrong Sec-WebSocket-Key or -Version."),
                     "403": _error("A browser whose Origin is neither this site nor an allowed origin."),
                     "426": _error("Not a WebSocket upgrade (no `Upgrade: websocket`); the answer says so."),
                     "503": _error("The relay is starting; try again in a moment."),

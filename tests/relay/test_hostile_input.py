@@ -157,7 +157,7 @@ async def test_the_nastiest_accepted_inputs_are_read_back_by_every_reader(relay:
         {"message": "<script>alert(1)</script> ✓ \u2028 \t tab", "metadata": deep(31), "timestamp": 2**63 - 1},
         {
             "message": "zero time",
-            "metadata": {"n": 2**63 - 1, "f": 9.2e18, "neg": -(2**63), "tiny": 5e-324},
+            "metadata": {"n": 2**63 - 1, "f": 9.2e18, "neg": -(2**63) + 1, "tiny": 5e-324},
             "timestamp": 0,
         },
         {"message": "x" * 2000, "metadata": {"blob": "é" * 5000}, "ref": "r" * 200},
