@@ -33,8 +33,15 @@ class LiveAlert:
     ref: str | None = None
 
     @property
-    def event_time(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp / 1000, UTC)
+    def event_time(self) -> datetime | None:
+        """The sender's time as a UTC datetime; None beyond the years a datetime holds (1–9999).
+
+        The relay accepts any ``timestamp`` of 0 to 2⁶³ − 1 milliseconds, far beyond those years.
+        """
+        try:
+            return datetime.fromtimestamp(self.timestamp / 1000, UTC)
+        except (OverflowError, ValueError, OSError):
+            return None
 
     @property
     def confidence(self) -> float | None:

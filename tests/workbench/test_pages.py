@@ -13,7 +13,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -53,8 +52,8 @@ class Analyst:
 
 
 @pytest.fixture
-async def analyst(tmp_path: Path) -> AsyncIterator[Analyst]:
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'pages.db'}")
+async def analyst(sqlite_url: str) -> AsyncIterator[Analyst]:
+    store = await Store.open(sqlite_url)
     try:
         user = await store.users.add_or_issue_token("ana")
         yield Analyst(store, AnalystSession(SimpleNamespace(store=store), user.user_id, user.username))  # type: ignore[arg-type]
@@ -266,3 +265,18 @@ async def test_the_unseen_counter_follows_the_session_and_a_click_marks_all_seen
     assert (button.name, button.button_type) == ("1 unseen alert", "danger")
     button.clicks += 1
     assert (analyst.session.unseen, button.name, button.button_type) == (0, "0 unseen alerts", "light")
+
+
+# ------------------------------------------------------------------ what the relay accepts, the pages show
+
+
+async def test_an_event_time_beyond_the_year_9999_is_shown_as_milliseconds(analyst: Analyst) -> None:
+    """The relay takes any timestamp up to 2**63 - 1 ms; a datetime stops at the year 9999."""
+    from workbench.widgets.alert_detail import AlertDetail
+
+    (stream_id,) = await analyst.register("cam")
+    stored = await analyst.store.alerts.add(AlertIn(stream_id, "high", "far future", {}, 2**63 - 1))
+    alert = LiveAlert.from_row(stored.alert)
+    assert alert.event_time is None
+    detail = AlertDetail(analyst.session, alert=alert)
+    assert f"{2**63 - 1} ms" in str(find(detail, pn.pane.HTML, css_classes=["alert-detail"]).object)

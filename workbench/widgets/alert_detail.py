@@ -39,6 +39,7 @@ class AlertDetail(pn.viewable.Viewer):
             collapsible=False,
             sizing_mode="stretch_width",
         )
+        self._show()  # an alert given at construction is shown too (the watcher fires on changes only)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._card
@@ -56,7 +57,7 @@ class AlertDetail(pn.viewable.Viewer):
             ("Severity", _severity_badge(alert.severity)),
             ("Message", escape(alert.message)),
             ("Stream", escape(self._session.label(alert.stream_id))),
-            ("Event time", escape(format_time(alert.event_time))),
+            ("Event time", escape(format_time(alert.event_time) if alert.event_time else f"{alert.timestamp} ms")),
             ("Stored", escape(format_time(alert.created_at))),
             ("Object type", escape(alert.object_type or "–")),
             ("Confidence", "–" if alert.confidence is None else f"{alert.confidence:.2f}"),
