@@ -11,6 +11,7 @@ Handlers see the node only through the narrow protocols they declare
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from typing import Any, TypeAlias
@@ -101,11 +102,18 @@ class Relay:
         )
 
     async def stop(self) -> None:
-        """Close every connection with 1001 (clients reconnect), write their status, close up."""
+        """Finish what clients sent, close every connection with 1001 (they reconnect), write their status, close up.
+
+        Alerts already read from a socket are stored (and confirmed) before the
+        database closes; new upgrades are refused (503) meanwhile.
+        """
         if not self._started:
             return
         self._started = False
         self.heartbeat.stop()
+        handling = [task for connection in list(self.connections) if (task := connection.stop_reading())]
+        if handling:
+            await asyncio.wait(handling, timeout=SHUTDOWN_GRACE)
         for connection in list(self.connections):
             connection.shut_down(CloseCode.GOING_AWAY, "relay shutting down")
         await self.status.close()

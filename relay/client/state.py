@@ -46,7 +46,7 @@ from relay.wire import ALERT, VIDEO_FRAME, ProtocolError, encode_binary_frame, p
 log = logging.getLogger("relay.client")
 
 _ATTACH_REFUSALS = frozenset({"forbidden", "invalid-message", "unauthorized", "not-registered"})
-_RETRYABLE_ALERT_ERRORS = frozenset({"rate-limited"})
+_RETRYABLE_ALERT_ERRORS = frozenset({"rate-limited", "unavailable"})
 _REFUSAL_ERRORS: dict[str, type[RelayError]] = {"forbidden": ForbiddenError}
 
 ResumeLookup = Literal["newest", "missed"]

@@ -21,7 +21,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from relay.identity.authenticators import AuthenticationFailed, Authenticators
 from relay.ratelimit import KeyedBudgets
-from relay.store import Store
+from relay.store import Store, is_unavailable
 
 log = logging.getLogger("relay.rest")
 
@@ -95,11 +95,22 @@ class JsonHandler(RequestHandler):
             if getattr(cls, method.lower()) is not getattr(RequestHandler, method.lower())
         ]
 
+    def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
+        """A database that is gone for now is one line in the log (and a 503), not a traceback."""
+        if value is not None and is_unavailable(value):
+            log.warning("%s %s: database unavailable: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
         error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, ApiError):
+        if error is not None and is_unavailable(error):
+            self.set_status(503)
+            self.set_header("Retry-After", "5")
+            code, message = "unavailable", "the relay cannot reach its database now; try again in a moment"
+        elif isinstance(error, ApiError):
             code, message = error.code, error.message
         elif isinstance(error, HTTPError) and status_code < 500:
             code = _CODES.get(status_code, "error")

@@ -31,6 +31,7 @@ from typing import Protocol
 from relay.identity.authenticators import AuthenticationFailed, Authenticators, Identified
 from relay.routing.connection import Connection
 from relay.routing.router import Router
+from relay.store import is_unavailable
 from relay.wire import (
     AlertIn,
     Auth,
@@ -126,7 +127,7 @@ class Session:
             frame = parse_binary(data)
             if connection.user_id is None:
                 raise _unauthorized()
-            return self._guarded(self._router.frame(connection, frame))
+            return self._guarded(self._router.frame(connection, frame), frame)
         except ProtocolError as error:
             connection.send_error(error)
         except Exception:
@@ -143,11 +144,11 @@ class Session:
             if type(message) is VideoFrame:
                 if connection.user_id is None:
                     raise _unauthorized()
-                return self._guarded(self._router.frame(connection, message))
+                return self._guarded(self._router.frame(connection, message), message)
             if type(message) is Ping:
                 connection.send({"type": "pong"})
                 return None
-            return self._guarded(self._handle(message))
+            return self._guarded(self._handle(message), message)
         except ProtocolError as error:
             connection.send_error(error)
         except NotUtf8:
@@ -156,17 +157,35 @@ class Session:
             self._internal_error("a text message")
         return None
 
-    def _guarded(self, waiting: Awaitable[None] | None) -> Awaitable[None] | None:
-        return None if waiting is None else self._answer_failures(waiting)
+    def _guarded(self, waiting: Awaitable[None] | None, message: ClientMessage) -> Awaitable[None] | None:
+        return None if waiting is None else self._answer_failures(waiting, message)
 
-    async def _answer_failures(self, waiting: Awaitable[None]) -> None:
-        """Whatever goes wrong while a message is handled is answered, and the connection stays open."""
+    async def _answer_failures(self, waiting: Awaitable[None], message: ClientMessage) -> None:
+        """Whatever goes wrong while a message is handled is answered, and the connection stays open.
+
+        A database that is gone for now is answered ``unavailable`` with the
+        message's ``ref`` and ``streamId``: the client resends, and nothing of it
+        was stored or sent on.
+        """
         try:
             await waiting
         except ProtocolError as error:
             self.connection.send_error(error)
-        except Exception:
-            self._internal_error("a message")
+        except Exception as error:
+            if not is_unavailable(error):
+                self._internal_error("a message")
+                return
+            log.warning(
+                "database unavailable for %s from peer=%s: %s", type(message).__name__, self.connection.peer, error
+            )
+            self.connection.send_error(
+                ProtocolError(
+                    "unavailable",
+                    "the relay cannot store this now (its database is unreachable); send it again later",
+                    ref=getattr(message, "ref", None),
+                    stream_id=getattr(message, "stream_id", None),
+                )
+            )
 
     def _internal_error(self, what: str) -> None:
         log.exception("failed on %s from peer=%s user=%s", what, self.connection.peer, self.connection.user_id)

@@ -19,11 +19,15 @@ from datetime import datetime
 from relay.broker import Broker
 from relay.clock import utcnow
 from relay.representation import status_message
-from relay.store import Streams
+from relay.store import Streams, is_unavailable
 from relay.wire import STREAM_STATUS, encode
 from relay.wire.envelope import Envelope
 
 log = logging.getLogger("relay.status")
+
+RETRY_FIRST = 0.5
+RETRY_MOST = 5.0
+"""Seconds between attempts to write a status change while the database is unreachable."""
 
 
 class StatusTracker:
@@ -65,13 +69,27 @@ class StatusTracker:
         while True:
             stream_id, status, when = await self._changes.get()
             try:
-                await self._streams.set_status(stream_id, status, when)
+                await self._write(stream_id, status, when)
                 text = encode(status_message(stream_id, status, when))
                 self._broker.publish(Envelope.for_message(STREAM_STATUS, stream_id, text, origin=self._origin))
             except Exception:
                 log.exception("could not record status %s of stream %s", status, stream_id)
             finally:
                 self._changes.task_done()
+
+    async def _write(self, stream_id: str, status: str, when: datetime) -> None:
+        """Write one change; while the database is unreachable, keep trying (later changes wait, in order)."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self._streams.set_status(stream_id, status, when)
+                return
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
+                log.warning("status of %s waits for the database (%s); retrying in %.1f s", stream_id, error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MOST)
 
     async def _refresh_last_seen(self) -> None:
         while True:

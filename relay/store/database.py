@@ -18,7 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, make_url, text
+from sqlalchemy import Connection, event, exc, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -42,10 +42,36 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached now (gone, restarting, locked, timing out).
+
+    Such a failure is not the client's and not a bug: the relay answers
+    ``unavailable`` (WebSocket) or 503 (REST), so clients resend later, and
+    recovers by itself when the database is back.  Anything else from the
+    database (a constraint, a bad query) is a real error.
+    """
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError)
+
+
+CONNECT_TIMEOUT = 5
+"""Seconds to wait for a PostgreSQL connection before the relay calls the database unavailable."""
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for ``url``, with SQLite tuned for a server and a CLI side by side."""
+    """An async engine for ``url``, with SQLite tuned for a server and a CLI side by side.
+
+    PostgreSQL connections are checked before use (a node that lost its
+    database notices at the next query, not in the middle of it) and give up
+    connecting after :data:`CONNECT_TIMEOUT` seconds.
+    """
     url = normalise_url(url)
-    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"), **kwargs)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **kwargs)
+    else:
+        kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
+        engine = create_async_engine(url, pool_pre_ping=True, pool_timeout=CONNECT_TIMEOUT, **kwargs)
     if engine.dialect.name == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:":

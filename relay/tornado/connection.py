@@ -132,6 +132,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         "_node",
         "_opening",
         "_read_size",
+        "_reading_stopped",
         "_text_decoder",
         "_transport",
         "_websocket",
@@ -173,6 +174,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._text_decoder: codecs.IncrementalDecoder | None = None  # checks a fragmented text as it comes
         self._close_timer: asyncio.TimerHandle | None = None
         self._read_size = READ_BYTES
+        self._reading_stopped = False
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -334,7 +336,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         finally:
             self._backlog = self._handling = None
         transport = self._transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing() and not self._reading_stopped:
             transport.resume_reading()
 
     # ------------------------------------------------------------------ sending and closing
@@ -358,6 +360,17 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             self._send_protocol_output()
         if abort and self._transport is not None:
             self._transport.abort()
+
+    def stop_reading(self) -> asyncio.Task[None] | None:
+        """Read nothing more; what was read goes on being handled: the task handling it, if any.
+
+        The first step of a shutdown: an alert this client sent before it is
+        stored (and confirmed) before the relay closes its database.
+        """
+        self._reading_stopped = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()
+        return self._handling
 
     def shut_down(self, code: int, reason: str) -> None:
         """The relay is stopping: clean up now (its streams go offline), say why, and close.

@@ -17,6 +17,8 @@ from relay.app import Relay
 from relay.clock import utcnow
 from relay.config import Settings
 from relay.routing.connection import Connection
+from relay.wire import AlertIn
+from tests.raw_websocket import RawWebSocket, client_frame
 from tests.support import GUARD, RelayHarness, running_relay
 
 
@@ -183,3 +185,55 @@ async def test_a_relay_not_yet_started_answers_503_to_rest_and_websocket() -> No
         assert refused.value.response.status_code == 503
     finally:
         server.stop()
+
+
+async def test_stopping_the_relay_stores_the_alerts_it_already_read(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM (RelayServer.stop): an alert being stored, and one read behind it, are both in the database after."""
+    from relay.store import Store
+    from relay.tornado.server import RelayServer
+    from tests.support import RelayHarness
+
+    server = RelayServer(Settings(port=0, database_url=database_url, ping_interval=0, max_alerts_per_second=0))
+    await server.start()
+    relay = RelayHarness(server)
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    phone = await RawWebSocket.open(server.port, token)
+    phone.send(client_frame(0x1, orjson.dumps({"type": "register", "streamId": stream_id})))
+    assert b"registered" in (await phone.read_frame()).payload
+    alerts = server.relay.store.alerts
+    real_add = alerts.add
+    storing = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_add(alert: AlertIn) -> object:
+        storing.set()
+        await release.wait()
+        return await real_add(alert)
+
+    monkeypatch.setattr(alerts, "add", slow_add)
+    phone.send(  # one write, so the relay reads both at once: the second waits behind the first
+        b"".join(
+            client_frame(
+                0x1, orjson.dumps({"type": "alert", "streamId": stream_id, "severity": "high", "message": r, "ref": r})
+            )
+            for r in ("first", "second")
+        )
+    )
+    async with asyncio.timeout(GUARD):
+        await storing.wait()
+    stopping = asyncio.ensure_future(server.stop())
+    await asyncio.sleep(0)  # the stop has begun: reading stopped, the relay waits for what it read
+    release.set()
+    async with asyncio.timeout(GUARD):
+        await stopping
+    await phone.close()
+
+    store = await Store.open(database_url)
+    try:
+        stored = await store.alerts.after(stream_id, 0, limit=10)
+        assert [row.ref for row in stored] == ["first", "second"]
+    finally:
+        await store.close()

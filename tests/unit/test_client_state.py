@@ -235,10 +235,12 @@ def test_an_alert_refused_for_good_is_rejected_and_reported_and_a_rate_limited_o
     state = open_producer(object())
     state.alert("low", "a", stream_id=None, metadata=None, timestamp=1, ref="slow")
     state.alert("low", "b", stream_id=None, metadata=None, timestamp=1, ref="bad")
+    state.alert("low", "c", stream_id=None, metadata=None, timestamp=1, ref="no-database")
     assert state.receive(text("error", code="rate-limited", message="later", ref="slow")) == Received()
+    assert state.receive(text("error", code="unavailable", message="later", ref="no-database")) == Received()
     refused = state.receive(text("error", code="too-large", message="too long", ref="bad", streamId=STREAM))
     assert refused == Received(deliver=ErrorReport("too-large", "too long", STREAM, "bad"))
-    assert [pending.ref for pending in state.pending] == ["slow"], "the rate-limited one is resent later"
+    assert [pending.ref for pending in state.pending] == ["slow", "no-database"], "both are resent later"
 
 
 def test_a_rejected_alert_settles_whoever_waits_for_it() -> None:
