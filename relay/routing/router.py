@@ -26,7 +26,7 @@ from relay.routing.connection import Connection, Permit
 from relay.routing.hub import Hub
 from relay.routing.owners import StreamOwners
 from relay.routing.status import StatusTracker
-from relay.store import Store
+from relay.store import Store, UnknownStream
 from relay.wire import (
     ALERT,
     PRODUCIBLE,
@@ -110,7 +110,7 @@ class Router:
             raise _forbidden(stream_id)
         replay_after: int | None = None
         if message.since_alert_id is not None and ALERT in message.consumes:
-            replay_after = await self.store.alerts.seq_of(stream_id, message.since_alert_id)
+            replay_after = await self.store.alerts.stream_seq_of(stream_id, message.since_alert_id)
             if replay_after is None:
                 raise ProtocolError(
                     "invalid-message",
@@ -147,7 +147,7 @@ class Router:
                 for alert in alerts:
                     connection.send(alert_message(alert))
                 if alerts:
-                    after = alerts[-1].seq
+                    after = alerts[-1].stream_seq
                 if len(alerts) < batch:
                     break
         finally:
@@ -219,14 +219,20 @@ class Router:
                 ref=alert.ref,
                 stream_id=alert.stream_id,
             )
-        stored = await self.store.alerts.add(alert)
+        try:
+            stored = await self.store.alerts.add(alert)
+        except UnknownStream:
+            raise ProtocolError(
+                "forbidden", f"stream {alert.stream_id} does not exist", ref=alert.ref, stream_id=alert.stream_id
+            ) from None
         row = stored.alert
         connection.send({"type": "alert-stored", "id": row.id, "ref": row.ref, "streamId": row.stream_id})
         if stored.created:
             COUNTERS.alerts_stored += 1
             body = alert_json(row)
             text = encode({"type": ALERT, **body})
-            self.broker.publish(Envelope.for_message(ALERT, row.stream_id, text, origin=connection.id, seq=row.seq))
+            envelope = Envelope.for_message(ALERT, row.stream_id, text, origin=connection.id, seq=row.stream_seq)
+            self.broker.publish(envelope)
             self.hooks.alert_stored(body)
 
     # ------------------------------------------------------------------ refusals

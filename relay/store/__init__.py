@@ -7,12 +7,22 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.store.alerts import AlertFilter, Alerts, StoredAlert
+from relay.store.alerts import AlertFilter, Alerts, StoredAlert, UnknownStream
 from relay.store.database import create_engine, is_unavailable, migrate, session_factory
 from relay.store.streams import Streams
 from relay.store.users import NewToken, Users
 
-__all__ = ["AlertFilter", "Alerts", "NewToken", "Store", "StoredAlert", "Streams", "Users", "is_unavailable"]
+__all__ = [
+    "AlertFilter",
+    "Alerts",
+    "NewToken",
+    "Store",
+    "StoredAlert",
+    "Streams",
+    "UnknownStream",
+    "Users",
+    "is_unavailable",
+]
 
 
 class Store:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,6 +38,10 @@ class AlertFilter:
     text: str | None = None
 
 
+class UnknownStream(LookupError):
+    """An alert for a stream that does not exist (it may have been deleted a moment ago)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAlert:
     """The outcome of :meth:`Alerts.add`: the alert, and whether it is new."""
@@ -52,26 +56,50 @@ class Alerts:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def add(self, alert_in: AlertIn) -> StoredAlert:
+    async def add(self, alert_in: AlertIn, *, created_at: datetime | None = None) -> StoredAlert:
         """Store an alert, unless one with the same ``ref`` is already stored for its stream.
 
-        The check and the unique constraint on ``(streamId, ref)`` together make
-        a resent alert land once, even when two copies race.
+        ``created_at`` back-dates it (an import of history); by default it is now.
+
+        The stream's row is locked first (its ``lastAlertSeq`` is counted up),
+        so that two nodes storing alerts of one stream take turns: each alert
+        gets the next ``streamSeq`` and the alerts commit in that order, which
+        is what lets a replay by ``sinceAlertId`` miss none.  Under the lock
+        the ``ref`` check cannot race either; the unique constraint on
+        ``(streamId, ref)`` stays as the last word.  Raises
+        :class:`UnknownStream` for a stream that does not exist (any more).
         """
         async with self._sessions() as session:
-            if alert_in.ref is not None:
+            if alert_in.ref is not None:  # a resend, most likely: confirmed without taking the lock
                 existing = await session.scalar(_by_ref(alert_in.stream_id, alert_in.ref))
                 if existing is not None:
+                    return StoredAlert(existing, created=False)
+            stream_seq = await session.scalar(
+                update(VideoStream)
+                .where(VideoStream.id == alert_in.stream_id)
+                .values(last_alert_seq=VideoStream.last_alert_seq + 1)
+                .returning(VideoStream.last_alert_seq)
+            )
+            if stream_seq is None:
+                raise UnknownStream(alert_in.stream_id)
+            if alert_in.ref is not None:  # stored by another node while this one waited for the lock?
+                existing = await session.scalar(_by_ref(alert_in.stream_id, alert_in.ref))
+                if existing is not None:
+                    session.expunge(existing)  # keep what was read: the rollback expires what the session holds
+                    await session.rollback()  # gives the number back
                     return StoredAlert(existing, created=False)
             alert = Alert(
                 id=new_id("alert"),
                 stream_id=alert_in.stream_id,
+                stream_seq=stream_seq,
                 severity=alert_in.severity,
                 message=alert_in.message,
                 meta=alert_in.metadata,
                 timestamp=alert_in.timestamp,
                 ref=alert_in.ref,
             )
+            if created_at is not None:
+                alert.created_at = created_at
             session.add(alert)
             try:
                 await session.commit()
@@ -110,21 +138,21 @@ class Alerts:
             yield rows
             after = rows[-1].seq
 
-    async def seq_of(self, stream_id: str, alert_id: str) -> int | None:
-        """The storage sequence of an alert of ``stream_id``, or None if there is none such."""
+    async def stream_seq_of(self, stream_id: str, alert_id: str) -> int | None:
+        """The place of an alert among the alerts of ``stream_id``, or None if there is none such."""
         async with self._sessions() as session:
             return await session.scalar(
-                select(Alert.seq).where(and_(Alert.id == alert_id, Alert.stream_id == stream_id))
+                select(Alert.stream_seq).where(and_(Alert.id == alert_id, Alert.stream_id == stream_id))
             )
 
-    async def after(self, stream_id: str, after_seq: int, *, limit: int) -> list[Alert]:
-        """Alerts of one stream stored after ``after_seq``, oldest first (for replay)."""
+    async def after(self, stream_id: str, after_stream_seq: int, *, limit: int) -> list[Alert]:
+        """Alerts of one stream that came after ``after_stream_seq`` in it, in its order (for replay)."""
         async with self._sessions() as session:
             return list(
                 await session.scalars(
                     select(Alert)
-                    .where(and_(Alert.stream_id == stream_id, Alert.seq > after_seq))
-                    .order_by(Alert.seq)
+                    .where(and_(Alert.stream_id == stream_id, Alert.stream_seq > after_stream_seq))
+                    .order_by(Alert.stream_seq)
                     .limit(limit)
                 )
             )

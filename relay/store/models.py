@@ -6,8 +6,11 @@ UTC and always come back timezone-aware (see :class:`UTCDateTime`), whatever the
 database does with time zones.
 
 ``alert.seq`` is the storage order: an integer that only grows.  ``GET
-/api/alerts`` pages by it, ``sinceAlertId`` replays by it, and ties in
-``createdAt`` are broken by it.
+/api/alerts`` pages by it, and ties in ``createdAt`` are broken by it.
+``alert.streamSeq`` is the alert's place among its stream's alerts (1, 2, 3 …),
+taken from ``video_stream.lastAlertSeq`` under that row's lock inside the
+alert's transaction, so a stream's alerts commit in this order on any number of
+nodes; ``sinceAlertId`` replays by it, and so misses none.
 """
 
 from __future__ import annotations
@@ -99,12 +102,14 @@ class VideoStream(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column("updatedAt", UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_alert_seq: Mapped[int] = mapped_column("lastAlertSeq", BigInteger, default=0, server_default="0")
 
 
 class Alert(Base):
     __tablename__ = "alert"
     __table_args__ = (
         UniqueConstraint("streamId", "ref", name="uq_alert_stream_ref"),
+        UniqueConstraint("streamId", "streamSeq", name="uq_alert_stream_stream_seq"),
         Index("ix_alert_stream_seq", "streamId", "seq"),
         Index("ix_alert_created", "createdAt"),
     )
@@ -112,6 +117,7 @@ class Alert(Base):
     seq: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
     stream_id: Mapped[str] = mapped_column("streamId", ForeignKey("video_stream.id", ondelete="CASCADE"))
+    stream_seq: Mapped[int] = mapped_column("streamSeq", BigInteger)
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)

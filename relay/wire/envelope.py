@@ -24,8 +24,9 @@ class Envelope:
     """A message on its way from the router to the consumers of one stream.
 
     ``origin`` is the id of the connection that caused it (so an alert is not
-    echoed to its sender); ``seq`` is the alert's storage sequence (so a consumer
-    that is replaying stored alerts can drop a live one it already replayed).
+    echoed to its sender); ``seq`` is an alert's place among its stream's alerts
+    (so a consumer that is replaying stored alerts can drop a live one it
+    already replayed).
     """
 
     __slots__ = ("_text", "_wire_binary", "_wire_text", "frame", "origin", "seq", "stream_id", "type")

@@ -98,3 +98,41 @@ async def test_relay_report_writes_a_self_contained_page(sqlite_url: str, tmp_pa
         empty = tmp_path / "empty.html"
         await run_cli("report", "--out", str(empty), "--since", "2999-01-01T00:00:00Z", "--database-url", sqlite_url)
         assert "no alerts in this window" in empty.read_text()
+
+
+async def test_two_nodes_storing_one_streams_alerts_commit_them_in_order(database_url: str) -> None:
+    """A reader replaying "what came after the last one I saw" while two nodes store alerts never sees a gap.
+
+    Each node is a Store of its own (its own engine and connections); the
+    reader runs the replay query of ``sinceAlertId`` in a loop and must see the
+    stream's alerts as 1, 2, 3 … with nothing appearing later behind it.
+    """
+    nodes = [await Store.open(database_url), await Store.open(database_url)]
+    reader = await Store.open(database_url)
+    try:
+        issued = await reader.users.add_or_issue_token("ordered")
+        stream = await reader.streams.register(issued.user_id, "cam", "mobile", {})
+        writers_done = asyncio.Event()
+
+        async def write(node: Store, lane: str) -> None:
+            for index in range(25):
+                await node.alerts.add(AlertIn(stream.id, "low", f"{lane}-{index}", {}, 1, f"{lane}-{index}"))
+
+        async def read() -> list[int]:
+            seen: list[int] = []
+            while True:
+                done = writers_done.is_set()
+                after = seen[-1] if seen else 0
+                seen += [row.stream_seq for row in await reader.alerts.after(stream.id, after, limit=1000)]
+                if done:
+                    return seen
+                await asyncio.sleep(0)
+
+        reading = asyncio.ensure_future(read())
+        await asyncio.gather(*(write(node, f"{n}.{lane}") for lane in range(4) for n, node in enumerate(nodes)))
+        writers_done.set()
+        seen = await reading
+        assert seen == list(range(1, 201)), "every alert seen once, in the order of its stream, none skipped"
+    finally:
+        for store in [*nodes, reader]:
+            await store.close()

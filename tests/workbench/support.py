@@ -36,11 +36,8 @@ import websocket
 from playwright.sync_api import Page
 
 from relay.clock import now_ms
-from relay.identity.ids import new_id
 from relay.store import Store
-from relay.store.database import session_factory
-from relay.store.models import Alert
-from relay.wire import encode_binary_frame
+from relay.wire import AlertIn, encode_binary_frame
 from tests.support import REQUIRE_SERVICES
 
 T = TypeVar("T")
@@ -300,27 +297,22 @@ def seed_alerts(server: WorkbenchServer, alerts: list[dict[str, Any]]) -> list[s
     """
 
     async def store() -> list[str]:
-        engine_owner = await Store.open(server.database_url)
+        owner = await Store.open(server.database_url)
         try:
             ids = []
-            async with session_factory(engine_owner.engine)() as session:
-                for alert in alerts:
-                    created: datetime = alert["created_at"]
-                    row = Alert(
-                        id=new_id("alert"),
-                        stream_id=alert["stream_id"],
-                        severity=alert["severity"],
-                        message=alert["message"],
-                        meta=alert.get("metadata", {}),
-                        timestamp=int(created.timestamp() * 1000),
-                        created_at=created,
-                    )
-                    session.add(row)
-                    ids.append(row.id)
-                await session.commit()
+            for alert in alerts:
+                created: datetime = alert["created_at"]
+                alert_in = AlertIn(
+                    alert["stream_id"],
+                    alert["severity"],
+                    alert["message"],
+                    alert.get("metadata", {}),
+                    int(created.timestamp() * 1000),
+                )
+                ids.append((await owner.alerts.add(alert_in, created_at=created)).alert.id)
             return ids
         finally:
-            await engine_owner.close()
+            await owner.close()
 
     return run_async(store)
 

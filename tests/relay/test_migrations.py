@@ -1,0 +1,69 @@
+"""Schema migrations upgrade databases that hold data, on SQLite and PostgreSQL.
+
+Each test builds a database at an older revision with Alembic, fills it with
+rows as that revision's relay wrote them, upgrades it to the newest revision the
+way a relay does when it starts, and checks the data came through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from relay.store import Store
+from relay.store.database import alembic_config, create_engine
+from relay.wire import AlertIn
+from tests.support import postgres_schema, service_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        return
+    async with postgres_schema(service_url("RELAY_TEST_POSTGRES_URL", "PostgreSQL")) as url:
+        yield url
+
+
+async def at_revision(url: str, revision: str, *statements: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+        for statement in statements:
+            await connection.execute(text(statement))
+    await engine.dispose()
+
+
+async def test_0002_numbers_each_streams_existing_alerts_in_storage_order(empty_database_url: str) -> None:
+    alert = (
+        'INSERT INTO alert (id, "streamId", severity, message, metadata, timestamp, "createdAt") '
+        "VALUES ('{id}', '{stream}', 'low', 'm', '{{}}', 1, '2026-11-30 10:00:00')"
+    )
+    await at_revision(
+        empty_database_url,
+        "0001",
+        """INSERT INTO "user" (id, username, "createdAt") VALUES ('user_a', 'ana', '2026-11-30 10:00:00')""",
+        *(
+            'INSERT INTO video_stream (id, "userId", "deviceName", "deviceType", status, metadata, "createdAt", '
+            f"\"updatedAt\") VALUES ('{stream}', 'user_a', 'cam', 'mobile', 'offline', '{{}}', "
+            "'2026-11-30 10:00:00', '2026-11-30 10:00:00')"
+            for stream in ("stream_a", "stream_b", "stream_empty")
+        ),
+        *(alert.format(id=f"alert_{n}", stream=f"stream_{s}") for n, s in enumerate("abaab")),
+    )
+    await at_revision(empty_database_url, "0001")  # idempotent: nothing to do
+    store = await Store.open(empty_database_url)  # upgrades to the newest revision, as a relay does
+    try:
+        for stream, expected in (("a", ["alert_0", "alert_2", "alert_3"]), ("b", ["alert_1", "alert_4"])):
+            numbered = await store.alerts.after(f"stream_{stream}", 0, limit=10)
+            assert [(row.id, row.stream_seq) for row in numbered] == [(i, n + 1) for n, i in enumerate(expected)]
+        added = await store.alerts.add(AlertIn("stream_a", "high", "new", {}, 2))
+        assert added.alert.stream_seq == 4, "numbering goes on where the migration left it"
+        first = await store.alerts.add(AlertIn("stream_empty", "high", "first", {}, 2))
+        assert first.alert.stream_seq == 1
+    finally:
+        await store.close()
