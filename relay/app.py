@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 from sqlalchemy import make_url
 from tornado.web import RequestHandler
 
-from relay.broker import Broker, broker_for_url
+from relay.broker import Broker, broker_for_url, is_in_process
 from relay.clock import utcnow
 from relay.config import Settings
 from relay.hooks import Hooks
@@ -79,15 +79,20 @@ class Relay:
         install_redaction()
         settings = self.settings
         self.store = await Store.open(settings.database_url)
-        self.broker = broker_for_url(settings.broker_url, self.node_id)
+        self.broker = broker_for_url(settings.broker_url, self.node_id, liveness_ttl=settings.node_ttl)
         self.hub = Hub(on_interest=self.broker.interest)
         await self.broker.start(self.hub.deliver)
-        if settings.broker_url in ("", "memory://", "memory"):
+        single_node = is_in_process(settings.broker_url)
+        if single_node:
             stale = await self.store.streams.reset_statuses(utcnow())
             if stale:
                 log.info("marked %d streams offline that a previous run left online", stale)
         self.status = StatusTracker(
-            self.store.streams, self.broker, origin=f"{self.node_id}:0", flush_interval=settings.status_flush_interval
+            self.store.streams,
+            self.broker,
+            node_id=self.node_id,
+            flush_interval=settings.status_flush_interval,
+            sweep_interval=0 if single_node else settings.node_ttl / 3,
         )
         self.status.start()
         self.authenticators.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)

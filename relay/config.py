@@ -14,13 +14,16 @@ from relay.store.database import DEFAULT_DATABASE_URL
 class Settings:
     """Everything a relay node can be told.  Each field ``x`` reads ``RELAY_X``.
 
-    Limits of 0 mean "no limit".  ``allowed_origins`` lists the browser origins
-    (``https://example.com``) that may open the WebSocket besides the relay's own.
-    ``socket_send_buffer`` caps each client socket's kernel send buffer in bytes
-    (0: the kernel's autotuning, which grows it to megabytes), which bounds how many
-    frames wait where the relay can no longer drop them: fresher frames, and less
-    CPU spent sending stale ones (see ``benchmarks/RESULTS.md``).  ``behind_proxy`` trusts ``X-Forwarded-For`` and
-    ``X-Real-Ip`` from a reverse proxy for clients' addresses.
+        Limits of 0 mean "no limit".  ``allowed_origins`` lists the browser origins
+        (``https://example.com``) that may open the WebSocket besides the relay's own.
+        ``socket_send_buffer`` caps each client socket's kernel send buffer in bytes
+        (0: the kernel's autotuning, which grows it to megabytes), which bounds how many
+        frames wait where the relay can no longer drop them: fresher frames, and less
+        CPU spent sending stale ones (see ``benchmarks/RESULTS.md``).  ``behind_proxy`` trusts ``X-Forwarded-For`` and
+        ``X-Real-Ip`` from a reverse proxy for clients' addresses.  ``node_ttl`` is how
+    long a node's liveness key lives in Redis without renewal: a node killed without
+    a goodbye has its streams taken offline by the others within about
+    ``node_ttl * 5 / 3`` seconds.
     """
 
     host: str = "127.0.0.1"
@@ -40,6 +43,7 @@ class Settings:
     max_queued_messages: int = 10_000
     status_flush_interval: float = 10.0
     token_cache_seconds: float = 60.0
+    node_ttl: float = 6.0
     replay_batch: int = 500
 
     @classmethod

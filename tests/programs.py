@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -102,7 +103,9 @@ class Program:
 
 
 @contextlib.asynccontextmanager
-async def relay_serve(database_url: str, *flags: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+async def relay_serve(
+    database_url: str, *flags: str, environment: dict[str, str] | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     """``relay serve`` on a free port in a process of its own (uvloop, as in production).
 
     Yields the process and its port once it listens; its log is read (and
@@ -119,6 +122,7 @@ async def relay_serve(database_url: str, *flags: str) -> AsyncIterator[tuple[asy
         database_url,
         *flags,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(environment or {})},
     )
     assert process.stderr is not None
     stderr = process.stderr

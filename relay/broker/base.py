@@ -8,7 +8,7 @@ have local consumers (:meth:`Broker.interest`), so it need not carry the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from relay.wire.envelope import Envelope
@@ -36,6 +36,13 @@ class Broker(Protocol):
 
         The router awaits this before it answers ``subscribed``, so a client that
         has its ``subscribed`` misses nothing published after it.
+        """
+
+    async def nodes_alive(self, node_ids: Sequence[str]) -> dict[str, bool] | None:
+        """Which of these relay nodes are alive; None if the broker cannot tell now.
+
+        The in-process broker knows no other node (and is never asked); the
+        Redis broker reads the keys that each node renews.
         """
 
     async def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from relay.broker.base import Deliver
 from relay.wire.envelope import Envelope
 
@@ -24,6 +26,10 @@ class MemoryBroker:
 
     async def listening(self, stream_id: str) -> None:
         """Always listening: publishing is delivering."""
+
+    async def nodes_alive(self, node_ids: Sequence[str]) -> dict[str, bool] | None:
+        """One node only: nothing to tell about others."""
+        return None
 
     async def close(self) -> None:
         self._deliver = None

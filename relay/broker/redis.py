@@ -6,6 +6,10 @@ carries only the traffic its own clients want.  Messages for local consumers
 are delivered directly, without the round trip through Redis; messages coming
 back from Redis that this node published are skipped.
 
+Every node also renews a key of its own (``vigil:alive:<node>``) with a short
+time to live, so the other nodes can tell that it died without a goodbye
+(:meth:`RedisBroker.nodes_alive`, used by the status tracker's sweep).
+
 Publishing never blocks the caller: envelopes queue here and one task sends
 them in pipelined batches.  If Redis falls behind, the oldest queued frames are
 dropped (alerts and status never are); if Redis is unreachable, messages are
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Final
 
 import redis.asyncio as redis
@@ -31,14 +36,17 @@ from relay.wire.envelope import Envelope
 log = logging.getLogger("relay.broker.redis")
 
 CHANNEL_PREFIX: Final = "vigil:stream:"
+ALIVE_PREFIX: Final = "vigil:alive:"
 SUBSCRIBE_WAIT: Final = 5.0
 
 
 class RedisBroker:
     """See the module docstring."""
 
-    def __init__(self, url: str, node_id: str, *, max_pending_frames: int = 256) -> None:
+    def __init__(self, url: str, node_id: str, *, max_pending_frames: int = 256, liveness_ttl: float = 6.0) -> None:
         self._url = url
+        self._alive_key = ALIVE_PREFIX + node_id
+        self._liveness_ttl = liveness_ttl
         self._node_prefix = f"{node_id}:"
         self._control_channel = f"vigil:node:{node_id}".encode()
         self._max_pending_frames = max_pending_frames
@@ -59,12 +67,14 @@ class RedisBroker:
         self._deliver = deliver
         self._client = redis.from_url(self._url)
         await self._client.ping()
+        await self._renew_liveness()
         self._pubsub = self._client.pubsub()
         await self._pubsub.subscribe(self._control_channel)
         self._tasks = [
             asyncio.create_task(self._send_outgoing()),
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._follow_interest()),
+            asyncio.create_task(self._keep_alive()),
         ]
 
     async def close(self) -> None:
@@ -75,8 +85,46 @@ class RedisBroker:
         if self._pubsub is not None:
             await self._pubsub.aclose()
         if self._client is not None:
+            with contextlib.suppress(RedisError):
+                await self._client.delete(self._alive_key)  # a clean stop: nobody needs to wait for the key to expire
             await self._client.aclose()
         self._deliver = None
+
+    # ------------------------------------------------------------------ liveness
+
+    async def _renew_liveness(self) -> None:
+        assert self._client is not None
+        await self._client.set(self._alive_key, b"1", px=int(self._liveness_ttl * 1000))
+
+    async def _keep_alive(self) -> None:
+        """Renew this node's key three times per time to live."""
+        while True:
+            await asyncio.sleep(self._liveness_ttl / 3)
+            try:
+                await self._renew_liveness()
+            except RedisError as error:
+                log.warning("could not renew this node's liveness key: %s", error)
+
+    async def nodes_alive(self, node_ids: Sequence[str]) -> dict[str, bool] | None:
+        """Which nodes' keys exist; None while Redis is unreachable or has lost this node's own key.
+
+        Redis restarted without its data has lost every node's key at once, for
+        up to a third of the time to live: no node is called dead on that.
+        """
+        assert self._client is not None
+        try:
+            pipeline = self._client.pipeline(transaction=False)
+            pipeline.exists(self._alive_key)
+            for node_id in node_ids:
+                pipeline.exists(ALIVE_PREFIX + node_id)
+            own, *others = await pipeline.execute()
+            if not own:
+                await self._renew_liveness()
+                return None
+        except RedisError as error:
+            log.warning("cannot tell which nodes are alive: %s", error)
+            return None
+        return {node_id: bool(found) for node_id, found in zip(node_ids, others, strict=True)}
 
     # ------------------------------------------------------------------ publishing
 

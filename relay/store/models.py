@@ -103,6 +103,8 @@ class VideoStream(Base):
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column("updatedAt", UTCDateTime, default=utcnow, onupdate=utcnow)
     last_alert_seq: Mapped[int] = mapped_column("lastAlertSeq", BigInteger, default=0, server_default="0")
+    producer_node: Mapped[str | None] = mapped_column("producerNode", String(32))
+    """The relay node whose connection is the stream's producer while it is not ``offline``."""
 
 
 class Alert(Base):

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.clock import utcnow
@@ -62,14 +62,51 @@ class Streams:
         async with self._sessions() as session:
             return await session.scalar(select(VideoStream.user_id).where(VideoStream.id == stream_id))
 
-    async def set_status(self, stream_id: str, status: str, last_seen: datetime) -> None:
+    async def set_status(self, stream_id: str, status: str, last_seen: datetime, node: str) -> bool:
+        """Record a status change that ``node``'s producer connection caused; whether it took effect.
+
+        ``online`` makes ``node`` the stream's producer node (a new registration
+        takes over, wherever the old one was).  ``streaming`` and ``offline``
+        change the stream only while ``node`` is still its producer node: an old
+        connection of a phone that has registered again on another node since
+        cannot take the stream from it.
+        """
+        query = update(VideoStream).where(VideoStream.id == stream_id)
+        values: dict[str, object] = {"status": status, "last_seen": last_seen, "updated_at": utcnow()}
+        if status == "online":
+            values["producer_node"] = node
+        else:
+            query = query.where(or_(VideoStream.producer_node == node, VideoStream.producer_node.is_(None)))
+            if status == "offline":
+                values["producer_node"] = None
         async with self._sessions() as session:
-            await session.execute(
-                update(VideoStream)
-                .where(VideoStream.id == stream_id)
-                .values(status=status, last_seen=last_seen, updated_at=utcnow())
-            )
+            changed = await session.execute(query.values(**values).returning(VideoStream.id))
+            took_effect = changed.first() is not None
             await session.commit()
+        return took_effect
+
+    async def producer_nodes(self) -> set[str]:
+        """The nodes that streams not ``offline`` have their producer on."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(VideoStream.producer_node)
+                .where(and_(VideoStream.status != "offline", VideoStream.producer_node.is_not(None)))
+                .distinct()
+            )
+            return {node for node in rows if node is not None}
+
+    async def release_node(self, node: str, last_seen: datetime) -> list[str]:
+        """Take offline every stream whose producer was on ``node`` (a node that died); their ids."""
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(VideoStream)
+                .where(and_(VideoStream.producer_node == node, VideoStream.status != "offline"))
+                .values(status="offline", last_seen=last_seen, updated_at=utcnow(), producer_node=None)
+                .returning(VideoStream.id)
+            )
+            released = list(result.scalars())
+            await session.commit()
+        return released
 
     async def touch(self, stream_ids: Iterable[str], last_seen: datetime) -> None:
         """Record that these streams were seen at ``last_seen`` (one statement for all)."""
@@ -90,7 +127,7 @@ class Streams:
             result = await session.execute(
                 update(VideoStream)
                 .where(VideoStream.status != "offline")
-                .values(status="offline", last_seen=last_seen, updated_at=utcnow())
+                .values(status="offline", last_seen=last_seen, updated_at=utcnow(), producer_node=None)
                 .returning(VideoStream.id)
             )
             count = len(result.all())

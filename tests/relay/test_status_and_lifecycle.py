@@ -133,7 +133,7 @@ async def test_restarting_a_relay_sets_streams_left_online_offline(database_url:
     async with running_relay(database_url, ping_interval=0) as relay:
         _, token = await relay.user()
         stream_id = await relay.stream(token)
-        await relay.relay.store.streams.set_status(stream_id, "streaming", utcnow())
+        await relay.relay.store.streams.set_status(stream_id, "online", utcnow(), "a-node-that-crashed")
     async with running_relay(database_url, ping_interval=0) as relay:
         assert (await listed_status(relay, token, stream_id))["status"] == "offline"
 

@@ -85,7 +85,7 @@ class Node:
         self.settings = settings
         self.hub = Hub()
         self.broker = MemoryBroker()
-        self.status = StatusTracker(store.streams, self.broker, origin="node:0", flush_interval=3600)
+        self.status = StatusTracker(store.streams, self.broker, node_id="node", flush_interval=3600)
         self.hooks = Hooks()
         self.router = Router(settings, store, self.hub, self.broker, self.status, self.hooks)
         self.authenticators = Authenticators(TokenVerifier(store.users, ttl=0))
