@@ -34,6 +34,7 @@ from relay.rest.health import HealthHandler
 from relay.rest.metrics import MetricsHandler
 from relay.rest.openapi import OpenApiHandler
 from relay.rest.streams import ListHandler, RegisterHandler
+from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
 from relay.routing.router import Router
 from relay.routing.status import StatusTracker
@@ -71,6 +72,7 @@ class Relay:
     store: Store
     broker: Broker
     hub: Hub
+    continuity: AlertContinuity
     status: StatusTracker
     router: Router
 
@@ -80,8 +82,9 @@ class Relay:
         settings = self.settings
         self.store = await Store.open(settings.database_url)
         self.broker = broker_for_url(settings.broker_url, self.node_id, liveness_ttl=settings.node_ttl)
-        self.hub = Hub(on_interest=self.broker.interest)
-        await self.broker.start(self.hub.deliver)
+        self.hub = Hub(on_interest=self._interest)
+        self.continuity = AlertContinuity(self.hub, self.store.alerts)
+        await self.broker.start(self.continuity.deliver, on_reconnect=self.continuity.catch_up)
         single_node = is_in_process(settings.broker_url)
         if single_node:
             stale = await self.store.streams.reset_statuses(utcnow())
@@ -96,7 +99,7 @@ class Relay:
         )
         self.status.start()
         self.authenticators.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
-        self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks)
+        self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks, self.continuity)
         self.heartbeat.start()
         self._started = True
         log.info(
@@ -125,6 +128,12 @@ class Relay:
         await self.broker.close()
         await self.store.close()
         await self.connections.all_gone(SHUTDOWN_GRACE)
+
+    def _interest(self, stream_id: str, interested: bool) -> None:
+        """A stream got its first consumer here, or lost its last one."""
+        self.broker.interest(stream_id, interested)
+        if not interested:
+            self.continuity.forget(stream_id)
 
     @property
     def ready(self) -> bool:

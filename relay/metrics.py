@@ -16,6 +16,11 @@ class Counters:
     frames_delivered: int = 0
     frames_dropped: int = 0
     alerts_stored: int = 0
+    alerts_replayed: int = 0
+    alerts_gap_filled: int = 0
+    alerts_gap_unfilled: int = 0
+    broker_publish_failures: int = 0
+    broker_frames_lost: int = 0
     connections_opened: int = 0
     started: float = field(default_factory=time.monotonic)
 

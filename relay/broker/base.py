@@ -17,8 +17,12 @@ Deliver = Callable[[Envelope], None]
 
 
 class Broker(Protocol):
-    async def start(self, deliver: Deliver) -> None:
-        """Begin delivering published envelopes to ``deliver``."""
+    async def start(self, deliver: Deliver, on_reconnect: Callable[[], None] | None = None) -> None:
+        """Begin delivering published envelopes to ``deliver``.
+
+        ``on_reconnect`` is called when messages flow again after the broker lost
+        its connection (some may have been lost meanwhile).
+        """
 
     def publish(self, envelope: Envelope) -> None:
         """Send ``envelope`` to the consumers of its stream on every node.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from relay.broker.base import Deliver
 from relay.wire.envelope import Envelope
@@ -14,7 +14,8 @@ class MemoryBroker:
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, on_reconnect: Callable[[], None] | None = None) -> None:
+        """Deliver from now on; there is no connection to lose, so ``on_reconnect`` is never called."""
         self._deliver = deliver
 
     def publish(self, envelope: Envelope) -> None:

@@ -1,6 +1,9 @@
-"""The Redis broker: relay nodes share frames, alerts and status over pub/sub.
+"""The Redis broker: relay nodes share frames, alerts and status over Redis pub/sub.
 
-Each stream has a channel (``vigil:stream:<id>``).  A node subscribes to the
+Each stream has a channel (``vigil:stream:<id>``).  On Redis 7 and later they are
+*sharded* channels (``SPUBLISH``/``SSUBSCRIBE``): a channel lives on the shard that
+owns its key slot, so the streams of a Redis Cluster spread over its shards;
+older Redis gets plain ``PUBLISH``/``SUBSCRIBE``.  A node subscribes to the
 channels of the streams it has local consumers for, and only those, so a node
 carries only the traffic its own clients want.  Messages for local consumers
 are delivered directly, without the round trip through Redis; messages coming
@@ -12,9 +15,12 @@ time to live, so the other nodes can tell that it died without a goodbye
 
 Publishing never blocks the caller: envelopes queue here and one task sends
 them in pipelined batches.  If Redis falls behind, the oldest queued frames are
-dropped (alerts and status never are); if Redis is unreachable, messages are
-lost for the other nodes while it is down, which is why alerts are stored first
-and consumers resume them with ``sinceAlertId``.
+dropped.  If Redis is unreachable, frames are lost for the other nodes (and
+counted), while alerts and status messages wait here, in order, up to
+:data:`MAX_RETAINED`, and go out when Redis is back.  When this node's
+subscription comes back after an outage, ``on_reconnect`` is called: the node
+then reads from the database the alerts it missed meanwhile
+(:mod:`relay.routing.continuity`).
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from relay.broker.base import Deliver
+from relay.metrics import COUNTERS
 from relay.wire import VIDEO_FRAME
 from relay.wire.envelope import Envelope
 
@@ -38,6 +45,9 @@ log = logging.getLogger("relay.broker.redis")
 CHANNEL_PREFIX: Final = "vigil:stream:"
 ALIVE_PREFIX: Final = "vigil:alive:"
 SUBSCRIBE_WAIT: Final = 5.0
+RETRY_DELAY: Final = 0.5
+MAX_RETAINED: Final = 10_000
+"""Alerts and status messages kept for the other nodes while Redis is unreachable; beyond, the oldest go."""
 
 
 class RedisBroker:
@@ -48,11 +58,12 @@ class RedisBroker:
         self._alive_key = ALIVE_PREFIX + node_id
         self._liveness_ttl = liveness_ttl
         self._node_prefix = f"{node_id}:"
-        self._control_channel = f"vigil:node:{node_id}".encode()
         self._max_pending_frames = max_pending_frames
         self._deliver: Deliver | None = None
+        self._on_reconnect: Callable[[], None] | None = None
         self._client: redis.Redis | None = None
         self._pubsub: Any = None
+        self.sharded = False
         self._outgoing: deque[tuple[bytes, bytes, bool]] = deque()
         self._pending_frames = 0
         self._outgoing_ready = asyncio.Event()
@@ -60,22 +71,25 @@ class RedisBroker:
         self._subscribed: set[bytes] = set()
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._interest_changed = asyncio.Event()
+        self._first_subscription = asyncio.Event()  # the client's pub/sub connection exists from the first one
         self._tasks: list[asyncio.Task[None]] = []
         self.frames_dropped = 0
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, on_reconnect: Callable[[], None] | None = None) -> None:
         self._deliver = deliver
+        self._on_reconnect = on_reconnect
         self._client = redis.from_url(self._url)
-        await self._client.ping()
+        info = await self._client.info("server")
+        self.sharded = int(str(info.get("redis_version", "0")).split(".")[0]) >= 7
         await self._renew_liveness()
         self._pubsub = self._client.pubsub()
-        await self._pubsub.subscribe(self._control_channel)
         self._tasks = [
             asyncio.create_task(self._send_outgoing()),
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._follow_interest()),
             asyncio.create_task(self._keep_alive()),
         ]
+        log.info("Redis broker on %s pub/sub", "sharded" if self.sharded else "plain")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -159,12 +173,29 @@ class RedisBroker:
                 self._pending_frames = 0
                 pipeline = self._client.pipeline(transaction=False)
                 for channel, data, _ in batch:
-                    pipeline.publish(channel, data)
+                    if self.sharded:
+                        pipeline.spublish(channel, data)
+                    else:
+                        pipeline.publish(channel, data)
                 try:
                     await pipeline.execute()
                 except RedisError as error:
-                    log.warning("lost %d messages for other nodes: Redis failed: %s", len(batch), error)
-                    await asyncio.sleep(0.5)
+                    self._keep_for_later(batch, error)
+                    await asyncio.sleep(RETRY_DELAY)
+
+    def _keep_for_later(self, batch: list[tuple[bytes, bytes, bool]], error: RedisError) -> None:
+        """Redis failed: frames are lost for the other nodes; alerts and status wait for it, in order."""
+        kept = [message for message in batch if not message[2]]
+        lost_frames = len(batch) - len(kept)
+        COUNTERS.broker_publish_failures += 1
+        COUNTERS.broker_frames_lost += lost_frames
+        self._outgoing.extendleft(reversed(kept))
+        while len(self._outgoing) > MAX_RETAINED:  # keep the newest; the others fill gaps from the database
+            self._outgoing.popleft()
+        self._pending_frames = sum(message[2] for message in self._outgoing)
+        log.warning(
+            "Redis failed (%s): %d frames lost for the other nodes, %d messages wait", error, lost_frames, len(kept)
+        )
 
     # ------------------------------------------------------------------ receiving
 
@@ -197,32 +228,42 @@ class RedisBroker:
                 gained = self._wanted - self._subscribed
                 lost = self._subscribed - self._wanted
                 if gained:
-                    await self._pubsub.subscribe(*gained)
+                    await (self._pubsub.ssubscribe if self.sharded else self._pubsub.subscribe)(*gained)
+                    self._first_subscription.set()
                 if lost:
                     self._subscribed -= lost
-                    await self._pubsub.unsubscribe(*lost)
+                    await (self._pubsub.sunsubscribe if self.sharded else self._pubsub.unsubscribe)(*lost)
             except RedisError as error:
                 log.warning("could not change Redis subscriptions: %s", error)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(RETRY_DELAY)
                 self._interest_changed.set()
 
     async def _listen(self) -> None:
+        broken = False
+        await self._first_subscription.wait()  # get_message needs the connection a subscription opens
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except RedisError as error:
-                log.warning("Redis subscription failed: %s; retrying", error)
-                await asyncio.sleep(0.5)
+                if not broken:
+                    log.warning("Redis subscription failed: %s; retrying", error)
+                broken = True
+                await asyncio.sleep(RETRY_DELAY)
                 continue
+            if broken:  # the client reconnected and subscribed again by itself
+                broken = False
+                log.info("Redis subscription is back")
+                if self._on_reconnect is not None:
+                    self._on_reconnect()
             if message is None:
                 continue
             kind, channel = message["type"], message["channel"]
-            if kind == "subscribe":
+            if kind in ("subscribe", "ssubscribe"):
                 self._subscribed.add(channel)
                 for waiter in self._waiters.pop(channel, []):
                     if not waiter.done():
                         waiter.set_result(None)
-            elif kind == "message" and channel != self._control_channel:
+            elif kind in ("message", "smessage"):
                 self._receive(message["data"])
 
     def _receive(self, data: bytes) -> None:

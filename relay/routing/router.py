@@ -23,6 +23,7 @@ from relay.hooks import Hooks
 from relay.metrics import COUNTERS
 from relay.representation import alert_json, alert_message, status_message
 from relay.routing.connection import Connection, Permit
+from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
 from relay.routing.owners import StreamOwners
 from relay.routing.status import StatusTracker
@@ -56,6 +57,7 @@ class Router:
         broker: Broker,
         status: StatusTracker,
         hooks: Hooks,
+        continuity: AlertContinuity,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -63,6 +65,7 @@ class Router:
         self.broker = broker
         self.status = status
         self.hooks = hooks
+        self.continuity = continuity
         self.owners = StreamOwners(store.streams)
 
     # ------------------------------------------------------------------ ownership
@@ -87,6 +90,8 @@ class Router:
         self.hub.register_consumer(stream_id, connection, message.consumes)
         connection.subscriptions[stream_id] = message.consumes
         await self.broker.listening(stream_id)
+        if ALERT in message.consumes and not self.continuity.follows(stream_id):
+            await self._follow_alerts(stream_id)
         previous = self.hub.register_producer(stream_id, connection)
         if previous is not None:
             replaced = previous.permits.get(stream_id)
@@ -129,15 +134,24 @@ class Router:
             await self.broker.listening(stream_id)
             connection.send({"type": "subscribed", "streamId": stream_id})
             log.info("subscribe %s stream=%s peer=%s", connection.describe(), stream_id, connection.peer)
-            if STREAM_STATUS in message.consumes:
+            follow = ALERT in message.consumes and not self.continuity.follows(stream_id)
+            if STREAM_STATUS in message.consumes or follow:
                 stream = await self.store.streams.get(stream_id)
-                if stream is not None:
+                if stream is not None and follow:
+                    self.continuity.following(stream_id, stream.last_alert_seq)
+                if stream is not None and STREAM_STATUS in message.consumes:
                     connection.send(status_message(stream_id, stream.status, stream.last_seen))
         except BaseException:
             connection.replaying.pop(stream_id, None)
             raise
         if replay_after is not None:
             await self._replay(connection, stream_id, replay_after)
+
+    async def _follow_alerts(self, stream_id: str) -> None:
+        """Tell the node's continuity where the stream's alerts stand, as it gets its first consumer here."""
+        stream = await self.store.streams.get(stream_id)
+        if stream is not None:
+            self.continuity.following(stream_id, stream.last_alert_seq)
 
     async def _replay(self, connection: Connection, stream_id: str, after: int) -> None:
         batch = self.settings.replay_batch

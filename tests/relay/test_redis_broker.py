@@ -12,12 +12,18 @@ from tests.support import RelayHarness, running_relay, service_url
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-async def two_nodes(database_url: str) -> AsyncIterator[tuple[RelayHarness, RelayHarness]]:
+@pytest.fixture(params=["sharded", "plain"])
+async def two_nodes(
+    request: pytest.FixtureRequest, database_url: str
+) -> AsyncIterator[tuple[RelayHarness, RelayHarness]]:
+    """Two nodes on sharded pub/sub (Redis 7, as here), or on plain pub/sub as they use with Redis 6."""
     base = service_url("RELAY_TEST_REDIS_URL", "Redis")
     # A database number is shared by every test run on this Redis; channels are per stream id, which is random.
     options = {"ping_interval": 0, "max_fps": 0, "max_alerts_per_second": 0, "broker_url": base}
     async with running_relay(database_url, **options) as first, running_relay(database_url, **options) as second:
+        for node in (first, second):
+            assert node.relay.broker.sharded  # type: ignore[attr-defined]
+            node.relay.broker.sharded = request.param == "sharded"  # type: ignore[attr-defined]
         yield first, second
 
 

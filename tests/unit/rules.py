@@ -20,6 +20,7 @@ from relay.hooks import Hooks
 from relay.identity.authenticators import Authenticators
 from relay.identity.tokens import TokenVerifier
 from relay.routing.connection import Connection
+from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
 from relay.routing.router import Router
 from relay.routing.session import Session
@@ -56,6 +57,14 @@ class RecordingSink:
     def types(self) -> list[str]:
         return [message["type"] for message in self.messages]
 
+    async def gathered(self, kind: str, count: int) -> list[dict[str, Any]]:
+        """The messages of type ``kind`` once there are ``count`` of them (for what tasks send later)."""
+        async with asyncio.timeout(10):
+            while len(found := [message for message in self.messages if message["type"] == kind]) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return found
+
     async def until(self, kind: str) -> dict[str, Any]:
         """The first message of type ``kind``, waiting for it if need be (for what a task sends later)."""
         async with asyncio.timeout(10):
@@ -87,7 +96,8 @@ class Node:
         self.broker = MemoryBroker()
         self.status = StatusTracker(store.streams, self.broker, node_id="node", flush_interval=3600)
         self.hooks = Hooks()
-        self.router = Router(settings, store, self.hub, self.broker, self.status, self.hooks)
+        self.continuity = AlertContinuity(self.hub, store.alerts)
+        self.router = Router(settings, store, self.hub, self.broker, self.status, self.hooks, self.continuity)
         self.authenticators = Authenticators(TokenVerifier(store.users, ttl=0))
 
     def connection(self, user_id: str | None = None) -> tuple[Connection, RecordingSink]:
@@ -113,7 +123,7 @@ class Node:
 async def node_on(database_url: str, **settings: Any) -> AsyncIterator[Node]:
     store = await Store.open(database_url)
     node = Node(store, Settings(database_url=database_url, **{"max_fps": 0, "max_alerts_per_second": 0, **settings}))
-    await node.broker.start(node.hub.deliver)
+    await node.broker.start(node.continuity.deliver)
     node.status.start()
     try:
         yield node
