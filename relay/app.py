@@ -31,7 +31,7 @@ from relay.rest.alerts import AlertsHandler, ExportHandler
 from relay.rest.auth import TokenHandler
 from relay.rest.base import NotFoundHandler
 from relay.rest.health import HealthHandler
-from relay.rest.metrics import MetricsHandler
+from relay.rest.metrics import MetricsHandler, PrometheusHandler
 from relay.rest.openapi import OpenApiHandler
 from relay.rest.streams import ListHandler, RegisterHandler
 from relay.routing.continuity import AlertContinuity
@@ -129,6 +129,13 @@ class Relay:
         await self.store.close()
         await self.connections.all_gone(SHUTDOWN_GRACE)
 
+    def client_types(self) -> list[str]:
+        """The client type of each open connection, for the metrics."""
+        return [connection.client_type for connection in self.connections]
+
+    def broker_backlog(self) -> int:
+        return self.broker.backlog
+
     def _interest(self, stream_id: str, interested: bool) -> None:
         """A stream got its first consumer here, or lost its last one."""
         self.broker.interest(stream_id, interested)
@@ -145,6 +152,7 @@ class Relay:
         return [
             (r"/api/health", HealthHandler, node),
             (r"/api/metrics", MetricsHandler, node),
+            (r"/metrics", PrometheusHandler, node),
             (r"/api/openapi\.json", OpenApiHandler, node),
             (r"/api/auth/token", TokenHandler, node),
             (r"/api/streams/register", RegisterHandler, node),

@@ -17,6 +17,10 @@ Deliver = Callable[[Envelope], None]
 
 
 class Broker(Protocol):
+    @property
+    def backlog(self) -> int:
+        """Messages waiting to be sent on to the other nodes (0 for the in-process broker)."""
+
     async def start(self, deliver: Deliver, on_reconnect: Callable[[], None] | None = None) -> None:
         """Begin delivering published envelopes to ``deliver``.
 

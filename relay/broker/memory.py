@@ -11,6 +11,8 @@ from relay.wire.envelope import Envelope
 class MemoryBroker:
     """Delivers each envelope straight to the local hub, synchronously."""
 
+    backlog = 0
+
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
 

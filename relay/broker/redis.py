@@ -75,6 +75,10 @@ class RedisBroker:
         self._tasks: list[asyncio.Task[None]] = []
         self.frames_dropped = 0
 
+    @property
+    def backlog(self) -> int:
+        return len(self._outgoing)
+
     async def start(self, deliver: Deliver, on_reconnect: Callable[[], None] | None = None) -> None:
         self._deliver = deliver
         self._on_reconnect = on_reconnect
@@ -150,6 +154,7 @@ class RedisBroker:
         if is_frame:
             if self._pending_frames >= self._max_pending_frames:
                 self._drop_oldest_frame()
+                COUNTERS.broker_frames_lost += 1
             self._pending_frames += 1
         self._outgoing.append((_channel(envelope.stream_id), envelope.to_bytes(), is_frame))
         self._outgoing_ready.set()

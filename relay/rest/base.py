@@ -20,6 +20,7 @@ import orjson
 from tornado.web import HTTPError, RequestHandler
 
 from relay.identity.authenticators import AuthenticationFailed, Authenticators
+from relay.metrics import COUNTERS
 from relay.ratelimit import KeyedBudgets
 from relay.store import Store, is_unavailable
 
@@ -98,6 +99,7 @@ class JsonHandler(RequestHandler):
     def log_exception(self, typ: Any, value: BaseException | None, tb: Any) -> None:
         """A database that is gone for now is one line in the log (and a 503), not a traceback."""
         if value is not None and is_unavailable(value):
+            COUNTERS.database_unavailable += 1
             log.warning("%s %s: database unavailable: %s", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)

@@ -1,11 +1,13 @@
-"""``GET /api/metrics``: what this relay node has carried since it started."""
+"""``GET /api/metrics`` (JSON, for the benchmarks) and ``GET /metrics`` (Prometheus): what this node did."""
 
 from __future__ import annotations
 
 import time
 
-from relay.metrics import COUNTERS
-from relay.rest.base import ApiHandler
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from relay.metrics import COUNTERS, NodeState, prometheus_text
+from relay.rest.base import ApiHandler, JsonHandler
 from relay.wire import VideoFrame
 
 
@@ -24,3 +26,17 @@ class MetricsHandler(ApiHandler):
                 "alerts": {"stored": COUNTERS.alerts_stored},
             }
         )
+
+
+class PrometheusHandler(JsonHandler):
+    """``GET /metrics`` in the Prometheus text format, without a token: bind or proxy it privately."""
+
+    node: NodeState
+
+    def initialize(self, node: NodeState) -> None:
+        self.node = node
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(prometheus_text(self.node))

@@ -238,6 +238,19 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Counters and gauges of this relay node in the Prometheus text format",
+                "description": "Needs no token: bind the relay privately or keep /metrics behind the proxy.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The metrics (docs/DEPLOYMENT.md lists them).",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "summary": "This document",

@@ -20,7 +20,7 @@ from collections.abc import Awaitable
 from relay.broker import Broker
 from relay.config import Settings
 from relay.hooks import Hooks
-from relay.metrics import COUNTERS
+from relay.metrics import COUNTERS, LATENCY_SAMPLE
 from relay.representation import alert_json, alert_message, status_message
 from relay.routing.connection import Connection, Permit
 from relay.routing.continuity import AlertContinuity
@@ -160,6 +160,7 @@ class Router:
                 alerts = await self.store.alerts.after(stream_id, after, limit=batch)
                 for alert in alerts:
                     connection.send(alert_message(alert))
+                COUNTERS.alerts_replayed += len(alerts)
                 if alerts:
                     after = alerts[-1].stream_seq
                 if len(alerts) < batch:
@@ -213,7 +214,10 @@ class Router:
         if permit.producer and not permit.streaming:
             permit.streaming = True
             self.status.set(stream_id, "streaming")
-        self.broker.publish(Envelope.for_frame(frame, connection.id))
+        envelope = Envelope.for_frame(frame, connection.id)
+        if not COUNTERS.frames_received % LATENCY_SAMPLE:
+            envelope.arrived = time.perf_counter()
+        self.broker.publish(envelope)
         return None
 
     # ------------------------------------------------------------------ alerts
@@ -267,6 +271,7 @@ class Router:
 
     def _rate_limited(self, connection: Connection, stream_id: str) -> None:
         """Tell the client its frames are over the limit, at most once a second."""
+        COUNTERS.frames_rate_limited += 1
         now = time.monotonic()
         if connection.quiet_until > now:
             return

@@ -26,6 +26,7 @@ from datetime import datetime
 
 from relay.broker import Broker
 from relay.clock import utcnow
+from relay.metrics import COUNTERS
 from relay.representation import status_message
 from relay.store import Streams, is_unavailable
 from relay.wire import STREAM_STATUS, encode
@@ -114,6 +115,7 @@ class StatusTracker:
             except Exception as error:
                 if not is_unavailable(error):
                     raise
+                COUNTERS.database_unavailable += 1
                 log.warning("status of %s waits for the database (%s); retrying in %.1f s", stream_id, error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MOST)

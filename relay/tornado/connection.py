@@ -177,6 +177,13 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._reading_stopped = False
 
     @property
+    def client_type(self) -> str:
+        """What the client said it is (``mobile``, ``dashboard``, ``ml-service`` …), for the metrics."""
+        if self._opening is not None or self.connection.user_id is None:
+            return "unauthenticated"
+        return self.connection.client_type or "authenticated"
+
+    @property
     def transport(self) -> asyncio.Transport | None:
         """The connection's transport, once it is made."""
         return self._transport

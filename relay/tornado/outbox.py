@@ -35,10 +35,11 @@ of memory and never slows the producer or the other consumers.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
-from relay.metrics import COUNTERS
+from relay.metrics import COUNTERS, DELIVERY_LATENCY
 from relay.wire.envelope import Envelope
 from relay.wire.frames import Wire
 
@@ -170,6 +171,8 @@ class Outbox:
             else:
                 batch.extend(item.wire(binary))  # type: ignore[union-attr]
                 self._frames_waiting -= 1
+                if item.arrived:  # type: ignore[union-attr]
+                    DELIVERY_LATENCY.observe(time.perf_counter() - item.arrived)  # type: ignore[union-attr]
             taken += 1
         del waiting[:taken]
         return batch

@@ -29,7 +29,7 @@ class Envelope:
     already replayed).
     """
 
-    __slots__ = ("_text", "_wire_binary", "_wire_text", "frame", "origin", "seq", "stream_id", "type")
+    __slots__ = ("_text", "_wire_binary", "_wire_text", "arrived", "frame", "origin", "seq", "stream_id", "type")
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class Envelope:
         self._text = text
         self._wire_text: Wire | None = None
         self._wire_binary: Wire | None = None
+        self.arrived = 0.0  # perf_counter() at arrival, on the frames whose delivery latency is measured
 
     @classmethod
     def for_frame(cls, frame: VideoFrame, origin: str = "") -> Envelope:

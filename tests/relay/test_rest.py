@@ -197,3 +197,31 @@ async def test_metrics_count_frames_conversions_and_alerts(relay: RelayHarness) 
     assert after["alerts"]["stored"] - before["alerts"]["stored"] == 1
     assert after["connections"]["open"] == 4
     assert (await relay.api("GET", "/api/metrics")).status == 401
+
+
+async def test_prometheus_metrics_need_no_token_and_count_what_happened(relay: RelayHarness) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    phone = await relay.producer(token, stream_id)
+    viewer = await relay.consumer(token, stream_id, consumes=["video-frame"], frameFormat="binary")
+    await relay.connect()  # not authenticated yet
+    for timestamp in range(32):
+        await phone.send_frame(stream_id, timestamp=timestamp)
+        await viewer.recv()
+    scrape = await relay.api("GET", "/metrics")
+    assert scrape.status == 200
+    assert scrape.headers["Content-Type"].startswith("text/plain")
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(scrape.body.decode())
+        for sample in family.samples
+    }
+    assert samples[("relay_connections", (("client_type", "mobile"),))] == 1
+    assert samples[("relay_connections", (("client_type", "dashboard"),))] == 1
+    assert samples[("relay_connections", (("client_type", "unauthenticated"),))] == 1
+    assert samples[("relay_frames_received_total", ())] >= 32
+    assert samples[("relay_frames_delivered_total", ())] >= 32
+    assert samples[("relay_frame_delivery_seconds_count", ())] >= 2, "one frame in 16 is timed"
+    assert ("relay_frames_dropped_total", (("reason", "slow_consumer"),)) in samples

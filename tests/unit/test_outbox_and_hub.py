@@ -47,6 +47,7 @@ class Frame:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.built = 0
+        self.arrived = 0.0  # not one of the frames whose latency is measured
 
     def wire(self, binary: bool) -> tuple[bytes, ...]:
         self.built += 1
