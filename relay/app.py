@@ -24,9 +24,10 @@ from relay.clock import utcnow
 from relay.config import Settings
 from relay.hooks import Hooks
 from relay.identity.authenticators import Authenticators
+from relay.identity.logins import LoginGuard
 from relay.identity.tokens import TokenVerifier
 from relay.logs import install_redaction
-from relay.ratelimit import KeyedBudgets
+from relay.ratelimit import KeyedBudgets, Quota
 from relay.rest.alerts import AlertsHandler, ExportHandler
 from relay.rest.auth import TokenHandler
 from relay.rest.base import NotFoundHandler
@@ -65,7 +66,8 @@ class Relay:
         self.heartbeat = Heartbeat(settings.ping_interval, self.connections)
         rate = settings.max_rest_per_second
         self.rest_budgets = KeyedBudgets(rate, 2 * rate)
-        self.login_budgets = KeyedBudgets(5 / 60, 10)  # password attempts per address: 5 a minute, bursts of 10
+        self.logins = LoginGuard()
+        self.waiting = Quota(per_key=settings.max_unauthenticated_per_address, total=settings.max_unauthenticated)
         self._started = False
 
     # The parts that need the loop and the database exist once start() ran.

@@ -44,6 +44,10 @@ class Settings:
     status_flush_interval: float = 10.0
     token_cache_seconds: float = 60.0
     node_ttl: float = 6.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_unauthenticated: int = 1000
+    max_unauthenticated_per_address: int = 50
     replay_batch: int = 500
 
     @classmethod

@@ -4,6 +4,7 @@ A :class:`TokenBucket` limits one thing (a stream's frames, a connection's
 alerts).  :class:`KeyedBudgets` holds one bucket per key (a user, an address)
 for as many keys as it is allowed, forgetting the least recently used: a flood
 of new keys costs bounded memory and never resets the budget of a key in use.
+A :class:`Quota` bounds how many of something are held at once, per key and in all.
 """
 
 from __future__ import annotations
@@ -73,3 +74,37 @@ class KeyedBudgets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class Quota:
+    """At most ``per_key`` things per key and ``total`` in all at once (connections waiting to authenticate)."""
+
+    __slots__ = ("_count", "_held", "per_key", "total")
+
+    def __init__(self, *, per_key: int, total: int) -> None:
+        self.per_key = per_key
+        self.total = total
+        self._held: dict[str, int] = {}
+        self._count = 0
+
+    def take(self, key: str) -> bool:
+        """Take one for ``key``; False (and nothing taken) when either bound is reached."""
+        held = self._held.get(key, 0)
+        if held >= self.per_key or self._count >= self.total:
+            return False
+        self._held[key] = held + 1
+        self._count += 1
+        return True
+
+    def give_back(self, key: str) -> None:
+        held = self._held.get(key, 0)
+        if not held:
+            return
+        self._count -= 1
+        if held == 1:
+            del self._held[key]
+        else:
+            self._held[key] = held - 1
+
+    def __len__(self) -> int:
+        return self._count

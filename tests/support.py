@@ -196,10 +196,16 @@ class RelayHarness:
         return stream_id
 
     async def connect(
-        self, token: str | None = None, *, how: str = "header", expect_ok: bool = True, **kwargs: Any
+        self,
+        token: str | None = None,
+        *,
+        how: str = "header",
+        expect_ok: bool = True,
+        path: str = "/api/streams/ws",
+        **kwargs: Any,
     ) -> Client:
         """A WebSocket client; ``how`` the token travels: header, query, or none (by message later)."""
-        url, headers = self.ws_url, {}
+        url, headers = f"ws://127.0.0.1:{self.port}{path}", {}
         if token is not None and how == "header":
             headers["Authorization"] = f"Bearer {token}"
         elif token is not None and how == "query":

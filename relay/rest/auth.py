@@ -15,10 +15,17 @@ class TokenHandler(ApiHandler):
             raise ApiError(400, 'send {"username": ..., "password": ...}')
         if len(username) > 150 or len(password) > 1024 or "\x00" in username + password:
             raise ApiError(400, "username or password too long, or with a NUL character")
-        if not self.node.login_budgets.allow(self.request.remote_ip or "-"):
-            raise ApiError(429, "too many login attempts; wait a little")
+        address = self.request.remote_ip or "-"
+        wait = self.node.logins.admit(username, address)
+        if wait is not None:
+            raise ApiError(
+                429,
+                "too many login attempts for this user or from this address; wait a little",
+                headers={"Retry-After": str(round(wait))},
+            )
         user = await self.node.store.users.check_password(username, password)
         if user is None:
             raise ApiError(401, "wrong username or password")
+        self.node.logins.succeeded(username, address)
         token = await self.node.store.users.issue_token(user.id)
         self.send_json({"token": token, "userId": user.id})

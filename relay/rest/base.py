@@ -20,6 +20,7 @@ import orjson
 from tornado.web import HTTPError, RequestHandler
 
 from relay.identity.authenticators import AuthenticationFailed, Authenticators
+from relay.identity.logins import LoginGuard
 from relay.metrics import COUNTERS
 from relay.ratelimit import KeyedBudgets
 from relay.store import Store, is_unavailable
@@ -59,8 +60,8 @@ class RestContext(Protocol):
         """REST calls per user."""
 
     @property
-    def login_budgets(self) -> KeyedBudgets:
-        """Password attempts per address."""
+    def logins(self) -> LoginGuard:
+        """How often passwords may be tried."""
 
     @property
     def connections(self) -> Sized:
@@ -70,10 +71,13 @@ class RestContext(Protocol):
 class ApiError(HTTPError):
     """An HTTP error with a machine-readable ``code`` for the JSON body."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status, reason=None)
         self.code = code or _CODES.get(status, "error")
         self.message = message
+        self.headers = headers or {}  # e.g. Retry-After: an error answer starts from cleared headers
 
 
 class JsonHandler(RequestHandler):
@@ -114,6 +118,8 @@ class JsonHandler(RequestHandler):
             code, message = "unavailable", "the relay cannot reach its database now; try again in a moment"
         elif isinstance(error, ApiError):
             code, message = error.code, error.message
+            for name, value in error.headers.items():
+                self.set_header(name, value)
         elif isinstance(error, HTTPError) and status_code < 500:
             code = _CODES.get(status_code, "error")
             message = error.log_message or HTTPStatus(status_code).phrase
@@ -146,7 +152,7 @@ class ApiHandler(JsonHandler):
             raise ApiError(401, "send a valid bearer token: Authorization: Bearer <token>")
         self.user_id = identity.user_id
         if not self.node.rest_budgets.allow(identity.user_id):
-            raise ApiError(429, "too many requests; slow down")
+            raise ApiError(429, "too many requests; slow down", headers={"Retry-After": "1"})
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or a 400/413 error."""

@@ -104,7 +104,9 @@ DOCUMENT: dict[str, Any] = {
                     "200": _json(_ref("IssuedToken"), "A new token."),
                     "400": _error("Missing username or password."),
                     "401": _error("Wrong username or password."),
-                    "429": _error("Too many attempts from this address."),
+                    "429": _error(
+                        "Too many attempts from this address or for this username; Retry-After says when to retry."
+                    ),
                 },
             }
         },
@@ -271,6 +273,10 @@ DOCUMENT: dict[str, Any] = {
                     "400": _error("A WebSocket handshake with a missing or wrong Sec-WebSocket-Key or -Version."),
                     "403": _error("A browser whose Origin is neither this site nor an allowed origin."),
                     "426": _error("Not a WebSocket upgrade (no `Upgrade: websocket`); the answer says so."),
+                    "429": _error(
+                        "No credentials in the upgrade and too many connections (from this address, or in all) "
+                        "already waiting to authenticate; Retry-After: 1."
+                    ),
                     "503": _error("The relay is starting; try again in a moment."),
                 },
             }

@@ -5,7 +5,7 @@ every complete message, text or binary; the session parses it with
 :mod:`relay.wire`, answers a rejected one with ``error``, and hands the rest to
 the :class:`~relay.routing.router.Router`.  It does no I/O of its own: what it
 says goes to the connection's outbox, and closing is asked of its
-:class:`Closer`, so every rule here is tested without a socket.
+:class:`SessionLink`, so every rule here is tested without a socket.
 
 Authentication is a small protocol of its own.  A client is known from its
 upgrade request (``Authorization`` header, login cookie, ``?token=``), or from a
@@ -53,22 +53,28 @@ log = logging.getLogger("relay.session")
 UNAUTHORIZED = "Unauthorized"
 
 
-class Closer(Protocol):
-    """How a session ends its connection (the WebSocket layer implements it)."""
+class SessionLink(Protocol):
+    """What a session tells its connection (the WebSocket layer implements it)."""
 
-    def terminate(self, code: int, reason: str, *, abort: bool = False) -> None: ...
+    def terminate(self, code: int, reason: str, *, abort: bool = False) -> None:
+        """End the connection with this close code."""
+
+    def admitted(self) -> None:
+        """The client is authenticated: it may now send messages of full size."""
 
 
 class Session:
     """See the module docstring.  One per WebSocket connection."""
 
-    __slots__ = ("_authenticators", "_closer", "_deadline", "_router", "connection")
+    __slots__ = ("_authenticators", "_deadline", "_link", "_router", "connection")
 
-    def __init__(self, connection: Connection, router: Router, authenticators: Authenticators, closer: Closer) -> None:
+    def __init__(
+        self, connection: Connection, router: Router, authenticators: Authenticators, link: SessionLink
+    ) -> None:
         self.connection = connection
         self._router = router
         self._authenticators = authenticators
-        self._closer = closer
+        self._link = link
         self._deadline: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ authentication
@@ -87,18 +93,19 @@ class Session:
         connection.user_id = identity.user_id
         self._cancel_deadline()
         connection.send({"type": "auth-ok", "userId": identity.user_id})
+        self._link.admitted()
         log.info("open user=%s peer=%s auth=%s", identity.user_id, connection.peer, identity.how)
 
     def _refuse(self, how: str) -> None:
         log.info("auth failed via %s peer=%s", how, self.connection.peer)
         self._cancel_deadline()
-        self._closer.terminate(CloseCode.POLICY_VIOLATION, UNAUTHORIZED)
+        self._link.terminate(CloseCode.POLICY_VIOLATION, UNAUTHORIZED)
 
     def _timed_out(self) -> None:
         self._deadline = None
         if self.connection.user_id is None:
             log.info("auth timed out peer=%s", self.connection.peer)
-            self._closer.terminate(CloseCode.POLICY_VIOLATION, UNAUTHORIZED)
+            self._link.terminate(CloseCode.POLICY_VIOLATION, UNAUTHORIZED)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:

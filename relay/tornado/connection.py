@@ -36,6 +36,7 @@ from websockets.protocol import Side, State
 from relay.config import Settings
 from relay.identity.authenticators import Authenticators, Identified
 from relay.metrics import COUNTERS
+from relay.ratelimit import Quota
 from relay.routing.connection import Connection
 from relay.routing.router import Router
 from relay.routing.session import Session
@@ -61,6 +62,13 @@ frames that it will drop for want of time to send them (measured in
 improving; paced clients, whose reads never fill the buffer, keep reading
 whole frames).
 """
+
+UNAUTHENTICATED_MESSAGE_BYTES: Final = 1024 * 1024
+"""The largest message a client may send before it is authenticated.  An ``auth`` is under
+1 KB, but a phone may send its first frames right behind its ``auth`` and ``register``
+without waiting for the answers (they are handled in order), and a phone JPEG is well
+under 1 MiB.  A peer that never authenticates holds at most this much of the relay's
+memory, and ``max_unauthenticated`` of them at most that many times it."""
 
 _receive_buffer = bytearray(READ_BYTES)
 _receive_view = memoryview(_receive_buffer)
@@ -93,6 +101,10 @@ class SocketContext(Protocol):
 
     @property
     def connections(self) -> MutableSet[WebSocketConnection]: ...
+
+    @property
+    def waiting(self) -> Quota:
+        """Connections upgraded without credentials that have not authenticated yet, per address and in all."""
 
 
 class Connections(set["WebSocketConnection"]):
@@ -135,6 +147,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         "_reading_stopped",
         "_text_decoder",
         "_transport",
+        "_waiting_as",
         "_websocket",
         "connection",
         "outbox",
@@ -154,9 +167,15 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         identity: Identified | None,
         refused: bool,
         received: bytes = b"",
+        waiting_as: str | None = None,
     ) -> None:
         self._node = node
+        self._waiting_as = waiting_as  # the address it holds a place of node.waiting for, until it authenticates
         max_size = node.settings.max_message_bytes or None
+        if identity is None and max_size is not None:
+            max_size = min(max_size, UNAUTHENTICATED_MESSAGE_BYTES)
+        elif identity is None:
+            max_size = UNAUTHENTICATED_MESSAGE_BYTES
         self._websocket = WebSocketProtocol(Side.SERVER, max_size=max_size, logger=_WEBSOCKET_LOG)
         # What connection_made needs once, then forgets: the 101 response to write, who the
         # upgrade said the client is, and any bytes the client sent before it got the 101.
@@ -251,6 +270,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         websocket = self._websocket
         websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
         self._node.connections.discard(self)
+        self._stop_waiting()
         if self._opening is not None:  # lost before it was ever made
             return
         self.outbox.close()
@@ -367,6 +387,17 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             self._send_protocol_output()
         if abort and self._transport is not None:
             self._transport.abort()
+
+    def admitted(self) -> None:
+        """The session authenticated the client: full-size messages from now on, and its place freed."""
+        # An attribute of websockets' Protocol, read before each frame (pinned in test_dependency_seams.py).
+        self._websocket.max_message_size = self._node.settings.max_message_bytes or None
+        self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
+        if self._waiting_as is not None:
+            self._node.waiting.give_back(self._waiting_as)
+            self._waiting_as = None
 
     def stop_reading(self) -> asyncio.Task[None] | None:
         """Read nothing more; what was read goes on being handled: the task handling it, if any.

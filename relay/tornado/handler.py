@@ -77,10 +77,25 @@ class UpgradeHandler(JsonHandler):
         except AuthenticationFailed:
             refused = True  # told after the upgrade, with close 1008, as the contract says
         peer = self.request.remote_ip or "-"
+        waiting_as = None
+        if identity is None and not refused:
+            if not node.waiting.take(peer):
+                raise ApiError(
+                    429,
+                    "too many connections are waiting to authenticate; authenticate in the upgrade, or try again",
+                    headers={"Retry-After": "1"},
+                )
+            waiting_as = peer
 
         def connection(received: bytes) -> WebSocketConnection:
             return WebSocketConnection(
-                node, peer=peer, handshake=handshake, identity=identity, refused=refused, received=received
+                node,
+                peer=peer,
+                handshake=handshake,
+                identity=identity,
+                refused=refused,
+                received=received,
+                waiting_as=waiting_as,
             )
 
         stream = self.detach()

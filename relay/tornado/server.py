@@ -61,6 +61,8 @@ class RelayServer:
             max_body_size=MAX_BODY_BYTES,
             xheaders=self.settings.behind_proxy,
             ssl_options=self._ssl_context,
+            idle_connection_timeout=self.settings.header_timeout,  # Tornado's header timeout too
+            body_timeout=self.settings.body_timeout,
         )
         self._server.add_sockets(sockets)
         log.info("relay listening on http://%s:%d", self.settings.host, self.port)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.support import RelayHarness, running_relay
+from tests.support import RelayHarness, Response, running_relay
 
 
 @pytest.mark.parametrize("how", ["header", "query"])
@@ -122,9 +122,15 @@ async def test_query_tokens_never_reach_the_log(relay: RelayHarness, caplog: pyt
         await refused.closed()
         response = await relay.api("GET", f"/api/streams/list?token={token}")
         assert response.status == 401
+        encoded = await relay.connect(token, how="none", expect_ok=False, path="/api/streams/ws?%74oken=" + token)
+        assert (await encoded.expect("auth-ok"))["type"] == "auth-ok", "Tornado decodes the name: it is a token"
+        await encoded.close()
+        for path in (f"/api/streams/ws;token={token}", f"/api/alerts?ACCESS_TOKEN={token}", f"/api/x?%74oken={token}"):
+            await relay.api("GET", path)
     text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("tornado", "relay")))
     assert "token=[redacted]" in text
     assert token not in text
+    assert token.replace("_", "%5F") not in text
     assert "vr_wrong_token_value" not in text
 
 
@@ -151,3 +157,27 @@ def test_cli_users_add_prints_the_token_alone_on_the_last_line(tmp_path: Path) -
     )
     assert again.stdout.strip().splitlines()[-1] != token
     assert "new token for user frank" in again.stderr
+
+
+async def test_a_user_attacked_from_many_addresses_is_slowed_and_still_gets_in_from_a_good_one(
+    database_url: str,
+) -> None:
+    async with running_relay(database_url, ping_interval=0, behind_proxy=True) as relay:
+        await relay.user("victim", "right password")
+
+        async def login(password: str, address: str) -> Response:
+            return await relay.api(
+                "POST",
+                "/api/auth/token",
+                body={"username": "victim", "password": password},
+                headers={"X-Real-Ip": address},
+            )
+
+        assert (await login("right password", "10.0.0.1")).status == 200  # the user's usual address
+        answers = [(await login("guess", f"10.9.0.{index}")).status for index in range(12)]
+        assert answers[:9] == [401] * 9, "the user's budget: 10 attempts at once (one was the user's own)"
+        assert answers[9:] == [429] * 3, "then one every 6 s, from whichever address"
+        refused = await login("right password", "10.8.0.1")
+        assert refused.status == 429
+        assert int(refused.headers["Retry-After"]) > 0
+        assert (await login("right password", "10.0.0.1")).status == 200, "a good address still gets in"

@@ -1,12 +1,16 @@
-"""Every error code of the contract, the size limit (1009) and the rate limits."""
+"""Every error code of the contract, the size limits (1009), the rate limits and the bounds on waiting clients."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.protocol import State
 
-from tests.support import JPEG, RelayHarness, running_relay
+from relay.tornado.connection import UNAUTHENTICATED_MESSAGE_BYTES
+from tests.support import GUARD, JPEG, RelayHarness, running_relay
 
 
 @pytest.mark.parametrize(
@@ -116,3 +120,71 @@ async def test_rest_rate_limit_answers_429(database_url: str) -> None:
         statuses = [(await relay.api("GET", "/api/streams/list", token=token)).status for _ in range(5)]
         assert statuses[0] == 200
         assert 429 in statuses
+
+
+async def test_a_client_that_trickles_its_headers_is_cut_off(sqlite_url: str) -> None:
+    async with running_relay(sqlite_url, ping_interval=0, header_timeout=0.5) as relay:
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+        async with asyncio.timeout(GUARD):
+            for index in range(100):  # one header line at a time, never the blank line that ends them
+                writer.write(f"X-Slow-{index}: y\r\n".encode())
+                await writer.drain()
+                if await read_or_closed(reader):
+                    break
+        assert index < 100, "the relay kept the connection open"
+        writer.close()
+
+
+async def read_or_closed(reader: asyncio.StreamReader) -> bool:
+    """Whether the server closed the connection within a tenth of a second."""
+    try:
+        return await asyncio.wait_for(reader.read(100), 0.1) == b""
+    except TimeoutError:
+        return False
+
+
+async def test_before_it_authenticates_a_client_may_send_only_small_messages(sqlite_url: str) -> None:
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        stream_id = await relay.stream(token)
+        big = JPEG + b"\x00" * (UNAUTHENTICATED_MESSAGE_BYTES + 1)
+
+        stranger = await relay.connect()
+        await stranger.send_frame(stream_id, big)
+        assert (await stranger.closed())[0] == 1009
+
+        # A phone that sends its auth, register and first frames without waiting for the answers.
+        phone = await relay.connect()
+        viewer = await relay.consumer(token, stream_id, consumes=["video-frame"], frameFormat="binary")
+        await phone.send({"type": "auth", "token": token})
+        await phone.send({"type": "register", "streamId": stream_id, "clientType": "mobile"})
+        await phone.send_frame(stream_id, JPEG * 100)
+        await phone.expect("auth-ok")
+        await phone.expect("registered", streamId=stream_id)
+        header, image = await viewer.recv()  # type: ignore[misc]
+        assert image == JPEG * 100
+
+        await phone.send_frame(stream_id, big)  # authenticated: the full limit
+        header, image = await viewer.recv()  # type: ignore[misc]
+        assert (header["streamId"], len(image)) == (stream_id, len(big))
+
+
+async def test_connections_waiting_to_authenticate_are_bounded_per_address(sqlite_url: str) -> None:
+    async with running_relay(sqlite_url, ping_interval=0, max_unauthenticated_per_address=3) as relay:
+        _, token = await relay.user()
+        waiting = [await relay.connect() for _ in range(3)]
+        with pytest.raises(InvalidStatus) as refused:
+            await relay.connect()
+        assert refused.value.response.status_code == 429
+        assert refused.value.response.headers["Retry-After"] == "1"
+        assert (await relay.connect(token)).ws.state is State.OPEN  # credentials in the upgrade: never held back
+
+        await waiting[0].send({"type": "auth", "token": token})
+        await waiting[0].expect("auth-ok")  # authenticated: its place is free
+        await waiting[1].close()  # gone: its place is free
+        await relay.connect()
+        await relay.connect()
+        with pytest.raises(InvalidStatus):
+            await relay.connect()
+        assert len(relay.relay.waiting) == 3

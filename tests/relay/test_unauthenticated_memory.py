@@ -1,7 +1,7 @@
 """Peers that never authenticate cannot make the relay commit memory by declaring big frames.
 
-A frame header may declare a payload of up to the message limit before a byte
-of it arrives.  The relay must not set memory aside for what was only
+A frame header may declare a payload of up to the limit before authentication
+(1 MiB; above it the relay closes with 1009 at once) before a byte of it arrives.  The relay must not set memory aside for what was only
 declared: measured on a real ``relay serve`` process (uvloop, as in
 production), with a few hundred such peers holding their connections open.
 """
@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from relay.tornado.connection import UNAUTHENTICATED_MESSAGE_BYTES
 from tests.programs import relay_serve
 from tests.raw_websocket import RawWebSocket, client_frame
 
 PEERS = 200
-DECLARED = 8 * 1024 * 1024  # the default message limit
+DECLARED = UNAUTHENTICATED_MESSAGE_BYTES  # the most a peer may declare before it authenticates
 SENT = 1024  # what each peer actually sends of it
 
 
@@ -27,7 +28,9 @@ def resident_mb(pid: int) -> float:
 
 
 async def test_declared_but_unsent_payloads_cost_no_memory(tmp_path: Path) -> None:
-    async with relay_serve(f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}", "--ping-interval", "0") as (process, port):
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
+    all_from_here = {"RELAY_MAX_UNAUTHENTICATED_PER_ADDRESS": str(PEERS + 2)}  # every peer is 127.0.0.1
+    async with relay_serve(database_url, "--ping-interval", "0", environment=all_from_here) as (process, port):
         warm = await RawWebSocket.open(port)  # the first connection's one-off costs (imports, caches)
         await warm.close()
         before = resident_mb(process.pid)

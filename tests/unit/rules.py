@@ -77,13 +77,19 @@ class RecordingSink:
 
 
 class RecordingCloser:
+    """A session's link to its connection, recording what the session asked of it."""
+
     def __init__(self) -> None:
         self.closes: list[tuple[int, str]] = []
         self.closed = asyncio.Event()
+        self.admissions = 0
 
     def terminate(self, code: int, reason: str, *, abort: bool = False) -> None:
         self.closes.append((code, reason))
         self.closed.set()
+
+    def admitted(self) -> None:
+        self.admissions += 1
 
 
 class Node:

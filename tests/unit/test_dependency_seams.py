@@ -30,6 +30,18 @@ def test_websockets_protocol_takes_a_memoryview() -> None:
     )
 
 
+def test_websockets_protocol_reads_its_size_limit_before_each_frame() -> None:
+    """relay/tornado/connection.py raises a connection's limit once it is authenticated."""
+    protocol = Protocol(Side.SERVER, max_size=16)
+    protocol.max_message_size = 1024  # what WebSocketConnection.admitted() does
+    protocol.receive_data(client_frame(0x2, b"x" * 100))
+    events = protocol.events_received()
+    assert [(frame.opcode, len(frame.data)) for frame in events] == [(Opcode.BINARY, 100)], (
+        "websockets' Protocol no longer reads max_message_size for each frame: relay/tornado/connection.py "
+        "must find another way to allow full-size messages after authentication"
+    )
+
+
 async def test_tornado_read_into_completes_at_once_with_buffered_bytes() -> None:
     """relay/tornado/handler.py takes what Tornado read past the upgrade with read_into(partial=True)."""
     ours, theirs = socket.socketpair()

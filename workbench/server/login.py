@@ -46,7 +46,8 @@ class WorkbenchLoginHandler(BasicLoginHandler):
         if not node.ready:
             self._fail("The workbench is starting; try again in a moment.")
             return
-        if not node.login_budgets.allow(self.request.remote_ip or "-"):
+        address = self.request.remote_ip or "-"
+        if node.logins.admit(username, address) is not None:
             self._fail("Too many login attempts; wait a minute.")
             return
         user = await node.store.users.check_password(username, password) if username else None
@@ -54,6 +55,7 @@ class WorkbenchLoginHandler(BasicLoginHandler):
             log.info("login failed for %r from %s", username, self.request.remote_ip)
             self._fail("Invalid username or password!")
             return
+        node.logins.succeeded(username, address)
         self.set_current_user(user.username)  # type: ignore[no-untyped-call]
         self.redirect(_same_site_path(self.get_cookie("next_url")) or "/")
 
