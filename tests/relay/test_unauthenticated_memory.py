@@ -1,9 +1,10 @@
 """Peers that never authenticate cannot make the relay commit memory by declaring big frames.
 
 A frame header may declare a payload of up to the limit before authentication
-(1 MiB; above it the relay closes with 1009 at once) before a byte of it arrives.  The relay must not set memory aside for what was only
-declared: measured on a real ``relay serve`` process (uvloop, as in
-production), with a few hundred such peers holding their connections open.
+(1 MiB; above it the relay closes with 1009 at once) before a byte of it
+arrives.  The relay must not set memory aside for what was only declared:
+measured on a real ``relay serve`` process (uvloop, as in production), with a
+few hundred such peers holding their connections open.
 """
 
 from __future__ import annotations
