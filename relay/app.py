@@ -22,6 +22,7 @@ from tornado.web import RequestHandler
 from relay.broker import Broker, broker_for_url, is_in_process
 from relay.clock import utcnow
 from relay.config import Settings
+from relay.history.service import History
 from relay.hooks import Hooks
 from relay.identity.authenticators import Authenticators
 from relay.identity.logins import LoginGuard
@@ -68,6 +69,7 @@ class Relay:
         self.rest_budgets = KeyedBudgets(rate, 2 * rate)
         self.logins = LoginGuard()
         self.waiting = Quota(per_key=settings.max_unauthenticated_per_address, total=settings.max_unauthenticated)
+        self.history = History(settings.database_url)
         self._started = False
 
     # The parts that need the loop and the database exist once start() ran.
@@ -128,6 +130,7 @@ class Relay:
             connection.shut_down(CloseCode.GOING_AWAY, "relay shutting down")
         await self.status.close()
         await self.broker.close()
+        self.history.close()
         await self.store.close()
         await self.connections.all_gone(SHUTDOWN_GRACE)
 

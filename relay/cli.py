@@ -12,15 +12,19 @@ import asyncio
 import contextlib
 import getpass
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
+
+from sqlalchemy import Engine, make_url
+from tqdm import tqdm
 
 from relay import __version__, logs
 from relay.clock import parse_iso
 from relay.config import Settings
-from relay.history import export
+from relay.history.formats import FORMATS
 from relay.store import AlertFilter, Store
-from relay.store.models import Alert
+from relay.store.database import create_sync_engine
 from relay.tornado.server import RelayServer, run_event_loop
 
 
@@ -69,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     add.set_defaults(run=_users_add)
 
     exporter = commands.add_parser("export", help="write alert history to a file")
-    exporter.add_argument("--format", choices=export.FORMATS, required=True)
+    exporter.add_argument("--format", choices=FORMATS, required=True)
     exporter.add_argument("--out", type=Path, required=True)
     exporter.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
     exporter.add_argument("--since", type=parse_iso, help="stored at or after this ISO time")
@@ -131,38 +135,52 @@ def _users_add(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    rows = asyncio.run(_read_alerts(args))
-    export.write(rows, args.format, args.out)
-    print(f"wrote {len(rows)} alerts to {args.out}", file=sys.stderr)
+    from relay.history import export
+
+    engine, where = asyncio.run(_history_source(args))
+    try:
+        total = export.count(engine, where)
+        with _progress_bar(total, f"exporting to {args.out}") as bar:
+            export.write(engine, where, args.format, args.out, progress=bar.update)
+    finally:
+        engine.dispose()
+    print(f"wrote {total} alerts to {args.out}", file=sys.stderr)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from relay.history import report
+    import pyarrow as pa
 
-    rows = asyncio.run(_read_alerts(args))
-    names = asyncio.run(_stream_names(args, {row.stream_id for row in rows}))
+    from relay.history import report, table
+
+    engine, where = asyncio.run(_history_source(args))
+    try:
+        with engine.connect() as connection:
+            alerts = pa.Table.from_batches(table.batches(connection, where), schema=table.SCHEMA)
+    finally:
+        engine.dispose()
+    frame = alerts.to_pandas().astype({"severity": "string"})
+    names = dict(zip(frame["streamId"], frame["deviceName"], strict=True))
     page = report.render(
-        export.to_frame(rows), title="Vigil Relay alert report", since=args.since, until=args.until, stream_names=names
+        frame, title="Vigil Relay alert report", since=args.since, until=args.until, stream_names=names
     )
+    _check_writable(args.out)
     partial = args.out.with_name(args.out.name + ".partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(args.out)
-    print(f"wrote a report of {len(rows)} alerts to {args.out}", file=sys.stderr)
+    print(f"wrote a report of {len(frame)} alerts to {args.out}", file=sys.stderr)
     return 0
 
 
-async def _stream_names(args: argparse.Namespace, stream_ids: set[str]) -> dict[str, str]:
-    store = await Store.open(Settings.from_env(database_url=args.database_url).database_url)
-    try:
-        return await store.streams.device_names(stream_ids)
-    finally:
-        await store.close()
-
-
-async def _read_alerts(args: argparse.Namespace) -> list[Alert]:
-    """The alerts that ``--user``, ``--stream``, ``--since`` and ``--until`` select, oldest first."""
-    store = await Store.open(Settings.from_env(database_url=args.database_url).database_url)
+async def _history_source(args: argparse.Namespace) -> tuple[Engine, AlertFilter]:
+    """A blocking engine on the database the settings name, and the filter ``--user``, ``--stream``,
+    ``--since`` and ``--until`` make.  A database that does not exist is an error, not a new empty one."""
+    _check_writable(args.out)
+    url = Settings.from_env(database_url=args.database_url).database_url
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        raise ValueError(f"there is no database at {missing} (give --database-url or set RELAY_DATABASE_URL)")
+    store = await Store.open(url)  # brings an older database to the schema the export reads
     try:
         user_id = None
         if args.user:
@@ -170,20 +188,28 @@ async def _read_alerts(args: argparse.Namespace) -> list[Alert]:
             if user is None:
                 raise ValueError(f"no user named {args.user!r}")
             user_id = user.id
-        where = AlertFilter(user_id=user_id, stream_ids=args.stream, since=args.since, until=args.until)
-        total = await store.alerts.count(where)
-        return await export.collect(store.alerts, where, progress=_progress(total))
     finally:
         await store.close()
+    where = AlertFilter(user_id=user_id, stream_ids=args.stream, since=args.since, until=args.until)
+    return create_sync_engine(url), where
 
 
-def _progress(total: int):  # type: ignore[no-untyped-def]
-    """A one-line progress counter on stderr when it is a terminal."""
+def _missing_sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).expanduser()
+    return None if path.exists() else path
 
-    def show(done: int) -> None:
-        if sys.stderr.isatty() and total:
-            print(f"\rreading alerts {done}/{total} ({100 * done // total}%)", end="", file=sys.stderr, flush=True)
-            if done >= total:
-                print(file=sys.stderr)
 
-    return show
+def _check_writable(out: Path) -> None:
+    if not out.parent.is_dir():
+        raise ValueError(f"cannot write {out}: there is no folder {out.parent}")
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, what: str) -> Iterator[tqdm[NoReturn]]:
+    """A progress bar on stderr for ``total`` alerts; silent unless both stdout and stderr are terminals."""
+    quiet = not (sys.stdout.isatty() and sys.stderr.isatty())
+    with tqdm(total=total, desc=what, unit=" alerts", unit_scale=True, disable=quiet, file=sys.stderr) as bar:
+        yield bar

@@ -1,113 +1,66 @@
-"""Alert history as a table and as Parquet, CSV or JSON files.
+"""Exports that stream: alert history to a file or an HTTP answer, at flat memory, of any size.
 
-One table shape serves the REST export, ``relay export`` and the workbench's
-analytics: the alert's own fields, plus the well-known metadata keys as columns
-of their own (``confidence``, ``objectType``, ``locationX``, ``locationY``) so
-that DuckDB and pandas can filter on them without parsing JSON, plus the whole
-metadata as JSON text so nothing is lost.
+:func:`chunks` is the one pipeline: batches of the alert table
+(:mod:`relay.history.table`) from the database, through an encoder
+(:mod:`relay.history.formats`), out as bytes, one batch at a time.  It is
+blocking code, made to run in a thread of its own: ``relay export`` runs it in
+the foreground, ``GET /api/alerts/export`` in a worker thread per export,
+writing each chunk to the client before reading the next (so a slow client
+slows its export, not the relay) and stopping when the client goes.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
 
-import orjson
+from sqlalchemy import Engine
 
-from relay.representation import alert_json
-from relay.store import AlertFilter, Alerts
-from relay.store.models import Alert
+from relay.history import table
+from relay.history.formats import ExportFormat, encoder
+from relay.store import AlertFilter
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-ExportFormat = Literal["parquet", "csv", "json"]
-FORMATS: Final = ("parquet", "csv", "json")
-MEDIA_TYPES: Final = {
-    "parquet": "application/vnd.apache.parquet",
-    "csv": "text/csv; charset=utf-8",
-    "json": "application/json",
-}
-COLUMNS: Final = [
-    "id",
-    "streamId",
-    "severity",
-    "message",
-    "timestamp",
-    "createdAt",
-    "ref",
-    "confidence",
-    "objectType",
-    "locationX",
-    "locationY",
-    "metadata",
-]
+Progress = Callable[[int], object]
+"""Told how many more alerts were written, after each batch."""
 
 
-async def collect(alerts: Alerts, where: AlertFilter, progress: Callable[[int], None] | None = None) -> list[Alert]:
-    """Every alert matching ``where``, oldest first; ``progress`` is told the count so far."""
-    rows: list[Alert] = []
-    async for batch in alerts.iterate(where):
-        rows.extend(batch)
-        if progress is not None:
-            progress(len(rows))
-    return rows
+def chunks(
+    engine: Engine,
+    where: AlertFilter,
+    format: ExportFormat,
+    *,
+    rows_per_batch: int = table.ROWS_PER_BATCH,
+    progress: Progress | None = None,
+) -> Generator[bytes]:
+    """The export file of the alerts ``where`` selects, oldest first, in pieces as they are made.
+
+    Reads with one connection, held until the iterator is exhausted or closed.
+    """
+    writing = encoder(format)
+    with engine.connect() as connection:
+        for batch in table.batches(connection, where, rows_per_batch=rows_per_batch):
+            data = writing.encode(batch)
+            if progress is not None:
+                progress(batch.num_rows)
+            if data:
+                yield data
+    yield writing.finish()
 
 
-def to_frame(rows: list[Alert]) -> pd.DataFrame:
-    """The export table: one row per alert, columns as in :data:`COLUMNS`."""
-    import pandas as pd  # imported here: a second of start-up the relay and CLI need not pay
-
-    records = []
-    for alert in rows:
-        meta: dict[str, Any] = alert.meta or {}
-        location = meta.get("location")
-        if not isinstance(location, dict):
-            location = {}
-        records.append(
-            {
-                "id": alert.id,
-                "streamId": alert.stream_id,
-                "severity": alert.severity,
-                "message": alert.message,
-                "timestamp": alert.timestamp,
-                "createdAt": alert.created_at,
-                "ref": alert.ref,
-                "confidence": meta.get("confidence"),
-                "objectType": meta.get("objectType"),
-                "locationX": location.get("x"),
-                "locationY": location.get("y"),
-                "metadata": orjson.dumps(meta).decode(),
-            }
-        )
-    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
-    frame["timestamp"] = frame["timestamp"].astype("int64")
-    frame["createdAt"] = pd.to_datetime(frame["createdAt"], utc=True)
-    frame["confidence"] = frame["confidence"].astype("float64")
-    frame["locationX"] = frame["locationX"].astype("float64")
-    frame["locationY"] = frame["locationY"].astype("float64")
-    for column in ("id", "streamId", "severity", "message", "ref", "objectType", "metadata"):
-        frame[column] = frame[column].astype("string")
-    return frame
+def count(engine: Engine, where: AlertFilter) -> int:
+    with engine.connect() as connection:
+        return table.count(connection, where)
 
 
-def encode(rows: list[Alert], format: ExportFormat) -> bytes:
-    """The file's bytes.  JSON is an array of alerts exactly as ``GET /api/alerts`` shows them."""
-    if format == "json":
-        return orjson.dumps([alert_json(alert) for alert in rows])
-    frame = to_frame(rows)
-    buffer = io.BytesIO()
-    if format == "parquet":
-        frame.to_parquet(buffer, index=False)
-    else:
-        frame.to_csv(buffer, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
-    return buffer.getvalue()
-
-
-def write(rows: list[Alert], format: ExportFormat, path: Path) -> None:
-    """Write the export to ``path`` atomically (a partial file never has the final name)."""
+def write(
+    engine: Engine, where: AlertFilter, format: ExportFormat, path: Path, *, progress: Progress | None = None
+) -> None:
+    """Write the export to ``path`` atomically: a partial file never has the final name, nor survives a failure."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(encode(rows, format))
-    partial.replace(path)
+    try:
+        with partial.open("wb") as file:
+            for data in chunks(engine, where, format, progress=progress):
+                file.write(data)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)

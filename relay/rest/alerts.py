@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+from contextlib import aclosing
 from datetime import datetime
+from typing import cast
 
-from tornado.ioloop import IOLoop
+from tornado.http1connection import HTTP1Connection
 
-from relay.clock import parse_iso
-from relay.history import export
+from relay.clock import parse_iso, utcnow
+from relay.history.formats import FORMATS, MEDIA_TYPES
+from relay.history.service import TooManyExports
 from relay.representation import alert_json
 from relay.rest.base import ApiError, ApiHandler
 from relay.store import AlertFilter
 from relay.wire import SEVERITIES, is_url_safe_id
+
+log = logging.getLogger("relay.rest")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -119,16 +125,39 @@ class AlertsHandler(AlertQueryMixin):
 
 
 class ExportHandler(AlertQueryMixin):
+    """The file, streamed: headers at once, then a piece per batch as the export makes it (chunked)."""
+
     query_arguments = ("format", *FILTER_ARGUMENTS)
 
     async def get(self) -> None:
         format = self.get_query_argument("format", "json")
-        if format not in export.FORMATS:
-            raise ApiError(400, f"format must be one of {', '.join(export.FORMATS)}")
+        if format not in FORMATS:
+            raise ApiError(400, f"format must be one of {', '.join(FORMATS)}")
         where = await self.alert_filter()
-        rows = await export.collect(self.node.store.alerts, where)
-        body = await IOLoop.current().run_in_executor(None, export.encode, rows, format)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.set_header("Content-Type", export.MEDIA_TYPES[format])
-        self.set_header("Content-Disposition", f'attachment; filename="alerts-{stamp}.{format}"')
-        self.finish(body)
+        pieces = self.node.history.export(where, format, owner=self.user_id)
+        async with aclosing(pieces):
+            try:
+                first = await anext(pieces)
+            except TooManyExports:
+                raise ApiError(
+                    429, "two exports of yours are running already; wait for one", headers={"Retry-After": "5"}
+                ) from None
+            stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+            self.set_header("Content-Type", MEDIA_TYPES[format])
+            self.set_header("Content-Disposition", f'attachment; filename="alerts-{stamp}.{format}"')
+            piece: bytes | None = first
+            while piece is not None:
+                self.write(piece)
+                try:
+                    await self.flush()  # the next piece is read once this one is with the client
+                except OSError:  # the client went away: closing the pieces stops the export
+                    return
+                try:
+                    piece = await anext(pieces, None)
+                except Exception:
+                    # The status line is sent: the only way left to say "this file is not whole" is to
+                    # end the answer without its last chunk, so no client takes a cut file for a whole one.
+                    log.exception("export failed midway for user %s", self.user_id)
+                    cast(HTTP1Connection, self.request.connection).close()
+                    return
+        self.finish()

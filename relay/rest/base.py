@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 from tornado.web import HTTPError, RequestHandler
 
+from relay.history.service import History
 from relay.identity.authenticators import AuthenticationFailed, Authenticators
 from relay.identity.logins import LoginGuard
 from relay.metrics import COUNTERS
@@ -54,6 +55,10 @@ class RestContext(Protocol):
 
     @property
     def authenticators(self) -> Authenticators: ...
+
+    @property
+    def history(self) -> History:
+        """Exports (and the analytics copy) of this node."""
 
     @property
     def rest_budgets(self) -> KeyedBudgets:

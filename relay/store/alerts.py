@@ -162,6 +162,17 @@ def _by_ref(stream_id: str, ref: str) -> Select[Alert]:
     return select(Alert).where(and_(Alert.stream_id == stream_id, Alert.ref == ref))
 
 
+def matching(where: AlertFilter, *, with_stream: bool = False) -> Select[Alert]:
+    """The alerts ``where`` selects, for readers that pick their own columns (``with_only_columns``).
+
+    ``with_stream`` joins each alert's ``video_stream`` row in any case (for its owner and device name).
+    """
+    query = _filtered(where)
+    if with_stream and where.user_id is None:
+        query = query.join(VideoStream, VideoStream.id == Alert.stream_id)
+    return query
+
+
 def _filtered(where: AlertFilter) -> Select[Alert]:
     query = select(Alert)
     if where.user_id is not None:

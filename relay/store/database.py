@@ -18,7 +18,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, exc, make_url, text
+from sqlalchemy import Connection, Engine, event, exc, make_url, text
+from sqlalchemy import create_engine as create_blocking_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -78,6 +79,25 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
     return engine
+
+
+def create_sync_engine(url: str) -> Engine:
+    """A blocking engine on the same database, for work that runs in a thread of its own.
+
+    Exports and the analytics copy read hundreds of thousands of rows: in a
+    thread, with the blocking driver (``sqlite3``, or psycopg in its blocking
+    mode), they cost the event loop nothing but a share of the GIL, and they
+    skip the asyncio adapter's hop per fetch.  It never migrates: whoever
+    opened the :class:`~relay.store.Store` did.
+    """
+    parsed = make_url(normalise_url(url))
+    if parsed.drivername == "sqlite+aiosqlite":
+        engine = create_blocking_engine(parsed.set(drivername="sqlite"))
+        event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    return create_blocking_engine(
+        parsed, pool_pre_ping=True, pool_timeout=CONNECT_TIMEOUT, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+    )
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
