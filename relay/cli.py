@@ -72,9 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     _database_flag(add)
     add.set_defaults(run=_users_add)
 
-    exporter = commands.add_parser("export", help="write alert history to a file")
-    exporter.add_argument("--format", choices=FORMATS, required=True)
-    exporter.add_argument("--out", type=Path, required=True)
+    exporter = commands.add_parser("export", help="write alert history to a file, or a folder partitioned by day")
+    exporter.add_argument("--format", choices=FORMATS, help="the file's format (with --out)")
+    exporter.add_argument("--out", type=Path, help="the file to write")
+    exporter.add_argument(
+        "--partitioned",
+        type=Path,
+        metavar="DIR",
+        help="instead of a file: Parquet in DIR/date=YYYY-MM-DD/, brought up to date incrementally",
+    )
     exporter.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
     exporter.add_argument("--since", type=parse_iso, help="stored at or after this ISO time")
     exporter.add_argument("--until", type=parse_iso, help="stored before this ISO time")
@@ -135,8 +141,15 @@ def _users_add(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.partitioned is not None:
+        if args.out is not None or args.format is not None:
+            raise ValueError("--partitioned writes a folder of Parquet: give it without --out and --format")
+        return _export_partitioned(args)
+    if args.out is None or args.format is None:
+        raise ValueError("give --format and --out (a file), or --partitioned DIR (a folder)")
     from relay.history import export
 
+    _check_writable(args.out)
     engine, where = asyncio.run(_history_source(args))
     try:
         total = export.count(engine, where)
@@ -148,11 +161,29 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_partitioned(args: argparse.Namespace) -> int:
+    from relay.history import partitioned
+
+    folder: Path = args.partitioned
+    _check_writable(folder, folder=True)
+    engine, where = asyncio.run(_history_source(args))
+    try:
+        total = partitioned.count_pending(engine, folder, where)
+        with _progress_bar(total, f"exporting to {folder}") as bar:
+            done = partitioned.refresh(engine, folder, where, progress=bar.update)
+    finally:
+        engine.dispose()
+    days = f"{len(done.days_written)} days" if len(done.days_written) != 1 else "1 day"
+    print(f"wrote {done.alerts_written} alerts on {days} to {folder}", file=sys.stderr)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from relay.history import report, table
 
+    _check_writable(args.out)
     engine, where = asyncio.run(_history_source(args))
     try:
         with engine.connect() as connection:
@@ -164,7 +195,6 @@ def _report(args: argparse.Namespace) -> int:
     page = report.render(
         frame, title="Vigil Relay alert report", since=args.since, until=args.until, stream_names=names
     )
-    _check_writable(args.out)
     partial = args.out.with_name(args.out.name + ".partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(args.out)
@@ -175,7 +205,6 @@ def _report(args: argparse.Namespace) -> int:
 async def _history_source(args: argparse.Namespace) -> tuple[Engine, AlertFilter]:
     """A blocking engine on the database the settings name, and the filter ``--user``, ``--stream``,
     ``--since`` and ``--until`` make.  A database that does not exist is an error, not a new empty one."""
-    _check_writable(args.out)
     url = Settings.from_env(database_url=args.database_url).database_url
     missing = _missing_sqlite_file(url)
     if missing is not None:
@@ -202,9 +231,12 @@ def _missing_sqlite_file(url: str) -> Path | None:
     return None if path.exists() else path
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(out: Path, *, folder: bool = False) -> None:
+    """Fail early and clearly, not with a traceback after the work is done."""
     if not out.parent.is_dir():
         raise ValueError(f"cannot write {out}: there is no folder {out.parent}")
+    if out.is_dir() != folder and out.exists():
+        raise ValueError(f"cannot write {out}: it is {'a file' if folder else 'a folder'}")
 
 
 @contextlib.contextmanager

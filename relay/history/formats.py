@@ -13,6 +13,7 @@ goes into it as it is, never parsed and written again.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final, Literal, Protocol
 
 import orjson
@@ -97,9 +98,20 @@ class ParquetEncoder:
         return self._sink.take()
 
 
-def parquet_file(path: str, table: pa.Table) -> None:
-    """Write a whole (small) table as one Parquet file: a partition of the analytics copy."""
-    pq.write_table(table, path, compression="zstd", row_group_size=len(table) or None)
+class DayWriter:
+    """A Parquet file on disk written batch by batch (a day of the partitioned copy); closing twice is fine."""
+
+    def __init__(self, path: Path) -> None:
+        self._writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        self._open = True
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
 
 
 class CsvEncoder:

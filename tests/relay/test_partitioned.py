@@ -1,0 +1,136 @@
+"""The partitioned copy: Hive-style days of Parquet, written once, then only what changed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import Engine
+
+from benchmarks.history_data import seed
+from relay.history import partitioned
+from relay.store import AlertFilter, Store
+from relay.store.database import create_sync_engine
+from relay.wire import AlertIn
+
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    asyncio.run(_migrate(database_url))
+    engine = create_sync_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+async def _migrate(url: str) -> None:
+    store = await Store.open(url)
+    await store.close()
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Each day's file and its inode (a rewrite makes a new one)."""
+    return {path.parent.name: path.stat().st_ino for path in sorted(folder.glob("date=*/alerts.parquet"))}
+
+
+async def _add(database_url: str, stream_id: str, when: datetime, count: int) -> None:
+    store = await Store.open(database_url)
+    try:
+        for index in range(count):
+            alert = AlertIn(stream_id, "high", f"late {index}", {"objectType": "car"}, timestamp=1)
+            await store.alerts.add(alert, created_at=when + timedelta(seconds=index))
+    finally:
+        await store.close()
+
+
+def test_a_second_run_writes_only_what_changed(engine: Engine, database_url: str, tmp_path: Path) -> None:
+    seeded = seed(engine, 3_000, streams=3, days=3, bursts=0, start=START)
+    other = seed(engine, 500, streams=1, days=3, bursts=0, start=START, username="someone_else")
+    folder = tmp_path / "copy"
+    where = AlertFilter(user_id=seeded.user_id)
+    assert partitioned.count_pending(engine, folder, where) == seeded.alerts
+
+    first = partitioned.refresh(engine, folder, where)
+    assert first.days_written == [date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 3)]
+    assert first.alerts_written == seeded.alerts
+    days = _files(folder)
+    assert list(days) == ["date=2026-10-01", "date=2026-10-02", "date=2026-10-03"]
+    copy = duckdb.connect().execute(
+        f"SELECT count(*), count(DISTINCT id), min(userId), max(userId) "
+        f"FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    assert copy == [(seeded.alerts, seeded.alerts, seeded.user_id, seeded.user_id)], "only this user's, each once"
+    day_two = pq.read_table(folder / "date=2026-10-02" / "alerts.parquet").to_pydict()
+    assert {stored.date() for stored in day_two["createdAt"]} == {date(2026, 10, 2)}
+    assert day_two["seq"] == sorted(day_two["seq"])
+
+    again = partitioned.refresh(engine, folder, where)
+    assert again.alerts_written == 0, "nothing new: the days of the last run's end (today) hold nothing"
+    assert _files(folder) == days, "no old day rewritten"
+
+    asyncio.run(_add(database_url, seeded.stream_ids[0], START + timedelta(days=3, hours=2), 7))  # a new day
+    asyncio.run(_add(database_url, seeded.stream_ids[1], START + timedelta(hours=5), 2))  # an import into day one
+    asyncio.run(_add(database_url, other.stream_ids[0], START + timedelta(days=1), 3))  # another user's
+    third = partitioned.refresh(engine, folder, where)
+    assert date(2026, 10, 2) not in third.days_written
+    assert {date(2026, 10, 1), date(2026, 10, 4)} <= set(third.days_written)
+    after = _files(folder)
+    assert after["date=2026-10-02"] == days["date=2026-10-02"], "an untouched day keeps its file"
+    assert after["date=2026-10-01"] != days["date=2026-10-01"], "the day that got an import is written again"
+    assert pq.read_table(folder / "date=2026-10-04" / "alerts.parquet").num_rows == 7
+    total = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet')").fetchone()
+    assert total == (seeded.alerts + 9,)
+    assert not list(folder.rglob("*.partial"))
+
+
+def test_a_folder_keeps_to_its_filter(engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(engine, 200, streams=2, days=1, bursts=0, start=START)
+    folder = tmp_path / "mine"
+    partitioned.refresh(engine, folder, AlertFilter(user_id=seeded.user_id))
+    with pytest.raises(partitioned.FolderInUse, match="another filter"):
+        partitioned.refresh(engine, folder, AlertFilter())
+    stranger = tmp_path / "photos"
+    stranger.mkdir()
+    (stranger / "holiday.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(partitioned.FolderInUse, match="holds no export"):
+        partitioned.refresh(engine, stranger, AlertFilter())
+    assert [path.name for path in stranger.iterdir()] == ["holiday.jpg"]
+
+
+def test_a_day_whose_alerts_are_gone_is_removed(engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(engine, 300, streams=1, days=2, bursts=0, start=START)
+    folder = tmp_path / "copy"
+    where = AlertFilter(user_id=seeded.user_id)
+    partitioned.refresh(engine, folder, where)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DELETE FROM alert WHERE \"createdAt\" >= '2026-10-02'"
+            if engine.dialect.name == "sqlite"
+            else "DELETE FROM alert WHERE \"createdAt\" >= '2026-10-02T00:00:00Z'"
+        )
+    partitioned.rewrite_days(engine, folder, where, [date(2026, 10, 2)])
+    assert list(_files(folder)) == ["date=2026-10-01"]
+
+
+async def test_relay_export_partitioned(sqlite_url: str, tmp_path: Path) -> None:
+    engine = create_sync_engine(sqlite_url)
+    seeded = await asyncio.to_thread(seed, engine, 400, streams=2, days=2, bursts=0, start=START)
+    engine.dispose()
+    folder = tmp_path / "copy"
+    command = [sys.executable, "-m", "relay", "export", "--partitioned", str(folder), "--database-url", sqlite_url]
+    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = await process.communicate()
+    assert process.returncode == 0, err
+    assert f"wrote {seeded.alerts} alerts on 2 days to {folder}" in err.decode()
+    mixed = await asyncio.create_subprocess_exec(*command, "--format", "csv", stderr=subprocess.PIPE)
+    _, err = await mixed.communicate()
+    assert mixed.returncode == 2
+    assert b"without --out and --format" in err
