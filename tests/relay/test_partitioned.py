@@ -63,10 +63,14 @@ def test_a_second_run_writes_only_what_changed(engine: Engine, database_url: str
     assert first.alerts_written == seeded.alerts
     days = _files(folder)
     assert list(days) == ["date=2026-10-01", "date=2026-10-02", "date=2026-10-03"]
-    copy = duckdb.connect().execute(
-        f"SELECT count(*), count(DISTINCT id), min(userId), max(userId) "
-        f"FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true)"
-    ).fetchall()
+    copy = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*), count(DISTINCT id), min(userId), max(userId) "
+            f"FROM read_parquet('{folder}/**/*.parquet', hive_partitioning = true)"
+        )
+        .fetchall()
+    )
     assert copy == [(seeded.alerts, seeded.alerts, seeded.user_id, seeded.user_id)], "only this user's, each once"
     day_two = pq.read_table(folder / "date=2026-10-02" / "alerts.parquet").to_pydict()
     assert {stored.date() for stored in day_two["createdAt"]} == {date(2026, 10, 2)}
