@@ -30,6 +30,7 @@ from relay.identity.tokens import TokenVerifier
 from relay.logs import install_redaction
 from relay.ratelimit import KeyedBudgets, Quota
 from relay.rest.alerts import AlertsHandler, ExportHandler
+from relay.rest.analytics import AnalyticsHandler, AnalyticsRefreshHandler
 from relay.rest.auth import TokenHandler
 from relay.rest.base import NotFoundHandler
 from relay.rest.health import HealthHandler
@@ -69,7 +70,9 @@ class Relay:
         self.rest_budgets = KeyedBudgets(rate, 2 * rate)
         self.logins = LoginGuard()
         self.waiting = Quota(per_key=settings.max_unauthenticated_per_address, total=settings.max_unauthenticated)
-        self.history = History(settings.database_url)
+        self.history = History(
+            settings.database_url, settings.analytics_folder(), refresh_every=settings.analytics_refresh
+        )
         self._started = False
 
     # The parts that need the loop and the database exist once start() ran.
@@ -105,6 +108,7 @@ class Relay:
         self.authenticators.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
         self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks, self.continuity)
         self.heartbeat.start()
+        self.history.start()
         self._started = True
         log.info(
             "relay node %s ready: database %s, broker %s",
@@ -130,7 +134,7 @@ class Relay:
             connection.shut_down(CloseCode.GOING_AWAY, "relay shutting down")
         await self.status.close()
         await self.broker.close()
-        self.history.close()
+        await self.history.close()
         await self.store.close()
         await self.connections.all_gone(SHUTDOWN_GRACE)
 
@@ -165,5 +169,7 @@ class Relay:
             (r"/api/streams/ws", UpgradeHandler, node),
             (r"/api/alerts", AlertsHandler, node),
             (r"/api/alerts/export", ExportHandler, node),
+            (r"/api/analytics/refresh", AnalyticsRefreshHandler, node),
+            (r"/api/analytics/(?P<name>[^/]+)", AnalyticsHandler, node),
             (r"/api/.*", NotFoundHandler, node),
         ]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy import make_url
 
 from relay.store.database import DEFAULT_DATABASE_URL
 
@@ -23,7 +26,8 @@ class Settings:
         ``X-Real-Ip`` from a reverse proxy for clients' addresses.  ``node_ttl`` is how
     long a node's liveness key lives in Redis without renewal: a node killed without
     a goodbye has its streams taken offline by the others within about
-    ``node_ttl * 5 / 3`` seconds.
+    ``node_ttl * 5 / 3`` seconds.  ``analytics_refresh`` is how often (seconds; 0:
+    never by itself) the node brings its analytics copy up to date.
     """
 
     host: str = "127.0.0.1"
@@ -49,6 +53,19 @@ class Settings:
     max_unauthenticated: int = 1000
     max_unauthenticated_per_address: int = 50
     replay_batch: int = 500
+    analytics_dir: str = ""
+    analytics_refresh: float = 300.0
+
+    def analytics_folder(self) -> Path:
+        """Where the partitioned copy for analytics lives: ``analytics_dir``, or beside a SQLite database
+        (``relay.db`` → ``relay-analytics/``), or ``relay-analytics/`` in the working folder."""
+        if self.analytics_dir:
+            return Path(self.analytics_dir).expanduser()
+        url = make_url(self.database_url)
+        if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+            database = Path(url.database).expanduser()
+            return database.with_name(f"{database.stem}-analytics")
+        return Path("relay-analytics")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

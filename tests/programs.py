@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -111,6 +112,7 @@ async def relay_serve(
     Yields the process and its port once it listens; its log is read (and
     dropped) meanwhile, and it is terminated at the end unless it ended already.
     """
+    analytics = tempfile.TemporaryDirectory(prefix="relay-analytics-")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -122,7 +124,7 @@ async def relay_serve(
         database_url,
         *flags,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(environment or {})},
+        env={**os.environ, "RELAY_ANALYTICS_DIR": analytics.name, **(environment or {})},
     )
     assert process.stderr is not None
     stderr = process.stderr
@@ -142,3 +144,4 @@ async def relay_serve(
         if process.returncode is None:
             process.terminate()
             await process.wait()
+        analytics.cleanup()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -239,12 +240,16 @@ RelayFactory = Callable[..., Any]
 
 @asynccontextmanager
 async def running_relay(database_url: str, **overrides: Any) -> AsyncIterator[RelayHarness]:
-    settings = Settings(host="127.0.0.1", port=0, database_url=database_url, **overrides)
-    server = RelayServer(settings)
-    await server.start()
-    harness = RelayHarness(server)
-    try:
-        yield harness
-    finally:
-        await harness.close_clients()
-        await server.stop()
+    """A relay on an ephemeral port; its analytics copy in a folder of its own, refreshed when a test asks."""
+    overrides.setdefault("analytics_refresh", 0)
+    with tempfile.TemporaryDirectory(prefix="relay-analytics-") as analytics:
+        overrides.setdefault("analytics_dir", analytics)
+        settings = Settings(host="127.0.0.1", port=0, database_url=database_url, **overrides)
+        server = RelayServer(settings)
+        await server.start()
+        harness = RelayHarness(server)
+        try:
+            yield harness
+        finally:
+            await harness.close_clients()
+            await server.stop()

@@ -1,32 +1,48 @@
-"""A relay node's readers of history: exports in threads of their own, bounded per user and in all.
+"""A relay node's readers of history: exports in threads of their own, and its analytics copy.
 
-An export reads with a blocking engine on the node's database, in a worker
-thread per export (:mod:`relay.history.export` is blocking code), and hands its
-pieces to the event loop one at a time: the loop writes a piece to the client
-and only then asks for the next, so memory holds one batch per export and a
-client that reads slowly slows only its own export.  Closing the iteration
-(the client went away) stops the reading in its thread.
+**Exports.**  An export reads with a blocking engine on the node's database,
+in a worker thread per export (:mod:`relay.history.export` is blocking code),
+and hands its pieces to the event loop one at a time: the loop writes a piece
+to the client and only then asks for the next, so memory holds one batch per
+export and a client that reads slowly slows only its own export.  Closing the
+iteration (the client went away) stops the reading in its thread.
+
+**Analytics.**  The node keeps a partitioned copy of every alert
+(:mod:`relay.history.partitioned`) in its analytics folder, brought up to date
+every ``analytics_refresh`` seconds and on demand (one run at a time; asking
+while one runs waits for that one), and answers the named DuckDB queries
+(:mod:`relay.history.analytics`) over it in a small pool of threads, so
+analytics never need a manual step and never touch the live database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy import Engine
 
-from relay.history import export
+from relay.history import export, partitioned
+from relay.history.analytics import Analytics, Answer, Query
 from relay.history.formats import ExportFormat
 from relay.store import AlertFilter
 from relay.store.database import create_sync_engine
+
+log = logging.getLogger("relay.history")
 
 EXPORT_ROWS_PER_BATCH: Final = 10_000
 """Smaller than the CLI's batches: a server holds less per export, and the loop's share of the GIL stays large."""
 MAX_EXPORTS: Final = 4
 MAX_EXPORTS_PER_USER: Final = 2
+QUERY_THREADS: Final = 2
+EVERYONE: Final = AlertFilter()
+"""The analytics copy holds every user's alerts; each query filters by its user."""
 
 
 class TooManyExports(Exception):
@@ -34,22 +50,33 @@ class TooManyExports(Exception):
 
 
 class History:
-    """See the module docstring.  One per relay node; :meth:`close` when the node stops."""
+    """See the module docstring.  One per relay node; :meth:`start` on its loop, :meth:`close` when it stops."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, analytics_folder: Path, *, refresh_every: float = 0) -> None:
         self._database_url = database_url
         self._engine: Engine | None = None
         self._slots = asyncio.Semaphore(MAX_EXPORTS)
         self._running: Counter[str] = Counter()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.analytics_folder = analytics_folder
+        self._analytics: Analytics | None = None
+        self._refresh_every = refresh_every
+        self._refreshing: asyncio.Future[partitioned.Refreshed] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._threads = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="analytics")
+        self._refreshed = asyncio.Event()
+        self.refreshed_at: datetime | None = None
+        """When the analytics copy was last brought up to date by this node (None: not yet)."""
 
     @property
     def engine(self) -> Engine:
-        """The blocking engine, made on first use (most nodes never export)."""
+        """The blocking engine, made on first use."""
         if self._engine is None:
             self._engine = create_sync_engine(self._database_url)
         return self._engine
+
+    # ------------------------------------------------------------------ exports
 
     async def export(self, where: AlertFilter, format: ExportFormat, *, owner: str) -> AsyncGenerator[bytes]:
         """The export file in pieces; :class:`TooManyExports` before the first if ``owner`` has enough running.
@@ -87,7 +114,65 @@ class History:
         """Return once no export is running."""
         await self._idle.wait()
 
-    def close(self) -> None:
+    # ------------------------------------------------------------------ analytics
+
+    def start(self) -> None:
+        """Refresh the analytics copy now and then every ``refresh_every`` seconds (if not 0)."""
+        if self._refresh_every > 0:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def refresh(self) -> partitioned.Refreshed:
+        """Bring the analytics copy up to date now; if a run is under way, its outcome."""
+        if self._refreshing is None:
+            loop = asyncio.get_running_loop()
+            self._refreshing = loop.run_in_executor(
+                self._threads, partitioned.refresh, self.engine, self.analytics_folder, EVERYONE
+            )
+            # Its outcome is read by whoever awaits it; this keeps a failure nobody awaited any more out of the log.
+            self._refreshing.add_done_callback(lambda run: run.cancelled() or run.exception())
+        running = self._refreshing
+        try:
+            done = await asyncio.shield(running)
+        finally:
+            if running.done() and self._refreshing is running:
+                self._refreshing = None
+        self.refreshed_at = done.finished_at
+        return done
+
+    async def query(self, query: Query | str, where: AlertFilter) -> Answer:
+        """A named query over the analytics copy, in a thread."""
+        if self._analytics is None:
+            self._analytics = Analytics(self.analytics_folder)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._analytics.run, query, where)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                done = await self.refresh()
+                if done.alerts_written:
+                    days = len(done.days_written)
+                    log.info("analytics copy: %d alerts on %d days written", done.alerts_written, days)
+            except Exception:  # the database gone for a while, a full disk: try again next time
+                log.exception("analytics copy not refreshed; trying again in %.0f s", self._refresh_every)
+            else:
+                self._refreshed.set()
+                self._refreshed = asyncio.Event()
+            await asyncio.sleep(self._refresh_every)
+
+    async def refreshed(self) -> None:
+        """Return when the periodic refresher next finishes a run."""
+        await self._refreshed.wait()
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
+        if self._refreshing is not None:
+            await asyncio.wait([self._refreshing])
+        self._threads.shutdown(wait=False)
+        if self._analytics is not None:
+            self._analytics.close()
+            self._analytics = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay import __version__
+from relay.history.analytics import QUERIES
 from relay.rest.base import ApiHandler
 from relay.wire import SEVERITIES, STATUSES
 
@@ -192,6 +193,40 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/api/analytics/{name}": {
+            "get": {
+                "summary": "A named analytics query over the caller's alerts (DuckDB over the analytics copy)",
+                "description": (
+                    "The copy is brought up to date every RELAY_ANALYTICS_REFRESH seconds and by POST "
+                    "/api/analytics/refresh; the X-Analytics-As-Of header says when this node last did. "
+                    + " ".join(f"{query.name}: {query.description}" for query in QUERIES.values())
+                ),
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": list(QUERIES)},
+                    },
+                    *_ALERT_FILTERS,
+                ],
+                "responses": {
+                    "200": _json(_ref("AnalyticsAnswer"), "The query's columns and rows (times as ISO 8601 UTC)."),
+                    "400": _error("Invalid filter."),
+                    "404": _error("An unknown query name, or a streamId that is not the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
+        "/api/analytics/refresh": {
+            "post": {
+                "summary": "Bring the analytics copy up to date now (waits for a run already under way)",
+                "responses": {
+                    "200": _json(_ref("AnalyticsRefreshed"), "What the run wrote."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
         "/api/health": {
             "get": {
                 "summary": "Whether this relay node is up and reaches its database",
@@ -356,6 +391,24 @@ DOCUMENT: dict[str, Any] = {
                     "lastSeen": {"type": ["string", "null"], "format": "date-time"},
                     "metadata": {"type": "object"},
                     "createdAt": {"type": "string", "format": "date-time"},
+                },
+            },
+            "AnalyticsAnswer": {
+                "type": "object",
+                "required": ["query", "columns", "rows"],
+                "properties": {
+                    "query": {"type": "string", "enum": list(QUERIES)},
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "rows": {"type": "array", "items": {"type": "array"}},
+                },
+            },
+            "AnalyticsRefreshed": {
+                "type": "object",
+                "required": ["refreshedAt", "daysWritten", "alertsWritten"],
+                "properties": {
+                    "refreshedAt": {"type": "string", "format": "date-time"},
+                    "daysWritten": {"type": "array", "items": {"type": "string", "format": "date"}},
+                    "alertsWritten": {"type": "integer", "minimum": 0},
                 },
             },
             "Alert": {

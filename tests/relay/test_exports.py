@@ -116,9 +116,9 @@ def test_a_big_export_is_written_in_batches_each_a_row_group(engine: Engine, tmp
     assert not list(tmp_path.glob("*.partial"))
 
 
-async def test_a_user_runs_at_most_two_exports_at_once(engine: Engine, database_url: str) -> None:
+async def test_a_user_runs_at_most_two_exports_at_once(engine: Engine, database_url: str, tmp_path: Path) -> None:
     seeded = await asyncio.to_thread(seed, engine, 500, streams=2, days=1, bursts=0)
-    history = History(database_url)
+    history = History(database_url, tmp_path / "analytics")
     where = AlertFilter(user_id=seeded.user_id)
     try:
         async with (
@@ -132,7 +132,7 @@ async def test_a_user_runs_at_most_two_exports_at_once(engine: Engine, database_
             assert (await anext(history.export(where, "json", owner="bob")))[:1] == b"["
         assert [piece async for piece in history.export(where, "csv", owner="alice")]  # both ended: room again
     finally:
-        history.close()
+        await history.close()
 
 
 async def test_a_client_that_leaves_stops_its_export(relay: RelayHarness) -> None:

@@ -1,0 +1,281 @@
+"""Named DuckDB queries over the partitioned copy: what the Analytics page, the report and the API show.
+
+Every query reads the alert table's days of Parquet
+(:mod:`relay.history.partitioned`), never the live database, through one
+filter — the fields of :class:`~relay.store.AlertFilter`, the same as
+``GET /api/alerts`` — so a user sees only their streams, and the page, the
+report and ``GET /api/analytics/{name}`` answer alike.  The filter's time range
+also picks the day folders DuckDB opens, so a week costs a week's files.
+
+Times are UTC.  DuckDB runs in this process, with its own threads (released
+GIL), within :data:`MEMORY_LIMIT`, and loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import duckdb
+
+from relay.clock import iso
+from relay.store import AlertFilter
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MEMORY_LIMIT: Final = "1GB"
+THREADS: Final = 2
+UNUSUAL_SIGMAS: Final = 3
+UNUSUAL_MIN_ALERTS: Final = 10
+"""An hour is unusual for a stream when it has at least this many alerts and more than the
+mean plus three standard deviations of that stream's counts at the same hour of day."""
+UNUSUAL_MIN_DAYS: Final = 3
+"""Fewer days of history than this at an hour of day, and nothing is judged unusual there."""
+CONFIDENCE_BINS: Final = 20
+TOP_OBJECT_TYPES: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A named query: SQL over ``alerts`` (the filtered table, with ``ts`` the naive UTC ``createdAt``)."""
+
+    name: str
+    description: str
+    columns: tuple[str, ...]
+    sql: str
+
+
+_ISO = "'%Y-%m-%dT%H:%M:%S.%gZ'"
+"""DuckDB's strftime for the API's time format (``%g``: milliseconds): times leave DuckDB as text."""
+_SEVERITY_ORDER = "CASE severity WHEN 'low' THEN 1 WHEN 'medium' THEN 2 WHEN 'high' THEN 3 ELSE 4 END"
+
+QUERIES: Final = {
+    query.name: query
+    for query in (
+        Query(
+            "alerts-per-hour",
+            "Alerts per hour (UTC) and stream; hours without alerts are left out.",
+            ("hour", "streamId", "alerts"),
+            f"""SELECT strftime(time_bucket(INTERVAL 1 HOUR, ts), {_ISO}) AS hour, streamId, count(*) AS alerts
+                FROM alerts GROUP BY ALL ORDER BY hour, streamId""",
+        ),
+        Query(
+            "severity-mix",
+            "Alerts per stream and severity, and each severity's share of the stream's alerts.",
+            ("streamId", "severity", "alerts", "share"),
+            f"""SELECT streamId, severity, count(*) AS alerts,
+                       round(count(*) / sum(count(*)) OVER (PARTITION BY streamId), 4) AS share
+                FROM alerts GROUP BY streamId, severity ORDER BY streamId, {_SEVERITY_ORDER}""",
+        ),
+        Query(
+            "top-object-types",
+            f"The {TOP_OBJECT_TYPES} most frequent object types, with their share of alerts that name one.",
+            ("objectType", "alerts", "share"),
+            f"""SELECT objectType, count(*) AS alerts, round(count(*) / sum(count(*)) OVER (), 4) AS share
+                FROM alerts WHERE objectType IS NOT NULL
+                GROUP BY objectType ORDER BY alerts DESC, objectType LIMIT {TOP_OBJECT_TYPES}""",
+        ),
+        Query(
+            "confidence-histogram",
+            f"Detector confidence per object type in {CONFIDENCE_BINS} bins over [0, 1].",
+            ("objectType", "binStart", "binEnd", "alerts"),
+            f"""SELECT objectType, bin / {CONFIDENCE_BINS} AS binStart, (bin + 1) / {CONFIDENCE_BINS} AS binEnd,
+                       count(*) AS alerts
+                FROM (SELECT objectType, least(floor(confidence * {CONFIDENCE_BINS}), {CONFIDENCE_BINS - 1}) AS bin
+                      FROM alerts WHERE confidence BETWEEN 0 AND 1)
+                GROUP BY ALL ORDER BY objectType NULLS LAST, binStart""",
+        ),
+        Query(
+            "hour-of-week",
+            "Alerts per ISO day of week (1 = Monday) and hour of day (UTC), all 168 cells.",
+            ("dayOfWeek", "hour", "alerts"),
+            """SELECT day AS dayOfWeek, hour, coalesce(alerts, 0) AS alerts
+               FROM range(1, 8) AS days(day) CROSS JOIN range(0, 24) AS hours(hour)
+               LEFT JOIN (SELECT isodow(ts) AS day, hour(ts) AS hour, count(*) AS alerts FROM alerts GROUP BY ALL)
+                    USING (day, hour)
+               ORDER BY dayOfWeek, hour""",
+        ),
+        Query(
+            "time-between-alerts",
+            "Per stream: its alerts, and the mean, median and longest time between one and the next.",
+            ("streamId", "alerts", "meanSeconds", "medianSeconds", "longestSeconds"),
+            """SELECT streamId, count(*) AS alerts,
+                      round(avg(gap) / 1e6, 3) AS meanSeconds,
+                      round(median(gap) / 1e6, 3) AS medianSeconds,
+                      round(max(gap) / 1e6, 3) AS longestSeconds
+               FROM (SELECT streamId,
+                            epoch_us(createdAt) - lag(epoch_us(createdAt)) OVER (PARTITION BY streamId ORDER BY seq)
+                                AS gap
+                     FROM alerts)
+               GROUP BY ALL ORDER BY streamId""",
+        ),
+        Query(
+            "unusual-hours",
+            f"Hours in which a stream raised more alerts than the mean plus {UNUSUAL_SIGMAS} standard deviations "
+            f"of its counts at the same hour of day (hours without alerts count as 0; at least "
+            f"{UNUSUAL_MIN_ALERTS} alerts and {UNUSUAL_MIN_DAYS} days of history).",
+            ("streamId", "hour", "alerts", "expected", "threshold"),
+            f"""WITH counts AS (
+                    SELECT streamId, time_bucket(INTERVAL 1 HOUR, ts) AS hour, count(*) AS alerts
+                    FROM alerts GROUP BY ALL),
+                calendar AS (
+                    SELECT streamId, unnest(range(min(hour), max(hour) + INTERVAL 1 HOUR, INTERVAL 1 HOUR)) AS hour
+                    FROM counts GROUP BY streamId),
+                filled AS (
+                    SELECT streamId, hour, coalesce(alerts, 0) AS alerts
+                    FROM calendar LEFT JOIN counts USING (streamId, hour)),
+                usual AS (
+                    SELECT streamId, hour(hour) AS hourOfDay, avg(alerts) AS mean, stddev_pop(alerts) AS spread,
+                           count(*) AS days
+                    FROM filled GROUP BY ALL)
+                SELECT f.streamId, strftime(f.hour, {_ISO}) AS hour, f.alerts, round(u.mean, 2) AS expected,
+                       round(u.mean + {UNUSUAL_SIGMAS} * u.spread, 2) AS threshold
+                FROM filled f JOIN usual u ON u.streamId = f.streamId AND u.hourOfDay = hour(f.hour)
+                WHERE f.alerts >= {UNUSUAL_MIN_ALERTS} AND f.alerts > u.mean + {UNUSUAL_SIGMAS} * u.spread
+                      AND u.days >= {UNUSUAL_MIN_DAYS}
+                ORDER BY f.hour, f.streamId""",
+        ),
+    )
+}
+"""The named queries of ``GET /api/analytics/{name}`` (names and columns fixed by the contract's shape)."""
+
+LATEST_SERIOUS = Query(
+    "latest-serious",
+    "The latest high and critical alerts (for reports).",
+    ("createdAt", "severity", "streamId", "deviceName", "message", "objectType", "confidence", "id"),
+    f"""SELECT strftime(ts, {_ISO}) AS createdAt, severity, streamId, deviceName, message, objectType, confidence, id
+        FROM alerts WHERE severity IN ('high', 'critical') ORDER BY seq DESC LIMIT 25""",
+)
+TOTALS = Query(
+    "totals",
+    "How many alerts, on how many streams, from when to when (for reports).",
+    ("alerts", "streams", "first", "last"),
+    f"SELECT count(*) AS alerts, count(DISTINCT streamId) AS streams, strftime(min(ts), {_ISO}) AS first, "
+    f"strftime(max(ts), {_ISO}) AS last FROM alerts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A query's result, as ``GET /api/analytics/{name}`` answers it."""
+
+    query: str
+    columns: tuple[str, ...]
+    rows: list[list[Any]]
+
+    def json(self) -> dict[str, Any]:
+        return {"query": self.query, "columns": list(self.columns), "rows": self.rows}
+
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(self.columns))
+
+
+class Analytics:
+    """The queries over one partitioned folder.  Thread-safe: each call has its own DuckDB cursor."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._database = duckdb.connect(
+            config={
+                "threads": THREADS,
+                "memory_limit": MEMORY_LIMIT,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+        )
+        self._database.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.Lock()
+
+    def run(self, query: Query | str, where: AlertFilter) -> Answer:
+        """``query`` (a name of :data:`QUERIES`, or one of this module's others) over what ``where`` selects."""
+        if isinstance(query, str):
+            query = QUERIES[query]
+        rows = self._rows(query.sql, where)
+        return Answer(query.name, query.columns, [[_jsonable(value) for value in row] for row in rows])
+
+    def sql(self, sql: str, where: AlertFilter, parameters: list[Any] | None = None) -> pd.DataFrame:
+        """Any SQL over ``alerts`` (the filtered table) as a DataFrame: for notebooks and the page's own views."""
+        statement, filter_parameters = self._over_alerts(sql, where)
+        with self._cursor() as cursor:
+            return cursor.execute(statement, filter_parameters + (parameters or [])).df()
+
+    def _rows(self, sql: str, where: AlertFilter) -> list[tuple[Any, ...]]:
+        statement, parameters = self._over_alerts(sql, where)
+        with self._cursor() as cursor:
+            return cursor.execute(statement, parameters).fetchall()
+
+    def _over_alerts(self, sql: str, where: AlertFilter) -> tuple[str, list[Any]]:
+        """``sql`` with ``alerts`` defined as the filtered table (joining the query's own WITH, if any)."""
+        source, parameters = self._source(where)
+        body = sql.lstrip()
+        if body[:4].upper() == "WITH":
+            return f"WITH alerts AS ({source}), {body[4:]}", parameters
+        return f"WITH alerts AS ({source}) {body}", parameters
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:  # making a cursor is not thread-safe; using one is
+            return self._database.cursor()
+
+    def _source(self, where: AlertFilter) -> tuple[str, list[Any]]:
+        """The filtered table as SQL, and its parameters; an empty table while the folder holds no day."""
+        conditions, parameters = _conditions(where)
+        files = sorted(self.folder.glob("date=*/*.parquet"))
+        if not files:
+            return _EMPTY, []
+        selected = f"""SELECT *, make_timestamp(epoch_us(createdAt)) AS ts
+                       FROM read_parquet(?, hive_partitioning = true, union_by_name = true)
+                       {"WHERE " + " AND ".join(conditions) if conditions else ""}"""
+        return selected, [str(self.folder / "date=*" / "*.parquet"), *parameters]
+
+    def close(self) -> None:
+        self._database.close()
+
+
+_EMPTY = """SELECT * FROM (VALUES (NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR,
+    NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR, NULL::BIGINT, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ, NULL::VARCHAR,
+    NULL::DOUBLE, NULL::VARCHAR, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE, NULL::VARCHAR, NULL::DATE,
+    NULL::TIMESTAMP))
+    AS t(seq, id, streamId, deviceName, userId, streamSeq, severity, message, timestamp, eventTime, createdAt, ref,
+         confidence, objectType, locationX, locationY, locationWidth, locationHeight, metadata, date, ts)
+    WHERE false"""
+
+
+def _conditions(where: AlertFilter) -> tuple[list[str], list[Any]]:
+    conditions: list[str] = []
+    parameters: list[Any] = []
+
+    def add(condition: str, *values: Any) -> None:
+        conditions.append(condition)
+        parameters.extend(values)
+
+    if where.user_id is not None:
+        add("userId = ?", where.user_id)
+    if where.stream_ids:
+        add(f"streamId IN ({', '.join('?' * len(where.stream_ids))})", *where.stream_ids)
+    if where.severities:
+        add(f"severity IN ({', '.join('?' * len(where.severities))})", *where.severities)
+    # The day folders as literals (digits and dashes only), so that DuckDB prunes files while it plans.
+    if where.since is not None:
+        add(f"date >= DATE '{where.since.astimezone(UTC).date().isoformat()}'")
+        add("createdAt >= ?", where.since)
+    if where.until is not None:
+        add(f"date <= DATE '{where.until.astimezone(UTC).date().isoformat()}'")
+        add("createdAt < ?", where.until)
+    if where.object_type:
+        add("objectType = ?", where.object_type)
+    if where.text:
+        add("contains(lower(message), ?)", where.text.lower())
+    return conditions, parameters
+
+
+def _jsonable(value: Any) -> Any:
+    """Times as the API writes them (DuckDB's naive timestamps are UTC here); the rest as it is."""
+    if isinstance(value, datetime):
+        return iso(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+    return value

@@ -1,0 +1,148 @@
+"""Analytics: the named DuckDB queries over the relay's own partitioned copy, per user, over HTTP.
+
+The answers are checked twice: against hand-counted alerts, and against the
+same queries written in pandas (``benchmarks/analytics_reference.py``) on a
+seeded month of history.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from benchmarks.analytics_reference import REFERENCE, same_rows
+from benchmarks.history_data import seed
+from relay.history.analytics import QUERIES, Analytics
+from relay.history.partitioned import refresh
+from relay.store import AlertFilter
+from relay.store.database import create_sync_engine
+from relay.wire import AlertIn
+from tests.conftest import copy_of
+from tests.support import RelayHarness, running_relay
+
+DAY_ONE = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
+
+
+async def _store(
+    relay: RelayHarness, stream_id: str, when: datetime, severity: str = "low", **metadata: object
+) -> None:
+    alert = AlertIn(stream_id, severity, f"{metadata.get('objectType', 'thing')} seen", dict(metadata), timestamp=1)
+    await relay.relay.store.alerts.add(alert, created_at=when)
+
+
+async def _analytics(relay: RelayHarness, token: str, name: str, query: str = "") -> list[list[object]]:
+    response = await relay.api("GET", f"/api/analytics/{name}{query}", token=token)
+    assert response.status == 200, response.body
+    assert response.json["query"] == name
+    assert response.json["columns"] == list(QUERIES[name].columns)
+    rows: list[list[object]] = response.json["rows"]
+    return rows
+
+
+async def test_each_query_counts_what_was_stored(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    gate, dock = await relay.stream(token, "Gate"), await relay.stream(token, "Dock")
+    _, other_token = await relay.user()
+    elsewhere = await relay.stream(other_token, "Not yours")
+    for day in range(21):  # two people every morning at the gate for three weeks …
+        for minute in (0, 30):
+            await _store(relay, gate, DAY_ONE + timedelta(days=day, hours=10, minutes=minute), objectType="person",
+                         confidence=0.92)  # fmt: skip
+    burst = DAY_ONE + timedelta(days=21, hours=10)
+    for second in range(30):  # … then thirty in one hour
+        await _store(relay, gate, burst + timedelta(seconds=second * 60), "high", objectType="person", confidence=0.41)
+    await _store(relay, dock, DAY_ONE + timedelta(hours=3), "critical", objectType="car", confidence=1.0)
+    await _store(relay, dock, DAY_ONE + timedelta(hours=3, minutes=10), "medium")
+    await _store(relay, elsewhere, DAY_ONE, "critical", objectType="dog")
+
+    assert (await _analytics(relay, token, "top-object-types")) == [], "nothing until the copy is refreshed"
+    refreshed = await relay.api("POST", "/api/analytics/refresh", token=token)
+    assert refreshed.status == 200
+    assert refreshed.json["alertsWritten"] == 42 + 30 + 3
+
+    assert await _analytics(relay, token, "top-object-types") == [["person", 72, 0.9863], ["car", 1, 0.0137]]
+    mix = await _analytics(relay, token, "severity-mix")
+    assert sorted(map(tuple, mix)) == sorted(  # type: ignore[arg-type]
+        [(gate, "low", 42, 0.5833), (gate, "high", 30, 0.4167), (dock, "medium", 1, 0.5), (dock, "critical", 1, 0.5)]
+    )
+    per_hour = await _analytics(relay, token, "alerts-per-hour", f"?streamId={dock}")
+    assert per_hour == [["2026-11-02T03:00:00.000Z", dock, 2]]
+    histogram = await _analytics(relay, token, "confidence-histogram")
+    assert histogram == [["car", 0.95, 1.0, 1], ["person", 0.4, 0.45, 30], ["person", 0.9, 0.95, 42]]
+    week = await _analytics(relay, token, "hour-of-week")
+    assert len(week) == 168
+    assert week[10] == [1, 10, 3 * 2 + 30], "Mondays at ten: three of them with two alerts, and the burst"
+    assert week[3] == [1, 3, 2]
+    gaps = {row[0]: row[1:] for row in await _analytics(relay, token, "time-between-alerts")}
+    assert gaps[dock] == [2, 600.0, 600.0, 600.0]
+    assert gaps[gate][0] == 72
+    unusual = await _analytics(relay, token, "unusual-hours")
+    assert unusual == [[gate, "2026-11-23T10:00:00.000Z", 30, 3.27, 20.77]], "the burst, and nothing else"
+
+    theirs = await _analytics(relay, other_token, "top-object-types")
+    assert theirs == [["dog", 1, 1.0]], "each user sees their own streams only"
+    high_only = await _analytics(relay, token, "severity-mix", "?severity=high,critical")
+    assert {(row[0], row[1]) for row in high_only} == {(gate, "high"), (dock, "critical")}
+    window = f"?since={(DAY_ONE + timedelta(days=21)).isoformat()}&until={(DAY_ONE + timedelta(days=22)).isoformat()}"
+    assert await _analytics(relay, token, "top-object-types", window.replace("+00:00", "Z")) == [["person", 30, 1.0]]
+
+
+async def test_bad_questions_are_answered_clearly(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    _, other_token = await relay.user()
+    theirs = await relay.stream(other_token)
+    unknown = await relay.api("GET", "/api/analytics/best-guesses", token=token)
+    assert unknown.status == 404
+    assert "alerts-per-hour" in unknown.json["error"]["message"]
+    assert (await relay.api("GET", f"/api/analytics/severity-mix?streamId={theirs}", token=token)).status == 404
+    assert (await relay.api("GET", "/api/analytics/severity-mix?limit=3", token=token)).status == 400
+    assert (await relay.api("GET", "/api/analytics/severity-mix?since=yesterday", token=token)).status == 400
+    assert (await relay.api("GET", "/api/analytics/severity-mix")).status == 401
+    assert (await relay.api("GET", "/api/analytics/refresh", token=token)).status == 405
+    empty = await _analytics(relay, token, "hour-of-week")
+    assert {row[2] for row in empty} == {0}, "a week of zeros, not an error, before any alert"
+
+
+async def test_the_refresher_keeps_the_copy_current_by_itself(database_url: str, tmp_path: Path) -> None:
+    async with running_relay(
+        database_url, ping_interval=0, analytics_refresh=0.05, analytics_dir=str(tmp_path / "copy")
+    ) as relay:
+        _, token = await relay.user()
+        stream_id = await relay.stream(token)
+        await _store(relay, stream_id, datetime.now(UTC), objectType="cat")
+        history = relay.relay.history
+        await history.refreshed()  # a run that began before the alert was stored may not hold it …
+        await history.refreshed()  # … the next one does
+        response = await relay.api("GET", "/api/analytics/top-object-types", token=token)
+        assert response.json["rows"] == [["cat", 1, 1.0]]
+        assert response.headers["X-Analytics-As-Of"].endswith("Z")
+
+
+@pytest.fixture(scope="module")
+def seeded_copy(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Two weeks of four streams with three bursts, and a neighbour's streams, in a partitioned copy (made once)."""
+    tmp_path = tmp_path_factory.mktemp("seeded")
+    engine = create_sync_engine(copy_of(sqlite_template, tmp_path).replace("+aiosqlite", ""))
+    seeded = seed(engine, 20_000, streams=4, days=14, bursts=3)
+    seed(engine, 2_000, streams=2, days=14, bursts=0, username="neighbour")
+    folder = tmp_path / "copy"
+    refresh(engine, folder, AlertFilter())
+    engine.dispose()
+    return folder, seeded.user_id
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+def test_duckdb_answers_as_pandas_does(seeded_copy: tuple[Path, str], name: str) -> None:
+    folder, user_id = seeded_copy
+    table = ds.dataset(folder, partitioning="hive").to_table().to_pandas()
+    mine = table[table["userId"] == user_id]
+    analytics = Analytics(folder)
+    try:
+        ours = analytics.run(name, AlertFilter(user_id=user_id)).rows
+    finally:
+        analytics.close()
+    assert ours, "the seeded month gives every query something to say"
+    assert same_rows(ours, REFERENCE[name](mine))
