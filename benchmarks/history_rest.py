@@ -271,6 +271,9 @@ async def database(kind: str) -> AsyncIterator[str]:
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(engine_url, autocommit=True) as connection:
+        # pg_trgm in public, or the migration would put it in this schema and the drop below take it along
+        with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+            await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
         await connection.execute(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in base else "?"
     try:

@@ -12,6 +12,7 @@ Handlers see the node only through the narrow protocols they declare
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from typing import Any, TypeAlias
@@ -69,6 +70,7 @@ class Relay:
         self.logins = LoginGuard()
         self.waiting = Quota(per_key=settings.max_unauthenticated_per_address, total=settings.max_unauthenticated)
         self._started = False
+        self._statistics: asyncio.Task[None] | None = None
 
     # The parts that need the loop and the database exist once start() ran.
     store: Store
@@ -103,6 +105,8 @@ class Relay:
         self.authenticators.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
         self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks, self.continuity)
         self.heartbeat.start()
+        if settings.statistics_interval > 0:
+            self._statistics = asyncio.create_task(self.store.statistics.keep_current(settings.statistics_interval))
         self._started = True
         log.info(
             "relay node %s ready: database %s, broker %s",
@@ -121,6 +125,10 @@ class Relay:
             return
         self._started = False
         self.heartbeat.stop()
+        if self._statistics is not None:
+            self._statistics.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._statistics
         handling = [task for connection in list(self.connections) if (task := connection.stop_reading())]
         if handling:
             await asyncio.wait(handling, timeout=SHUTDOWN_GRACE)

@@ -23,7 +23,9 @@ class Settings:
         ``X-Real-Ip`` from a reverse proxy for clients' addresses.  ``node_ttl`` is how
     long a node's liveness key lives in Redis without renewal: a node killed without
     a goodbye has its streams taken offline by the others within about
-    ``node_ttl * 5 / 3`` seconds.
+    ``node_ttl * 5 / 3`` seconds.  ``statistics_interval`` is how often (seconds; 0:
+    never) the node checks that the database's planner statistics are current
+    and analyses it if not (``relay.store.statistics``).
     """
 
     host: str = "127.0.0.1"
@@ -49,6 +51,7 @@ class Settings:
     max_unauthenticated: int = 1000
     max_unauthenticated_per_address: int = 50
     replay_batch: int = 500
+    statistics_interval: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
