@@ -251,13 +251,16 @@ def _by_ref(stream_id: str, ref: str) -> Select[Alert]:
 def _filtered(where: AlertFilter) -> Select[Alert]:
     """The alerts ``where`` selects, as ``select(Alert)``: every reader's filter, exactly.
 
-    An object type up to :data:`~relay.store.models.OBJECT_TYPE_CHARS` long is
-    looked up in the indexed ``objectType`` column; a longer one can only be in
-    the metadata (no REST filter is that long).
+    The user's streams are a subquery, not a join: a join lets SQLite start at
+    the streams and read a time window's index once per stream (ten times the
+    work at ten streams); with ``IN`` the alert's own index leads.  An object
+    type up to :data:`~relay.store.models.OBJECT_TYPE_CHARS` long is looked up
+    in the indexed ``objectType`` column; a longer one can only be in the
+    metadata (no REST filter is that long).
     """
     query = select(Alert)
     if where.user_id is not None:
-        query = query.join(VideoStream, VideoStream.id == Alert.stream_id).where(VideoStream.user_id == where.user_id)
+        query = query.where(Alert.stream_id.in_(select(VideoStream.id).where(VideoStream.user_id == where.user_id)))
     if where.stream_ids:
         query = query.where(Alert.stream_id.in_(list(where.stream_ids)))
     if where.severities:
