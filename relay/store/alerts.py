@@ -209,18 +209,14 @@ class Alerts:
         serve: the table is joined in and its rowid (the same number) orders
         the query, which is what lets SQLite read the matches from the index
         newest first and stop after a page, rather than collect and sort them.
-        ``alert NOT INDEXED`` keeps the planner from starting at another index
-        of ``alert`` (a stream's, say) and probing the FTS5 table once per row,
-        which it otherwise prefers; ``alert`` is then read by ``seq`` alone.
+        SQLite takes that order once it has statistics (``relay.store.statistics``);
+        without, it guesses that another index of ``alert`` yields a few rows and
+        probes the FTS5 table once per row of it instead.
         """
         query = _filtered(where)
         if where.text and self._text_index is TextIndex.FTS5 and usable_for(where.text):
             pattern = fts_pattern(where.text)
-            query = (
-                query.join(ALERT_TEXT, ALERT_TEXT.c.rowid == Alert.seq)
-                .where(ALERT_TEXT.c.message.like(pattern))
-                .with_hint(Alert, "NOT INDEXED", "sqlite")
-            )
+            query = query.join(ALERT_TEXT, ALERT_TEXT.c.rowid == Alert.seq).where(ALERT_TEXT.c.message.like(pattern))
             return query, ALERT_TEXT.c.rowid
         return query, Alert.seq.expression
 
