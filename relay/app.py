@@ -12,6 +12,7 @@ Handlers see the node only through the narrow protocols they declare
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from typing import Any, TypeAlias
@@ -74,6 +75,7 @@ class Relay:
             settings.database_url, settings.analytics_folder(), refresh_every=settings.analytics_refresh
         )
         self._started = False
+        self._statistics: asyncio.Task[None] | None = None
 
     # The parts that need the loop and the database exist once start() ran.
     store: Store
@@ -109,6 +111,8 @@ class Relay:
         self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks, self.continuity)
         self.heartbeat.start()
         self.history.start()
+        if settings.statistics_interval > 0:
+            self._statistics = asyncio.create_task(self.store.statistics.keep_current(settings.statistics_interval))
         self._started = True
         log.info(
             "relay node %s ready: database %s, broker %s",
@@ -127,6 +131,10 @@ class Relay:
             return
         self._started = False
         self.heartbeat.stop()
+        if self._statistics is not None:
+            self._statistics.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._statistics
         handling = [task for connection in list(self.connections) if (task := connection.stop_reading())]
         if handling:
             await asyncio.wait(handling, timeout=SHUTDOWN_GRACE)

@@ -1,4 +1,4 @@
-"""The ``relay`` command: ``serve``, ``users add``, ``export``, ``report``.
+"""The ``relay`` command: ``serve``, ``users add``, ``export``, ``report``, ``analyze``.
 
 Every command reads the same settings (flags over ``RELAY_*`` variables over
 defaults), so ``relay users add`` and ``relay export`` work on the database a
@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     reporter.add_argument("--user", help="only this user's streams")
     _database_flag(reporter)
     reporter.set_defaults(run=_report)
+
+    analyze = commands.add_parser(
+        "analyze", help="refresh the database's planner statistics (after a bulk import made by other means)"
+    )
+    _database_flag(analyze)
+    analyze.set_defaults(run=_analyze)
     return parser
 
 
@@ -137,6 +143,21 @@ def _users_add(args: argparse.Namespace) -> int:
         return issued.token
 
     print(asyncio.run(add()))
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    """``ANALYZE`` now, stale or not: opening the store analyses only what looks stale from its counts."""
+
+    async def analyze() -> None:
+        store = await Store.open(Settings.from_env(database_url=args.database_url).database_url)
+        try:
+            await store.statistics.refresh()
+        finally:
+            await store.close()
+
+    asyncio.run(analyze())
+    print("analysed the alert and stream tables", file=sys.stderr)
     return 0
 
 

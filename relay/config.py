@@ -28,6 +28,9 @@ class Settings:
     a goodbye has its streams taken offline by the others within about
     ``node_ttl * 5 / 3`` seconds.  ``analytics_refresh`` is how often (seconds; 0:
     never by itself) the node brings its analytics copy up to date.
+    ``statistics_interval`` is how often (seconds; 0: never) the node checks that
+    the database's planner statistics are current and analyses it if not
+    (``relay.store.statistics``).
     """
 
     host: str = "127.0.0.1"
@@ -53,6 +56,7 @@ class Settings:
     max_unauthenticated: int = 1000
     max_unauthenticated_per_address: int = 50
     replay_batch: int = 500
+    statistics_interval: float = 60.0
     analytics_dir: str = ""
     analytics_refresh: float = 300.0
 

@@ -9,6 +9,7 @@ generous guard timeout, never for a fixed time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import uuid
@@ -72,6 +73,18 @@ def service_url(variable: str, what: str) -> str:
     return url
 
 
+async def install_pg_trgm(connection: Any) -> None:
+    """``pg_trgm`` in the ``public`` schema, where every test schema's migration finds it.
+
+    Otherwise the first migration would create it in its own schema, and dropping
+    that schema would drop the extension with every other schema's text index.
+    """
+    import psycopg
+
+    with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+        await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+
+
 @asynccontextmanager
 async def postgres_schema(base_url: str) -> AsyncIterator[str]:
     """A fresh PostgreSQL schema for one test; yields a URL whose search_path is that schema."""
@@ -80,6 +93,7 @@ async def postgres_schema(base_url: str) -> AsyncIterator[str]:
     schema = "t_" + uuid.uuid4().hex[:12]
     plain = base_url.replace("postgresql+psycopg://", "postgresql://")
     async with await psycopg.AsyncConnection.connect(plain, autocommit=True) as connection:
+        await install_pg_trgm(connection)
         await connection.execute(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in base_url else "?"
     try:

@@ -114,12 +114,11 @@ class AlertsHandler(AlertQueryMixin):
             raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
         cursor = self.get_query_argument("cursor", None)
         before = decode_cursor(cursor) if cursor else None
-        rows = await self.node.store.alerts.page(where, limit=limit + 1, before_seq=before)
-        page, more = rows[:limit], len(rows) > limit
+        page = await self.node.store.alerts.search(where, limit=limit, before_seq=before)
         self.send_json(
             {
-                "alerts": [alert_json(alert) for alert in page],
-                "nextCursor": encode_cursor(page[-1].seq) if more else None,
+                "alerts": [alert_json(alert) for alert in page.alerts],
+                "nextCursor": None if page.next_before is None else encode_cursor(page.next_before),
             }
         )
 

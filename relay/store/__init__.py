@@ -7,8 +7,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.store.alerts import AlertFilter, Alerts, StoredAlert, UnknownStream
+from relay.store.alerts import AlertFilter, Alerts, Page, StoredAlert, UnknownStream
 from relay.store.database import create_engine, is_unavailable, migrate, session_factory
+from relay.store.search import TextIndex, text_index
+from relay.store.statistics import Statistics
 from relay.store.streams import Streams
 from relay.store.users import NewToken, Users
 
@@ -16,6 +18,8 @@ __all__ = [
     "AlertFilter",
     "Alerts",
     "NewToken",
+    "Page",
+    "Statistics",
     "Store",
     "StoredAlert",
     "Streams",
@@ -28,19 +32,27 @@ __all__ = [
 class Store:
     """The database of one relay process: an engine and the query groups on it."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, text_index: TextIndex = TextIndex.NONE) -> None:
         self.engine = engine
         sessions = session_factory(engine)
         self.users = Users(sessions)
         self.streams = Streams(sessions)
-        self.alerts = Alerts(sessions)
+        self.alerts = Alerts(sessions, text_index)
+        self.statistics = Statistics(engine)
 
     @classmethod
     async def open(cls, url: str, **engine_options: Any) -> Store:
-        """Connect to ``url`` and migrate it to the newest schema."""
+        """Connect to ``url``, migrate it to the newest schema, find its text index, analyse it if stale.
+
+        Analysing here is what makes the first queries after a bulk import (or
+        after a migration that rewrote every alert) fast, whichever process
+        opens the database next.
+        """
         engine = create_engine(url, **engine_options)
         await migrate(engine)
-        return cls(engine)
+        store = cls(engine, await text_index(engine))
+        await store.statistics.refresh_if_stale()
+        return store
 
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query (for health checks)."""

@@ -1,8 +1,18 @@
 """Alerts: storing once per ``ref``, paging newest first, replaying oldest first.
 
 Every reader of alert history (``GET /api/alerts``, the export, the workbench's
-history table) filters through :class:`AlertFilter` and :meth:`Alerts.page`, so
+history table) filters through :class:`AlertFilter` and ``_filtered``, so
 they cannot disagree about which alerts match.
+
+Reading history stays fast at millions of alerts because each filter has an
+index that yields its alerts in storage order (see :mod:`relay.store.models`),
+and a text filter has a trigram index (:mod:`relay.store.search`): on SQLite
+the FTS5 table is joined in and *drives* the query, newest first by its rowid
+(which is ``seq``), so a page stops after ``limit`` matches instead of
+collecting every match and sorting; on PostgreSQL the planner picks the GIN
+index for the same ``ILIKE`` when it is selective.  A text that no index can
+serve (fewer than three letters or digits in a row, or a database without the
+index) is what :meth:`Alerts.search` bounds.
 """
 
 from __future__ import annotations
@@ -11,13 +21,20 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.identity.ids import new_id
-from relay.store.models import Alert, VideoStream
+from relay.store.models import OBJECT_TYPE_CHARS, Alert, VideoStream
+from relay.store.search import ALERT_TEXT, TextIndex, fts_pattern, usable_for
 from relay.wire import AlertIn
+
+SCAN_BUDGET = 100_000
+"""How far back (in ``seq``) one :meth:`Alerts.search` call looks for a text that no index serves.
+
+About 70 ms of scanning on SQLite and PostgreSQL here; see ``benchmarks/RESULTS.md``.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +55,19 @@ class AlertFilter:
     text: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of history, newest first, and where the next one starts.
+
+    ``next_before`` is the ``seq`` to read below for more (None: nothing older
+    matches).  A page of a bounded search may hold fewer alerts than asked, even
+    none, and still have one.
+    """
+
+    alerts: list[Alert]
+    next_before: int | None
+
+
 class UnknownStream(LookupError):
     """An alert for a stream that does not exist (it may have been deleted a moment ago)."""
 
@@ -53,8 +83,9 @@ class StoredAlert:
 class Alerts:
     """Queries on ``alert``."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], text_index: TextIndex = TextIndex.NONE) -> None:
         self._sessions = sessions
+        self._text_index = text_index
 
     async def add(self, alert_in: AlertIn, *, created_at: datetime | None = None) -> StoredAlert:
         """Store an alert, unless one with the same ``ref`` is already stored for its stream.
@@ -115,28 +146,79 @@ class Alerts:
 
     async def page(self, where: AlertFilter, *, limit: int, before_seq: int | None = None) -> list[Alert]:
         """Up to ``limit`` matching alerts, newest first, older than ``before_seq`` if given."""
-        query = _filtered(where).order_by(Alert.seq.desc()).limit(limit)
+        query, order = self._ordered(where)
+        query = query.order_by(order.desc()).limit(limit)
         if before_seq is not None:
-            query = query.where(Alert.seq < before_seq)
+            query = query.where(order < before_seq)
         async with self._sessions() as session:
             return list(await session.scalars(query))
 
-    async def count(self, where: AlertFilter) -> int:
-        query = _filtered(where).with_only_columns(func.count()).order_by(None)
+    async def search(self, where: AlertFilter, *, limit: int, before_seq: int | None = None) -> Page:
+        """A page of ``GET /api/alerts``: :meth:`page`, except that a search no index serves is bounded.
+
+        Such a search (a text filter that :func:`~relay.store.search.usable_for`
+        refuses, or no text index at all) would otherwise read every alert when
+        little or nothing matches.  It looks at the :data:`SCAN_BUDGET` alerts
+        below ``before_seq`` (the newest, at first) and answers what it found
+        there, with the place to go on from if it found fewer than ``limit``.
+        """
+        if not self._bounded(where):
+            rows = await self.page(where, limit=limit + 1, before_seq=before_seq)
+            return Page(rows[:limit], rows[limit - 1].seq if len(rows) > limit else None)
         async with self._sessions() as session:
-            return int(await session.scalar(query) or 0)
+            if before_seq is None:
+                newest = await session.scalar(select(func.max(Alert.seq)))
+                if newest is None:
+                    return Page([], None)
+                before_seq = newest + 1
+            lowest = before_seq - SCAN_BUDGET
+            query = _filtered(where).where(Alert.seq < before_seq).order_by(Alert.seq.desc()).limit(limit + 1)
+            if lowest > 1:
+                query = query.where(Alert.seq >= lowest)
+            rows = list(await session.scalars(query))
+        if len(rows) > limit:
+            return Page(rows[:limit], rows[limit - 1].seq)
+        return Page(rows, lowest if lowest > 1 else None)
+
+    async def count(self, where: AlertFilter) -> int:
+        query, _ = self._ordered(where)
+        counted = query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+        async with self._sessions() as session:
+            return int(await session.scalar(counted) or 0)
 
     async def iterate(self, where: AlertFilter, *, batch: int = 1000) -> AsyncIterator[list[Alert]]:
         """Every matching alert, oldest first, in batches (for exports of any size)."""
         after = 0
+        query, order = self._ordered(where)
         while True:
-            query = _filtered(where).where(Alert.seq > after).order_by(Alert.seq).limit(batch)
             async with self._sessions() as session:
-                rows = list(await session.scalars(query))
+                rows = list(await session.scalars(query.where(order > after).order_by(order).limit(batch)))
             if not rows:
                 return
             yield rows
             after = rows[-1].seq
+
+    def _bounded(self, where: AlertFilter) -> bool:
+        """Whether :meth:`search` must bound this filter's search: a text that no index serves."""
+        return bool(where.text) and (self._text_index is TextIndex.NONE or not usable_for(where.text or ""))
+
+    def _ordered(self, where: AlertFilter) -> tuple[Select[Alert], ColumnElement[int]]:
+        """The filter's query, and the column that puts it in storage order.
+
+        That column is ``seq``, except on SQLite with a text the FTS5 table can
+        serve: the table is joined in and its rowid (the same number) orders
+        the query, which is what lets SQLite read the matches from the index
+        newest first and stop after a page, rather than collect and sort them.
+        SQLite takes that order once it has statistics (``relay.store.statistics``);
+        without, it guesses that another index of ``alert`` yields a few rows and
+        probes the FTS5 table once per row of it instead.
+        """
+        query = _filtered(where)
+        if where.text and self._text_index is TextIndex.FTS5 and usable_for(where.text):
+            pattern = fts_pattern(where.text)
+            query = query.join(ALERT_TEXT, ALERT_TEXT.c.rowid == Alert.seq).where(ALERT_TEXT.c.message.like(pattern))
+            return query, ALERT_TEXT.c.rowid
+        return query, Alert.seq.expression
 
     async def stream_seq_of(self, stream_id: str, alert_id: str) -> int | None:
         """The place of an alert among the alerts of ``stream_id``, or None if there is none such."""
@@ -168,15 +250,24 @@ def matching(where: AlertFilter, *, with_stream: bool = False) -> Select[Alert]:
     ``with_stream`` joins each alert's ``video_stream`` row in any case (for its owner and device name).
     """
     query = _filtered(where)
-    if with_stream and where.user_id is None:
+    if with_stream:
         query = query.join(VideoStream, VideoStream.id == Alert.stream_id)
     return query
 
 
 def _filtered(where: AlertFilter) -> Select[Alert]:
+    """The alerts ``where`` selects, as ``select(Alert)``: every reader's filter, exactly.
+
+    The user's streams are a subquery, not a join: a join lets SQLite start at
+    the streams and read a time window's index once per stream (ten times the
+    work at ten streams); with ``IN`` the alert's own index leads.  An object
+    type up to :data:`~relay.store.models.OBJECT_TYPE_CHARS` long is looked up
+    in the indexed ``objectType`` column; a longer one can only be in the
+    metadata (no REST filter is that long).
+    """
     query = select(Alert)
     if where.user_id is not None:
-        query = query.join(VideoStream, VideoStream.id == Alert.stream_id).where(VideoStream.user_id == where.user_id)
+        query = query.where(Alert.stream_id.in_(select(VideoStream.id).where(VideoStream.user_id == where.user_id)))
     if where.stream_ids:
         query = query.where(Alert.stream_id.in_(list(where.stream_ids)))
     if where.severities:
@@ -185,7 +276,9 @@ def _filtered(where: AlertFilter) -> Select[Alert]:
         query = query.where(Alert.created_at >= where.since)
     if where.until is not None:
         query = query.where(Alert.created_at < where.until)
-    if where.object_type:
+    if where.object_type and len(where.object_type) <= OBJECT_TYPE_CHARS:
+        query = query.where(Alert.object_type == where.object_type)
+    elif where.object_type:
         query = query.where(Alert.meta["objectType"].as_string() == where.object_type)
     if where.text:
         pattern = "%" + where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

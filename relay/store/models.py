@@ -11,6 +11,25 @@ database does with time zones.
 taken from ``video_stream.lastAlertSeq`` under that row's lock inside the
 alert's transaction, so a stream's alerts commit in this order on any number of
 nodes; ``sinceAlertId`` replays by it, and so misses none.
+
+``alert.objectType`` is ``metadata.objectType`` again, as a column of its own so
+that an index can serve the history's object-type filter (a JSON path is not
+indexed the same way on both databases).  It is filled in by a column default
+from the metadata of every insert, so no writer can forget it.
+
+The alert table's indexes each serve a shape of the history queries
+(:mod:`relay.store.alerts`), which all read newest first by ``seq``:
+
+- the primary key ``seq``: no filter, or filters no index serves better; a
+  backward scan stops after a page, and a cursor (``seq < ?``) starts it anywhere;
+- ``ix_alert_stream_seq`` (``streamId``, ``seq``): a stream's alerts in order
+  (``streamId=``, and the replay by ``streamSeq`` uses ``uq_alert_stream_stream_seq``);
+- ``ix_alert_object_type_seq`` (``objectType``, ``seq``): one object type in order;
+- ``ix_alert_created`` (``createdAt``): a time window (``since``/``until``) narrower
+  than the newest alerts, read and then sorted by ``seq``;
+- the text index of the message, outside these models because each database has
+  its own kind (:mod:`relay.store.search`): a trigram FTS5 table on SQLite, a
+  ``pg_trgm`` GIN index on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -32,6 +51,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from relay.clock import utcnow
@@ -107,6 +127,27 @@ class VideoStream(Base):
     """The relay node whose connection is the stream's producer while it is not ``offline``."""
 
 
+OBJECT_TYPE_CHARS = 200
+"""The longest object type kept in ``alert.objectType``.
+
+It is the longest ``objectType`` filter ``GET /api/alerts`` takes, so a longer
+one can only be matched by the JSON (see ``relay.store.alerts``); the bound keeps
+index entries small whatever a client puts in its metadata.
+"""
+
+
+def object_type_of(metadata: object) -> str | None:
+    """An alert's ``metadata.objectType`` as ``alert.objectType`` keeps it: a string of at most 200 characters."""
+    value = metadata.get("objectType") if isinstance(metadata, dict) else None
+    return value if isinstance(value, str) and len(value) <= OBJECT_TYPE_CHARS else None
+
+
+def _object_type_default(context: DefaultExecutionContext) -> str | None:
+    """The column default: every insert, ORM or Core, one row or many, fills ``objectType`` in."""
+    parameters = context.get_current_parameters()  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy 2.1
+    return object_type_of(parameters.get("metadata"))
+
+
 class Alert(Base):
     __tablename__ = "alert"
     __table_args__ = (
@@ -114,6 +155,7 @@ class Alert(Base):
         UniqueConstraint("streamId", "streamSeq", name="uq_alert_stream_stream_seq"),
         Index("ix_alert_stream_seq", "streamId", "seq"),
         Index("ix_alert_created", "createdAt"),
+        Index("ix_alert_object_type_seq", "objectType", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
@@ -126,3 +168,7 @@ class Alert(Base):
     timestamp: Mapped[int] = mapped_column(BigInteger)
     ref: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
+    object_type: Mapped[str | None] = mapped_column(
+        "objectType", String(OBJECT_TYPE_CHARS), default=_object_type_default
+    )
+    """:func:`object_type_of` the metadata, filled in on insert."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from sqlalchemy import text
 
-from relay.store import Store
+from relay.store import AlertFilter, Store
 from relay.store.database import alembic_config, create_engine
 from relay.wire import AlertIn
 from tests.support import postgres_schema, service_url
@@ -65,5 +66,56 @@ async def test_0002_numbers_each_streams_existing_alerts_in_storage_order(empty_
         assert added.alert.stream_seq == 4, "numbering goes on where the migration left it"
         first = await store.alerts.add(AlertIn("stream_empty", "high", "first", {}, 2))
         assert first.alert.stream_seq == 1
+    finally:
+        await store.close()
+
+
+async def test_0004_gives_existing_alerts_their_object_type_and_a_text_index(empty_database_url: str) -> None:
+    alert = (
+        'INSERT INTO alert (id, "streamId", "streamSeq", severity, message, metadata, timestamp, "createdAt") '
+        "VALUES ('{id}', 'stream_a', {n}, 'low', '{message}', '{metadata}', 1, '2026-12-01 10:00:00')"
+    )
+    rows = [
+        ("Person at the front door", '{"objectType": "person", "confidence": 0.9}'),
+        ("Car in the driveway", '{"objectType": "car"}'),
+        ("Motion in the garden", "{}"),
+        ("A long one", '{"objectType": "' + "x" * 201 + '"}'),
+        ("A number", '{"objectType": 5}'),
+    ]
+    await at_revision(
+        empty_database_url,
+        "0003",
+        """INSERT INTO "user" (id, username, "createdAt") VALUES ('user_a', 'ana', '2026-12-01 10:00:00')""",
+        'INSERT INTO video_stream (id, "userId", "deviceName", "deviceType", status, metadata, "createdAt", '
+        "\"updatedAt\", \"lastAlertSeq\") VALUES ('stream_a', 'user_a', 'cam', 'mobile', 'offline', '{}', "
+        "'2026-12-01 10:00:00', '2026-12-01 10:00:00', 5)",
+        *(
+            alert.format(id=f"alert_{n}", n=n + 1, message=message, metadata=metadata)
+            for n, (message, metadata) in enumerate(rows)
+        ),
+    )
+    store = await Store.open(empty_database_url)  # upgrades to the newest revision, as a relay does
+    try:
+        async with store.engine.connect() as connection:
+            kept = (await connection.execute(text('SELECT id, "objectType" FROM alert ORDER BY seq'))).all()
+        assert [tuple(row) for row in kept] == [
+            ("alert_0", "person"),
+            ("alert_1", "car"),
+            ("alert_2", None),
+            ("alert_3", None),  # longer than any filter: only the metadata has it
+            ("alert_4", None),  # not a string: the relay never stored such, and no filter is a number
+        ]
+
+        async def ids(**fields: Any) -> list[str]:
+            page = await store.alerts.search(AlertFilter(user_id="user_a", **fields), limit=10)
+            return [row.id for row in page.alerts]
+
+        assert await ids(object_type="car") == ["alert_1"]
+        assert await ids(object_type="x" * 201) == ["alert_3"]
+        assert await ids(text="FRONT DOOR") == ["alert_0"], "existing messages are in the text index"
+        added = await store.alerts.add(AlertIn("stream_a", "high", "Car at the front door", {"objectType": "car"}, 2))
+        assert await ids(text="front door") == [added.alert.id, "alert_0"]
+        assert await ids(object_type="car") == [added.alert.id, "alert_1"]
+        assert await store.alerts.count(AlertFilter(text="the")) == 4
     finally:
         await store.close()

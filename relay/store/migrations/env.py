@@ -10,12 +10,15 @@ from sqlalchemy import Connection
 
 from relay.store.database import create_engine, database_url_from_env
 from relay.store.models import Base
+from relay.store.search import include_name
 
 target_metadata = Base.metadata
 
 
 def run_with(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, render_as_batch=True, include_name=include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -28,7 +31,9 @@ async def run_from_environment() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=database_url_from_env(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=database_url_from_env(), target_metadata=target_metadata, literal_binds=True, include_name=include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

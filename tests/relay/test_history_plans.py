@@ -1,0 +1,84 @@
+"""History queries keep fast plans after a bulk import, because statistics are kept current.
+
+A bulk import (Core inserts, as ``benchmarks.history_rest`` seeds) leaves the
+database without statistics for the new rows: PostgreSQL here has no
+autovacuum, SQLite never gathers any by itself.  The next process to open the
+store analyses it; these tests read the plans the relay's own queries get then.
+Plans, not times: a shared machine gives no stable times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from benchmarks.history_rest import seed
+from relay.store import AlertFilter, Store
+from relay.store.models import User
+from tests.support import GUARD, running_relay
+
+IMPORTED = 20_000
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements (and parameters) ``engine`` sends meanwhile."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def plan_of_page(store: Store, where: AlertFilter, before_seq: int) -> str:
+    """The database's plan for the query :meth:`Alerts.page` sends for this page."""
+    with statements(store.engine) as sent:
+        await store.alerts.page(where, limit=51, before_seq=before_seq)
+    (statement, parameters) = next((s, p) for s, p in sent if s.lstrip().startswith("SELECT alert.seq"))
+    explain = "EXPLAIN QUERY PLAN " if store.engine.dialect.name == "sqlite" else "EXPLAIN "
+    async with store.engine.connect() as connection:
+        rows = (await connection.exec_driver_sql(explain + statement, parameters)).all()
+    return "\n".join(str(row[-1] if store.engine.dialect.name == "sqlite" else row[0]) for row in rows)
+
+
+async def test_a_bulk_import_is_analysed_when_the_store_opens_and_page_two_plans_fast(database_url: str) -> None:
+    await seed(database_url, IMPORTED, progress=False)
+    store = await Store.open(database_url)
+    try:
+        assert not await store.statistics.stale(), "opening the store analysed the import"
+        async with store.engine.connect() as connection:
+            user_id = await connection.scalar(select(User.id))
+        second_page = IMPORTED - 50
+        if store.engine.dialect.name == "postgresql":
+            plan = await plan_of_page(store, AlertFilter(user_id=user_id), second_page)
+            assert "Index Scan Backward using alert_pkey on alert" in plan, plan
+            assert "Sort" not in plan, plan
+            assert "Seq Scan on alert" not in plan, plan
+        else:
+            plan = await plan_of_page(store, AlertFilter(user_id=user_id, text="garage"), second_page)
+            first, *_ = plan.splitlines()
+            assert first.startswith("SCAN alert_text VIRTUAL TABLE"), plan  # the FTS5 matches, newest first
+            assert "TEMP B-TREE" not in plan, plan
+    finally:
+        await store.close()
+
+
+async def test_the_relay_analyses_what_was_imported_while_it_runs(database_url: str) -> None:
+    async with running_relay(database_url, ping_interval=0, statistics_interval=0.2) as harness:
+        await seed(database_url, IMPORTED, progress=False)
+        statistics = harness.relay.store.statistics
+        async with asyncio.timeout(GUARD):  # the relay checks every 0.2 s
+            while True:
+                if not await statistics.stale():
+                    break
+                await asyncio.sleep(0.05)
