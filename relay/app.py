@@ -30,7 +30,7 @@ from relay.identity.logins import LoginGuard
 from relay.identity.tokens import TokenVerifier
 from relay.logs import install_redaction
 from relay.ratelimit import KeyedBudgets, Quota
-from relay.rest.alerts import AlertsHandler, ExportHandler
+from relay.rest.alerts import AlertsHandler, ExportHandler, ReportHandler
 from relay.rest.analytics import AnalyticsHandler, AnalyticsRefreshHandler
 from relay.rest.auth import TokenHandler
 from relay.rest.base import NotFoundHandler
@@ -177,6 +177,7 @@ class Relay:
             (r"/api/streams/ws", UpgradeHandler, node),
             (r"/api/alerts", AlertsHandler, node),
             (r"/api/alerts/export", ExportHandler, node),
+            (r"/api/alerts/report", ReportHandler, node),
             (r"/api/analytics/refresh", AnalyticsRefreshHandler, node),
             (r"/api/analytics/(?P<name>[^/]+)", AnalyticsHandler, node),
             (r"/api/.*", NotFoundHandler, node),

@@ -200,26 +200,29 @@ def _export_partitioned(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import pyarrow as pa
-
-    from relay.history import report, table
+    from relay.history import partitioned, report
+    from relay.history.analytics import Analytics
+    from relay.history.service import EVERYONE
 
     _check_writable(args.out)
     engine, where = asyncio.run(_history_source(args))
+    settings = Settings.from_env(database_url=args.database_url)
+    folder = settings.analytics_folder()
     try:
-        with engine.connect() as connection:
-            alerts = pa.Table.from_batches(table.batches(connection, where), schema=table.SCHEMA)
+        partitioned.refresh(engine, folder, EVERYONE)  # the relay's own analytics copy, brought up to date
     finally:
         engine.dispose()
-    frame = alerts.to_pandas().astype({"severity": "string"})
-    names = dict(zip(frame["streamId"], frame["deviceName"], strict=True))
-    page = report.render(
-        frame, title="Vigil Relay alert report", since=args.since, until=args.until, stream_names=names
-    )
+    analytics = Analytics(folder)
+    try:
+        answers = report.gather(analytics.run, where)
+    finally:
+        analytics.close()
+    page = report.render(answers, title="Vigil Relay alert report", since=args.since, until=args.until)
     partial = args.out.with_name(args.out.name + ".partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(args.out)
-    print(f"wrote a report of {len(frame)} alerts to {args.out}", file=sys.stderr)
+    alerts = answers["totals"].rows[0][0]
+    print(f"wrote a report of {alerts} alerts to {args.out} (analytics copy: {folder})", file=sys.stderr)
     return 0
 
 

@@ -49,7 +49,7 @@ class Query:
     sql: str
 
 
-_ISO = "'%Y-%m-%dT%H:%M:%S.%gZ'"
+ISO_FORMAT = "'%Y-%m-%dT%H:%M:%S.%gZ'"
 """DuckDB's strftime for the API's time format (``%g``: milliseconds): times leave DuckDB as text."""
 _SEVERITY_ORDER = "CASE severity WHEN 'low' THEN 1 WHEN 'medium' THEN 2 WHEN 'high' THEN 3 ELSE 4 END"
 
@@ -60,7 +60,7 @@ QUERIES: Final = {
             "alerts-per-hour",
             "Alerts per hour (UTC) and stream; hours without alerts are left out.",
             ("hour", "streamId", "alerts"),
-            f"""SELECT strftime(time_bucket(INTERVAL 1 HOUR, ts), {_ISO}) AS hour, streamId, count(*) AS alerts
+            f"""SELECT strftime(time_bucket(INTERVAL 1 HOUR, ts), {ISO_FORMAT}) AS hour, streamId, count(*) AS alerts
                 FROM alerts GROUP BY ALL ORDER BY hour, streamId""",
         ),
         Query(
@@ -132,7 +132,7 @@ QUERIES: Final = {
                     SELECT streamId, hour(hour) AS hourOfDay, avg(alerts) AS mean, stddev_pop(alerts) AS spread,
                            count(*) AS days
                     FROM filled GROUP BY ALL)
-                SELECT f.streamId, strftime(f.hour, {_ISO}) AS hour, f.alerts, round(u.mean, 2) AS expected,
+                SELECT f.streamId, strftime(f.hour, {ISO_FORMAT}) AS hour, f.alerts, round(u.mean, 2) AS expected,
                        round(u.mean + {UNUSUAL_SIGMAS} * u.spread, 2) AS threshold
                 FROM filled f JOIN usual u ON u.streamId = f.streamId AND u.hourOfDay = hour(f.hour)
                 WHERE f.alerts >= {UNUSUAL_MIN_ALERTS} AND f.alerts > u.mean + {UNUSUAL_SIGMAS} * u.spread
@@ -142,21 +142,6 @@ QUERIES: Final = {
     )
 }
 """The named queries of ``GET /api/analytics/{name}`` (names and columns fixed by the contract's shape)."""
-
-LATEST_SERIOUS = Query(
-    "latest-serious",
-    "The latest high and critical alerts (for reports).",
-    ("createdAt", "severity", "streamId", "deviceName", "message", "objectType", "confidence", "id"),
-    f"""SELECT strftime(ts, {_ISO}) AS createdAt, severity, streamId, deviceName, message, objectType, confidence, id
-        FROM alerts WHERE severity IN ('high', 'critical') ORDER BY seq DESC LIMIT 25""",
-)
-TOTALS = Query(
-    "totals",
-    "How many alerts, on how many streams, from when to when (for reports).",
-    ("alerts", "streams", "first", "last"),
-    f"SELECT count(*) AS alerts, count(DISTINCT streamId) AS streams, strftime(min(ts), {_ISO}) AS first, "
-    f"strftime(max(ts), {_ISO}) AS last FROM alerts",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,212 +1,145 @@
-"""``relay report``: alert history as one self-contained HTML page with plots.
+"""The alert report: one self-contained HTML file with the analytics of a period, built from the DuckDB queries.
 
-The page needs no server and no network: BokehJS is inlined, so the file can be
-mailed or archived as it is.  It reads the same table as the export
-(:func:`relay.export.to_frame`), so the report and an exported file always agree.
+``relay report``, ``GET /api/alerts/report`` and the workbench's Report buttons
+make it.  It draws the answers of the named queries
+(:mod:`relay.history.analytics`) with the charts of the Analytics page
+(:mod:`relay.history.charts`), so the report, the page and
+``GET /api/analytics/{name}`` agree, and adds what a reader of a mailed report
+wants besides: the period's summary, the unusual hours as a list, the latest
+serious alerts.  BokehJS is inlined: the file opens offline, anywhere.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 from relay.clock import iso
+from relay.history import charts
+from relay.history.analytics import ISO_FORMAT, QUERIES, Answer, Query
 from relay.history.palette import SEVERITY_COLOURS
+from relay.store import AlertFilter
 from relay.wire import SEVERITIES
 
-if TYPE_CHECKING:
-    import pandas as pd
-    from bokeh.model import Model
-
-RECENT_ROWS: Final = 25
-MAX_BUCKETS: Final = 60
-BUCKETS: Final = (
-    (1, "second"),
-    (10, "10 seconds"),
-    (60, "minute"),
-    (600, "10 minutes"),
-    (3600, "hour"),
-    (6 * 3600, "6 hours"),
-    (86400, "day"),
-    (7 * 86400, "week"),
+LATEST_SERIOUS: Final = Query(
+    "latest-serious",
+    "The latest high and critical alerts.",
+    ("createdAt", "severity", "streamId", "message", "objectType", "confidence"),
+    f"""SELECT strftime(ts, {ISO_FORMAT}) AS createdAt, severity, streamId, message, objectType, confidence
+        FROM alerts WHERE severity IN ('high', 'critical') ORDER BY seq DESC LIMIT 25""",
 )
-"""Sizes of the time buckets of the first plot; the smallest giving at most MAX_BUCKETS bars wins."""
+TOTALS: Final = Query(
+    "totals",
+    "How many alerts, on how many streams, from when to when.",
+    ("alerts", "streams", "first", "last"),
+    f"""SELECT count(*) AS alerts, count(DISTINCT streamId) AS streams, strftime(min(ts), {ISO_FORMAT}) AS first,
+               strftime(max(ts), {ISO_FORMAT}) AS last
+        FROM alerts""",
+)
+STREAM_NAMES: Final = Query(
+    "stream-names",
+    "Each stream's device name.",
+    ("streamId", "deviceName"),
+    "SELECT streamId, any_value(deviceName) AS deviceName FROM alerts GROUP BY streamId",
+)
+REPORT_QUERIES: Final = (*QUERIES.values(), LATEST_SERIOUS, TOTALS, STREAM_NAMES)
+
+Runner = Callable[[Query, AlertFilter], Answer]
+"""Runs a query for a filter: :meth:`relay.history.analytics.Analytics.run`."""
 
 
-def render(
-    alerts: pd.DataFrame,
-    *,
-    title: str,
-    since: datetime | None,
-    until: datetime | None,
-    stream_names: Mapping[str, str] | None = None,
-) -> str:
-    """The whole HTML page for the alerts in ``alerts`` (an export table).
+def gather(run: Runner, where: AlertFilter) -> dict[str, Answer]:
+    """Every answer a report shows, by query name."""
+    return {query.name: run(query, where) for query in REPORT_QUERIES}
 
-    ``stream_names`` labels streams by device name ("Loading dock (stream_…)").
-    """
-    names = stream_names or {}
-    alerts = alerts.assign(stream=alerts["streamId"].map(lambda s: f"{names[s]} ({s})" if s in names else s))
+
+def stream_labels(answers: Mapping[str, Answer]) -> dict[str, str]:
+    """ "Loading dock (stream_…)" for each stream, as the report names them."""
+    return {str(stream): f"{name} ({stream})" if name else str(stream) for stream, name in answers["stream-names"].rows}
+
+
+def render(answers: Mapping[str, Answer], *, title: str, since: datetime | None, until: datetime | None) -> str:
+    """The whole HTML page of ``answers`` (from :func:`gather`)."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
     from bokeh.models.widgets import Div
     from bokeh.resources import INLINE
 
-    summary = Div(text=_summary_html(alerts, since, until), sizing_mode="stretch_width")
-    if alerts.empty:
-        body: Model = column(summary, sizing_mode="stretch_width")
-    else:
-        body = column(
-            summary,
-            _over_time(alerts),
-            row(_by_stream(alerts), _by_object_type(alerts), sizing_mode="stretch_width"),
-            _confidence(alerts),
-            Div(text=_recent_html(alerts), sizing_mode="stretch_width"),
+    names = stream_labels(answers)
+    summary = Div(text=_summary_html(answers, since, until), sizing_mode="stretch_width")
+    alerts = answers["totals"].rows[0][0] if answers["totals"].rows else 0
+    if not alerts:
+        return file_html(column(summary, sizing_mode="stretch_width"), resources=INLINE, title=title)
+    over_time, _ = charts.alerts_over_time(answers["alerts-per-hour"], answers["unusual-hours"], names)
+    body = column(
+        summary,
+        over_time,
+        Div(text=_unusual_html(answers["unusual-hours"], names), sizing_mode="stretch_width"),
+        row(
+            charts.severity_mix(answers["severity-mix"], names),
+            charts.top_object_types(answers["top-object-types"]),
             sizing_mode="stretch_width",
-        )
+        ),
+        row(
+            charts.confidence_histogram(answers["confidence-histogram"]),
+            charts.hour_of_week(answers["hour-of-week"]),
+            sizing_mode="stretch_width",
+        ),
+        charts.time_between_alerts(answers["time-between-alerts"], names),
+        Div(text=_latest_html(answers["latest-serious"], names), sizing_mode="stretch_width"),
+        sizing_mode="stretch_width",
+    )
     return file_html(body, resources=INLINE, title=title)
 
 
-def _summary_html(alerts: pd.DataFrame, since: datetime | None, until: datetime | None) -> str:
-    first = _when(alerts["createdAt"].min()) if not alerts.empty else None
-    last = _when(alerts["createdAt"].max()) if not alerts.empty else None
-    counts = alerts["severity"].value_counts()
+def _summary_html(answers: Mapping[str, Answer], since: datetime | None, until: datetime | None) -> str:
+    alerts, streams, first, last = answers["totals"].rows[0] if answers["totals"].rows else (0, 0, None, None)
+    by_severity = {severity: 0 for severity in SEVERITIES}
+    for _stream, severity, count, _share in answers["severity-mix"].rows:
+        by_severity[str(severity)] = by_severity.get(str(severity), 0) + int(count)
     cells = "".join(
-        f'<td style="padding:4px 12px;border-left:6px solid {SEVERITY_COLOURS[s]}">'
-        f"<b>{int(counts.get(s, 0))}</b> {s}</td>"
-        for s in SEVERITIES
+        f'<td style="padding:4px 12px;border-left:6px solid {SEVERITY_COLOURS[severity]}">'
+        f"<b>{by_severity[severity]}</b> {severity}</td>"
+        for severity in SEVERITIES
     )
     window = f"{iso(since) if since else 'the beginning'} to {iso(until) if until else 'now'}"
-    span = f"first {first}, last {last}" if first else "no alerts in this window"
+    span = f"first {first}, last {last}" if alerts else "no alerts in this window"
+    unusual = len(answers["unusual-hours"].rows)
     return (
-        f"<h1>Alert report</h1><p>Alerts stored from {html.escape(window)}: <b>{len(alerts)}</b> "
-        f"on {alerts['stream'].nunique()} streams ({html.escape(span)}).</p><table><tr>{cells}</tr></table>"
+        f"<h1>Alert report</h1><p>Alerts stored from {html.escape(window)}: <b>{alerts}</b> on {streams} streams "
+        f"({html.escape(span)}); <b>{unusual}</b> unusual hours.</p><table><tr>{cells}</tr></table>"
     )
 
 
-def _over_time(alerts: pd.DataFrame) -> Model:
-    """Alerts per time bucket, stacked by severity; the bucket follows the span of the data."""
-    from bokeh.models import HoverTool
-    from bokeh.plotting import figure
-
-    span = (alerts["createdAt"].max() - alerts["createdAt"].min()).total_seconds()
-    seconds, label = next(
-        ((size, name) for size, name in BUCKETS if span / size <= MAX_BUCKETS), (BUCKETS[-1][0], BUCKETS[-1][1])
-    )
-    bucket = f"{seconds}s"
-    counts = (
-        alerts.assign(bucket=alerts["createdAt"].dt.floor(bucket).dt.tz_localize(None))
-        .pivot_table(index="bucket", columns="severity", values="id", aggfunc="count", fill_value=0)
-        .reindex(columns=list(SEVERITIES), fill_value=0)
-    )
-    plot = figure(
-        title=f"Alerts per {label} by severity",
-        x_axis_type="datetime",
-        height=280,
-        sizing_mode="stretch_width",
-        tools="xpan,xwheel_zoom,reset,save",
-    )
-    source = {"bucket": list(counts.index), **{s: list(counts[s]) for s in SEVERITIES}}
-    plot.vbar_stack(
-        list(SEVERITIES),
-        x="bucket",
-        width=seconds * 1000 * 0.9,
-        source=source,
-        color=[SEVERITY_COLOURS[s] for s in SEVERITIES],
-        legend_label=list(SEVERITIES),
-    )
-    plot.add_tools(
-        HoverTool(
-            tooltips=[("time", "@bucket{%F %T}"), *[(s, f"@{s}") for s in SEVERITIES]],
-            formatters={"@bucket": "datetime"},
-        )
-    )
-    plot.legend.location = "top_left"
-    plot.yaxis.axis_label = "alerts"
-    return plot
-
-
-def _by_stream(alerts: pd.DataFrame) -> Model:
-    from bokeh.models import FactorRange
-    from bokeh.plotting import figure
-
-    counts = (
-        alerts.pivot_table(index="stream", columns="severity", values="id", aggfunc="count", fill_value=0)
-        .reindex(columns=list(SEVERITIES), fill_value=0)
-        .assign(total=lambda frame: frame.sum(axis=1))
-        .sort_values("total")
-        .tail(20)
-    )
-    streams = [str(s) for s in counts.index]
-    plot = figure(
-        y_range=FactorRange(factors=streams),
-        title="Alerts by stream (top 20)",
-        height=max(200, 26 * len(streams) + 60),
-        sizing_mode="stretch_width",
-        tools="save",
-    )
-    source = {"stream": streams, **{s: list(counts[s]) for s in SEVERITIES}}
-    plot.hbar_stack(
-        list(SEVERITIES), y="stream", height=0.8, source=source, color=[SEVERITY_COLOURS[s] for s in SEVERITIES]
-    )
-    plot.xaxis.axis_label = "alerts"
-    return plot
-
-
-def _by_object_type(alerts: pd.DataFrame) -> Model:
-    from bokeh.models import FactorRange
-    from bokeh.plotting import figure
-
-    counts = alerts["objectType"].fillna("(none)").value_counts().sort_values().tail(15)
-    kinds = [str(k) for k in counts.index]
-    plot = figure(
-        y_range=FactorRange(factors=kinds),
-        title="Alerts by object type",
-        height=max(200, 26 * len(kinds) + 60),
-        sizing_mode="stretch_width",
-        tools="save",
-    )
-    plot.hbar(y=kinds, right=list(counts), height=0.8, color="#4c78a8")
-    plot.xaxis.axis_label = "alerts"
-    return plot
-
-
-def _confidence(alerts: pd.DataFrame) -> Model:
-    import numpy as np
-    from bokeh.plotting import figure
-
-    confidences = alerts["confidence"].dropna().to_numpy()
-    plot = figure(title="Detector confidence", height=220, sizing_mode="stretch_width", tools="save")
-    counts, edges = np.histogram(confidences, bins=20, range=(0.0, 1.0))
-    plot.quad(top=counts, bottom=0, left=edges[:-1], right=edges[1:], color="#72b7b2", line_color="white")
-    plot.xaxis.axis_label = "confidence (alerts without one are left out)"
-    plot.yaxis.axis_label = "alerts"
-    return plot
-
-
-def _recent_html(alerts: pd.DataFrame) -> str:
-    serious = alerts[alerts["severity"].isin(["high", "critical"])].sort_values("createdAt", ascending=False)
-    latest = serious.head(RECENT_ROWS)
+def _unusual_html(unusual: Answer, names: Mapping[str, str]) -> str:
+    if not unusual.rows:
+        return "<h2>Unusual hours</h2><p>None: every stream kept to its usual numbers for the time of day.</p>"
     rows = "".join(
-        f"<tr><td>{_when(stored)}</td>"
-        f'<td style="color:{SEVERITY_COLOURS[str(severity)]}"><b>{html.escape(str(severity))}</b></td>'
-        f"<td>{html.escape(str(stream))}</td><td>{html.escape(str(message))}</td></tr>"
-        for stored, severity, stream, message in zip(
-            latest["createdAt"], latest["severity"], latest["stream"], latest["message"], strict=True
-        )
+        f"<tr><td>{html.escape(str(hour))}</td><td>{html.escape(charts.label(names, str(stream)))}</td>"
+        f"<td><b>{alerts}</b></td><td>{expected}</td><td>{threshold}</td></tr>"
+        for stream, hour, alerts, expected, threshold in unusual.rows
     )
-    if not rows:
-        return "<h2>Latest high and critical alerts</h2><p>None.</p>"
     return (
-        f"<h2>Latest high and critical alerts</h2><table><tr><th>stored</th><th>severity</th><th>stream</th>"
-        f"<th>message</th></tr>{rows}</table>"
+        "<h2>Unusual hours</h2><p>Hours in which a stream raised far more alerts than it usually does at that "
+        "time of day (more than the mean plus three standard deviations).</p>"
+        "<table><tr><th>hour (UTC)</th><th>stream</th><th>alerts</th><th>usual</th><th>threshold</th></tr>"
+        f"{rows}</table>"
     )
 
 
-def _when(value: Any) -> str:
-    """A pandas timestamp as the API writes times."""
-    import pandas as pd
-
-    return iso(pd.Timestamp(value).to_pydatetime()) or ""
+def _latest_html(latest: Answer, names: Mapping[str, str]) -> str:
+    if not latest.rows:
+        return "<h2>Latest high and critical alerts</h2><p>None.</p>"
+    rows = "".join(
+        f"<tr><td>{html.escape(str(stored))}</td>"
+        f'<td style="color:{SEVERITY_COLOURS.get(str(severity), "#333")}"><b>{html.escape(str(severity))}</b></td>'
+        f"<td>{html.escape(charts.label(names, str(stream)))}</td><td>{html.escape(str(message))}</td>"
+        f"<td>{html.escape(str(kind or ''))}</td><td>{'' if confidence is None else f'{confidence:.2f}'}</td></tr>"
+        for stored, severity, stream, message, kind, confidence in latest.rows
+    )
+    return (
+        "<h2>Latest high and critical alerts</h2><table><tr><th>stored (UTC)</th><th>severity</th><th>stream</th>"
+        f"<th>message</th><th>object</th><th>confidence</th></tr>{rows}</table>"
+    )

@@ -18,6 +18,7 @@ analytics never need a manual step and never touch the live database.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import AsyncGenerator
@@ -28,7 +29,7 @@ from typing import Final
 
 from sqlalchemy import Engine
 
-from relay.history import export, partitioned
+from relay.history import export, partitioned, report
 from relay.history.analytics import Analytics, Answer, Query
 from relay.history.formats import ExportFormat
 from relay.store import AlertFilter
@@ -41,6 +42,7 @@ EXPORT_ROWS_PER_BATCH: Final = 10_000
 MAX_EXPORTS: Final = 4
 MAX_EXPORTS_PER_USER: Final = 2
 QUERY_THREADS: Final = 2
+REPORT_TITLE: Final = "Vigil Relay alert report"
 EVERYONE: Final = AlertFilter()
 """The analytics copy holds every user's alerts; each query filters by its user."""
 
@@ -141,9 +143,22 @@ class History:
 
     async def query(self, query: Query | str, where: AlertFilter) -> Answer:
         """A named query over the analytics copy, in a thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self.analytics.run, query, where)
+
+    async def report(self, where: AlertFilter, *, title: str = REPORT_TITLE) -> str:
+        """The HTML report of what ``where`` selects, from an analytics copy brought up to date first."""
+        await self.refresh()
+        loop = asyncio.get_running_loop()
+        answers = await loop.run_in_executor(self._threads, report.gather, self.analytics.run, where)
+        render = functools.partial(report.render, answers, title=title, since=where.since, until=where.until)
+        return await loop.run_in_executor(self._threads, render)
+
+    @property
+    def analytics(self) -> Analytics:
+        """The queries over this node's analytics copy (for the workbench's pages, in the same process)."""
         if self._analytics is None:
             self._analytics = Analytics(self.analytics_folder)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._analytics.run, query, where)
+        return self._analytics
 
     async def _refresh_forever(self) -> None:
         while True:

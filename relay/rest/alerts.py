@@ -160,3 +160,15 @@ class ExportHandler(AlertQueryMixin):
                     cast(HTTP1Connection, self.request.connection).close()
                     return
         self.finish()
+
+
+class ReportHandler(AlertQueryMixin):
+    """The HTML report of the alerts the filters select, as an attachment (it opens offline)."""
+
+    async def get(self) -> None:
+        where = await self.alert_filter()
+        page = await self.node.history.report(where)
+        stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="alert-report-{stamp}.html"')
+        self.finish(page.encode())

@@ -193,6 +193,26 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/api/alerts/report": {
+            "get": {
+                "summary": "An HTML report of the alerts matching the filters (self-contained: it opens offline)",
+                "description": (
+                    "The period's summary, the analytics charts, the unusual hours and the latest high and critical "
+                    "alerts, drawn from the answers of /api/analytics/{name} after the analytics copy is brought up "
+                    "to date."
+                ),
+                "parameters": _ALERT_FILTERS,
+                "responses": {
+                    "200": {
+                        "description": "The report, as an attachment.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "400": _error("Invalid filter."),
+                    "404": _error("A streamId that is not the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
         "/api/analytics/{name}": {
             "get": {
                 "summary": "A named analytics query over the caller's alerts (DuckDB over the analytics copy)",

@@ -146,3 +146,24 @@ def test_duckdb_answers_as_pandas_does(seeded_copy: tuple[Path, str], name: str)
         analytics.close()
     assert ours, "the seeded month gives every query something to say"
     assert same_rows(ours, REFERENCE[name](mine))
+
+
+async def test_the_report_draws_the_answers_of_the_callers_streams(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    gate = await relay.stream(token, "Gate <north>")
+    _, other_token = await relay.user()
+    theirs = await relay.stream(other_token, "Somebody else's camera")
+    for day in range(5):
+        await _store(relay, gate, DAY_ONE + timedelta(days=day, hours=9), "critical", objectType="person")
+    await _store(relay, theirs, DAY_ONE, "critical", objectType="dog")
+    response = await relay.api("GET", "/api/alerts/report", token=token)  # no refresh asked: the report does it
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "attachment" in response.headers["Content-Disposition"]
+    page = response.body.decode()
+    assert "&lt;b&gt;5&lt;/b&gt; on 1 streams" in page
+    assert f"Gate &amp;lt;north&amp;gt; ({gate})" in page, "streams by their (escaped) device names"
+    assert "Somebody else" not in page
+    assert "Alerts by hour of the week" in page
+    filtered = await relay.api("GET", f"/api/alerts/report?severity=low&streamId={gate}", token=token)
+    assert "no alerts in this window" in filtered.body.decode()

@@ -77,7 +77,7 @@ async def test_the_cli_works_on_the_database_of_a_running_relay(relay: RelayHarn
 
 
 async def test_relay_report_writes_a_self_contained_page(sqlite_url: str, tmp_path: Path) -> None:
-    """The report reads what the export reads (tested on both databases above): SQLite is enough here."""
+    """The CLI's report: the analytics copy beside the database brought up to date, drawn offline."""
     async with running_relay(sqlite_url, ping_interval=0) as relay:
         _, token = await relay.user("heidi")
         stream_id = await relay.stream(token, "Loading dock")
@@ -97,7 +97,8 @@ async def test_relay_report_writes_a_self_contained_page(sqlite_url: str, tmp_pa
         assert "&lt;b&gt;3&lt;/b&gt; on 1 streams" in page, "the summary counts the alerts"
         assert "smoke &amp;lt;b&amp;gt;near" in page, "messages are escaped in the table of serious alerts"
         assert f"Loading dock ({stream_id})" in page, "streams are labelled by device name"
-        assert "Alerts by stream" in page
+        assert "Severity mix by stream" in page
+        assert "Detector confidence by object type" in page
         empty = tmp_path / "empty.html"
         await run_cli("report", "--out", str(empty), "--since", "2999-01-01T00:00:00Z", "--database-url", sqlite_url)
         assert "no alerts in this window" in empty.read_text()

@@ -1,0 +1,329 @@
+"""Bokeh charts of the analytics answers: one drawing for the workbench's Analytics page and the report.
+
+Each function takes :class:`~relay.history.analytics.Answer` objects (what
+``GET /api/analytics/{name}`` answers) and returns a Bokeh model; the page
+shows it in a pane, the report inlines it in a file.  Drawing from the answers,
+not from rows of alerts, is what makes the page, the report and the API agree.
+
+Streams are labelled through ``names`` (stream id → what to call it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
+
+import pandas as pd
+
+from relay.history.analytics import Answer
+from relay.history.palette import SEVERITY_COLOURS
+from relay.wire import SEVERITIES
+
+if TYPE_CHECKING:
+    from bokeh.models import ColumnDataSource
+    from bokeh.plotting import figure as Figure
+
+UNUSUAL_COLOUR: Final = "#d62728"
+STREAM_COLOURS: Final = (
+    "#4c78a8",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
+    "#f58518",
+    "#e45756",
+)
+"""Vega's category palette: streams get colours of their own, severities keep theirs."""
+MAX_BARS: Final = 400
+BUCKETS: Final = ((1, "hour"), (6, "6 hours"), (24, "day"), (24 * 7, "week"))
+"""Bar widths in hours; the smallest that keeps the over-time chart within MAX_BARS bars wins."""
+TOOLS: Final = "xpan,xwheel_zoom,box_zoom,reset,save"
+
+
+def label(names: Mapping[str, str], stream_id: str) -> str:
+    return names.get(stream_id, stream_id)
+
+
+def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]) -> tuple[Figure, ColumnDataSource]:
+    """Alerts per time bucket stacked by stream, with the unusual hours marked above their bars.
+
+    Returns the figure and the data source of the marks (the page listens to its selection).
+    """
+    from bokeh.models import ColumnDataSource, HoverTool, TapTool
+    from bokeh.plotting import figure
+
+    frame = per_hour.frame()
+    marks = ColumnDataSource({"hour": [], "alerts": [], "stream": [], "streamId": [], "expected": [], "y": []})
+    if frame.empty:
+        empty = figure(
+            x_axis_type="datetime",
+            height=300,
+            sizing_mode="stretch_width",
+            tools=TOOLS,
+            title="Alerts over time: none in this range",
+        )
+        return empty, marks
+    frame["hour"] = pd.to_datetime(frame["hour"]).dt.tz_localize(None)
+    span_hours = (frame["hour"].max() - frame["hour"].min()) / pd.Timedelta(hours=1) + 1
+    hours, name = next(((size, name) for size, name in BUCKETS if span_hours / size <= MAX_BARS), BUCKETS[-1])
+    plot = figure(
+        x_axis_type="datetime",
+        height=300,
+        sizing_mode="stretch_width",
+        tools=TOOLS,
+        title=f"Alerts per {name} (UTC), by stream",
+    )
+    frame["bucket"] = frame["hour"].dt.floor(f"{hours}h")
+    table = frame.pivot_table(index="bucket", columns="streamId", values="alerts", aggfunc="sum", fill_value=0)
+    streams = [str(stream) for stream in table.columns]
+    source = ColumnDataSource({"bucket": list(table.index), **{stream: list(table[stream]) for stream in streams}})
+    stacked = plot.vbar_stack(
+        streams,
+        x="bucket",
+        width=hours * 3_600_000 * 0.9,
+        source=source,
+        color=[STREAM_COLOURS[index % len(STREAM_COLOURS)] for index in range(len(streams))],
+        legend_label=[label(names, stream) for stream in streams],
+    )
+    plot.add_tools(
+        HoverTool(
+            renderers=[*stacked],
+            tooltips=[("from", "@bucket{%F %H:%M} UTC"), ("stream", "$name"), ("alerts", "@$name")],
+            formatters={"@bucket": "datetime"},
+        )
+    )
+    plot.yaxis.axis_label = "alerts"
+    plot.legend.location = "top_left"
+    plot.legend.click_policy = "hide"
+    found = unusual.frame()
+    if not found.empty:
+        found["hour"] = pd.to_datetime(found["hour"]).dt.tz_localize(None)
+        totals = table.sum(axis=1)
+        marks.data = {
+            "hour": list(found["hour"]),
+            "alerts": list(found["alerts"]),
+            "stream": [label(names, stream) for stream in found["streamId"]],
+            "streamId": list(found["streamId"]),
+            "expected": list(found["expected"]),
+            "y": [float(totals.get(moment.floor(f"{hours}h"), 0)) * 1.05 for moment in found["hour"]],
+        }
+        points = plot.scatter(
+            "hour",
+            "y",
+            source=marks,
+            marker="inverted_triangle",
+            size=13,
+            color=UNUSUAL_COLOUR,
+            legend_label="unusual hour",
+        )
+        plot.add_tools(
+            HoverTool(
+                renderers=[points],
+                tooltips=[
+                    ("unusual", "@hour{%F %H:00} UTC"),
+                    ("stream", "@stream"),
+                    ("alerts", "@alerts"),
+                    ("usual", "@expected"),
+                ],
+                formatters={"@hour": "datetime"},
+            ),
+            TapTool(renderers=[points]),
+        )
+    return plot, marks
+
+
+def severity_mix(mix: Answer, names: Mapping[str, str]) -> Figure:
+    """Each stream's alerts by severity, stacked, in the severity colours."""
+    from bokeh.models import FactorRange
+    from bokeh.plotting import figure
+
+    frame = mix.frame()
+    table = frame.pivot_table(index="streamId", columns="severity", values="alerts", aggfunc="sum", fill_value=0)
+    table = table.reindex(columns=list(SEVERITIES), fill_value=0)
+    table = table.assign(total=table.sum(axis=1)).sort_values("total")
+    streams = [label(names, str(stream)) for stream in table.index]
+    plot = figure(
+        y_range=FactorRange(factors=streams),
+        height=max(180, 28 * len(streams) + 70),
+        sizing_mode="stretch_width",
+        title="Severity mix by stream",
+        tools="hover,save",
+        tooltips=[("stream", "@stream"), *[(severity, f"@{severity}") for severity in SEVERITIES]],
+    )
+    if streams:
+        source = {"stream": streams, **{severity: list(table[severity]) for severity in SEVERITIES}}
+        plot.hbar_stack(
+            list(SEVERITIES),
+            y="stream",
+            height=0.8,
+            source=source,
+            color=[SEVERITY_COLOURS[severity] for severity in SEVERITIES],
+            legend_label=list(SEVERITIES),
+        )
+        plot.legend.location = "bottom_right"
+        plot.legend.orientation = "horizontal"
+    plot.xaxis.axis_label = "alerts"
+    return plot
+
+
+def top_object_types(kinds: Answer) -> Figure:
+    from bokeh.models import ColumnDataSource, FactorRange
+    from bokeh.plotting import figure
+
+    frame = kinds.frame().iloc[::-1]
+    names = [str(kind) for kind in frame["objectType"]]
+    plot = figure(
+        y_range=FactorRange(factors=names),
+        height=max(180, 26 * len(names) + 70),
+        sizing_mode="stretch_width",
+        title="Top object types",
+        tools="hover,save",
+        tooltips=[("object", "@kind"), ("alerts", "@alerts"), ("share", "@share{0.0%}")],
+    )
+    source = ColumnDataSource({"kind": names, "alerts": list(frame["alerts"]), "share": list(frame["share"])})
+    plot.hbar(y="kind", right="alerts", height=0.8, color="#4c78a8", source=source)
+    plot.xaxis.axis_label = "alerts"
+    return plot
+
+
+def confidence_histogram(histogram: Answer, *, most: int = 6) -> Figure:
+    """The detector's confidence for the ``most`` commonest object types, as overlaid bars over [0, 1]."""
+    from bokeh.models import ColumnDataSource, Range1d
+    from bokeh.plotting import figure
+
+    frame = histogram.frame()
+    plot = figure(
+        height=260,
+        sizing_mode="stretch_width",
+        title="Detector confidence by object type",
+        tools="hover,save",
+        tooltips=[("object", "@kind"), ("confidence", "@left{0.00}–@right{0.00}"), ("alerts", "@top")],
+        x_range=Range1d(start=0, end=1),
+    )
+    if frame.empty:
+        return plot
+    frame["objectType"] = frame["objectType"].fillna("(none)")
+    common = frame.groupby("objectType")["alerts"].sum().sort_values(ascending=False).head(most).index
+    for index, kind in enumerate(common):
+        rows = frame[frame["objectType"] == kind]
+        source = ColumnDataSource(
+            {
+                "left": list(rows["binStart"]),
+                "right": list(rows["binEnd"]),
+                "top": list(rows["alerts"]),
+                "kind": [str(kind)] * len(rows),
+            }
+        )
+        colour = STREAM_COLOURS[index % len(STREAM_COLOURS)]
+        plot.quad(
+            left="left",
+            right="right",
+            top="top",
+            bottom=0,
+            source=source,
+            fill_color=colour,
+            line_color=colour,
+            fill_alpha=0.3,
+            legend_label=str(kind),
+        )
+    plot.legend.location = "top_left"
+    plot.legend.click_policy = "hide"
+    plot.xaxis.axis_label = "confidence"
+    plot.yaxis.axis_label = "alerts"
+    return plot
+
+
+DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def hour_of_week(week: Answer) -> Figure:
+    """A heat map of the week: days down, hours (UTC) across."""
+    from bokeh.models import ColumnDataSource, FactorRange, LinearColorMapper
+    from bokeh.palettes import Blues256
+    from bokeh.plotting import figure
+
+    frame = week.frame()
+    hours = [f"{hour:02d}" for hour in range(24)]
+    plot = figure(
+        x_range=FactorRange(factors=hours),
+        y_range=FactorRange(factors=list(reversed(DAYS))),
+        height=260,
+        sizing_mode="stretch_width",
+        title="Alerts by hour of the week (UTC)",
+        tools="hover,save",
+        tooltips=[("when", "@day @hour:00"), ("alerts", "@alerts")],
+        x_axis_location="above",
+    )
+    source = ColumnDataSource(
+        {
+            "day": [DAYS[int(day) - 1] for day in frame["dayOfWeek"]],
+            "hour": [f"{int(hour):02d}" for hour in frame["hour"]],
+            "alerts": list(frame["alerts"]),
+        }
+    )
+    mapper = LinearColorMapper(palette=list(reversed(Blues256)), low=0, high=max(1, int(frame["alerts"].max() or 0)))
+    plot.rect(
+        x="hour",
+        y="day",
+        width=1,
+        height=1,
+        source=source,
+        line_color=None,
+        fill_color={"field": "alerts", "transform": mapper},
+    )
+    plot.grid.grid_line_color = None
+    plot.axis.axis_line_color = None
+    return plot
+
+
+def time_between_alerts(gaps: Answer, names: Mapping[str, str]) -> Figure:
+    """Per stream, the mean and the median time from one alert to the next."""
+    from bokeh.models import ColumnDataSource, FactorRange
+    from bokeh.plotting import figure
+    from bokeh.transform import dodge
+
+    frame = gaps.frame().dropna(subset=["meanSeconds"])
+    streams = [label(names, str(stream)) for stream in frame["streamId"]]
+    plot = figure(
+        y_range=FactorRange(factors=streams),
+        height=max(180, 34 * len(streams) + 70),
+        sizing_mode="stretch_width",
+        title="Time between alerts (minutes)",
+        tools="hover,save",
+        tooltips=[
+            ("stream", "@stream"),
+            ("mean", "@mean{0.0} min"),
+            ("median", "@median{0.0} min"),
+            ("alerts", "@alerts"),
+        ],
+    )
+    source = ColumnDataSource(
+        {
+            "stream": streams,
+            "mean": list(frame["meanSeconds"] / 60),
+            "median": list(frame["medianSeconds"] / 60),
+            "alerts": list(frame["alerts"]),
+        }
+    )
+    plot.hbar(
+        y=dodge("stream", 0.18, range=plot.y_range),
+        right="mean",
+        height=0.34,
+        source=source,
+        color="#4c78a8",
+        legend_label="mean",
+    )
+    plot.hbar(
+        y=dodge("stream", -0.18, range=plot.y_range),
+        right="median",
+        height=0.34,
+        source=source,
+        color="#72b7b2",
+        legend_label="median",
+    )
+    plot.legend.location = "bottom_right"
+    plot.xaxis.axis_label = "minutes"
+    return plot
