@@ -74,6 +74,7 @@ class Relay:
         self.history = History(
             settings.database_url, settings.analytics_folder(), refresh_every=settings.analytics_refresh
         )
+        self.hooks.on_alert_stored(lambda _alert: self.history.note_stored())
         self._started = False
         self._statistics: asyncio.Task[None] | None = None
 

@@ -3,7 +3,8 @@
 The page's filters become one :class:`HistoryQuery`.  Its rows are read with
 :meth:`HistoryQuery.alert_filter` through :meth:`relay.store.Alerts.page`, the
 query of ``GET /api/alerts``; its export is ``GET /api/alerts/export`` with
-:meth:`HistoryQuery.export_url`, whose query string the relay turns back into
+:meth:`HistoryQuery.export_url` and its report ``GET /api/alerts/report`` with
+:meth:`HistoryQuery.report_url`, whose query strings the relay turns back into
 the same filter.  Building both from one object is what keeps the table and the
 exported file in agreement.
 """
@@ -18,6 +19,7 @@ from relay.clock import iso
 from relay.store import AlertFilter
 
 EXPORT_PATH = "/api/alerts/export"
+REPORT_PATH = "/api/alerts/report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +53,16 @@ class HistoryQuery:
 
     def export_url(self, format: str) -> str:
         """The URL of ``GET /api/alerts/export`` for these alerts as ``format`` (csv, parquet, json)."""
-        arguments: list[tuple[str, str]] = [("format", format)]
-        arguments += [("streamId", stream_id) for stream_id in self.stream_ids]
+        return f"{EXPORT_PATH}?{urlencode([('format', format), *self._arguments()])}"
+
+    def report_url(self) -> str:
+        """The URL of ``GET /api/alerts/report`` (the HTML report) for these alerts."""
+        arguments = self._arguments()
+        return f"{REPORT_PATH}?{urlencode(arguments)}" if arguments else REPORT_PATH
+
+    def _arguments(self) -> list[tuple[str, str]]:
+        """The query string of the relay's alert filters, as the relay reads it back."""
+        arguments = [("streamId", stream_id) for stream_id in self.stream_ids]
         if self.severities:
             arguments.append(("severity", ",".join(self.severities)))
         for name, moment in (("since", self.since), ("until", self.until)):
@@ -63,4 +73,4 @@ class HistoryQuery:
             arguments.append(("objectType", self.object_type.strip()))
         if self.text.strip():
             arguments.append(("q", self.text.strip()))
-        return f"{EXPORT_PATH}?{urlencode(arguments)}"
+        return arguments

@@ -1,6 +1,6 @@
 """The workbench in one browser tab: the template, its navigation, and what all pages share.
 
-One Panel template holds the three pages (Live, Timeline, History; the page on
+One Panel template holds the four pages (Live, Timeline, History, Analytics; the page on
 screen is kept in the URL as ``?page=``, the others are hidden) and, in its
 header, what belongs on every page: the count of unseen alerts, the analyst's
 name with a logout link, and the invisible alert feed whose alerts become
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from html import escape
 from typing import Final, cast
 
 import panel as pn
 
 from workbench.components.alert_feed import AlertFeed
+from workbench.pages.analytics import AnalyticsPage
 from workbench.pages.history import HistoryPage
 from workbench.pages.live import LivePage
 from workbench.pages.page import Page
@@ -45,7 +47,7 @@ class Workbench:
             sizing_mode="stretch_width",
         )
         self.navigation = pn.widgets.RadioButtonGroup(
-            options=["Live", "Timeline", "History"],
+            options=["Live", "Timeline", "History", "Analytics"],
             value="Live",
             orientation="vertical",
             button_type="primary",
@@ -80,7 +82,16 @@ class Workbench:
             on_alert=session.receive, on_subscribed=session.subscription_started, stream_ids=session.stream_ids
         )
         session.param.watch(lambda _event: setattr(feed, "stream_ids", session.stream_ids), "streams")
-        pages: list[Page] = [LivePage(session), TimelinePage(session), HistoryPage(session)]
+        history = HistoryPage(session)
+
+        def open_history(stream_id: str, since: datetime, until: datetime) -> None:
+            """From an unusual hour on Analytics to its alerts in History."""
+            history.param.update(
+                stream_ids=[stream_id], since=since, until=until, severities=[], object_type="", text=""
+            )
+            self.navigation.value = history.title
+
+        pages: list[Page] = [LivePage(session), TimelinePage(session), history, AnalyticsPage(session, open_history)]
         self._pages = {page.title: page for page in pages}
         self._header.objects = [
             pn.layout.HSpacer(),

@@ -70,6 +70,8 @@ class History:
         self._refreshed = asyncio.Event()
         self.refreshed_at: datetime | None = None
         """When the analytics copy was last brought up to date by this node (None: not yet)."""
+        self.behind = True
+        """Whether this node stored alerts since its last refresh began (so the copy lacks them)."""
 
     @property
     def engine(self) -> Engine:
@@ -126,6 +128,7 @@ class History:
     async def refresh(self) -> partitioned.Refreshed:
         """Bring the analytics copy up to date now; if a run is under way, its outcome."""
         if self._refreshing is None:
+            self.behind = False  # an alert stored from now on may miss this run: it sets it again
             loop = asyncio.get_running_loop()
             self._refreshing = loop.run_in_executor(
                 self._threads, partitioned.refresh, self.engine, self.analytics_folder, EVERYONE
@@ -140,6 +143,10 @@ class History:
                 self._refreshing = None
         self.refreshed_at = done.finished_at
         return done
+
+    def note_stored(self) -> None:
+        """An alert was stored on this node (a hook of the router's): the copy is behind."""
+        self.behind = True
 
     async def query(self, query: Query | str, where: AlertFilter) -> Answer:
         """A named query over the analytics copy, in a thread."""

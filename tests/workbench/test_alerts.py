@@ -141,6 +141,6 @@ def test_device_names_and_alert_text_are_shown_as_text_never_run(workbench: Work
     row = page.locator(".tabulator-row", has_text=f"alert {planted}")
     row.click()
     expect(page.locator(".alert-detail-table:visible")).to_contain_text(planted)
-    page.locator(".choices").click()
-    expect(page.locator(".choices__item--choice", has_text=f"camera {planted}")).to_be_visible()
+    page.locator(".choices:visible").click()
+    expect(page.locator(".choices__item--choice:visible", has_text=f"camera {planted}")).to_be_visible()
     assert page.evaluate("window.planted") is None

@@ -123,8 +123,8 @@ class HistoryPage(Page):
         return HistoryQuery(
             severities=tuple(self.severities),
             stream_ids=tuple(self.stream_ids),
-            since=_as_utc(self.since),
-            until=_as_utc(self.until),
+            since=as_utc(self.since),
+            until=as_utc(self.until),
             object_type=self.object_type,
             text=self.text,
         )
@@ -229,7 +229,7 @@ class HistoryPage(Page):
         self._live_refresh = asyncio.get_running_loop().create_task(refresh_soon())
 
 
-def _as_utc(moment: date | None) -> datetime | None:
+def as_utc(moment: date | None) -> datetime | None:
     """The inputs' naive times are UTC, as the page says; a bare date is its midnight."""
     if moment is None:
         return None
@@ -251,4 +251,5 @@ def _export_links(query: HistoryQuery) -> str:
         f"<a class='export-{format}' href='{escape(query.export_url(format))}' download>{label}</a>"
         for format, label in (("csv", "⬇ CSV"), ("parquet", "⬇ Parquet"))
     )
-    return f"Export these alerts: {links}"
+    report = f"<a class='report-link' href='{escape(query.report_url())}' download>⬇ Report</a>"
+    return f"Export these alerts: {links} · {report}"
