@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nbformat
@@ -13,7 +14,8 @@ import pytest
 from footage import Footage, sample_path
 from nbclient import NotebookClient
 
-from tests.support import RelayHarness
+from relay.wire import AlertIn
+from tests.support import RelayHarness, running_relay
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -71,3 +73,43 @@ async def test_attach_ml_consumer_watches_a_stream_and_sends_an_alert(
         for output in cell.get("outputs", [])
     )
     assert f"alert stored as {alert['id']}" in printed
+
+
+async def test_alert_analytics_asks_the_relay_and_its_own_copy(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user("analyst", password="pw")
+        gate, dock = await relay.stream(token, "Gate"), await relay.stream(token, "Dock")
+        start = datetime(2026, 11, 2, tzinfo=UTC)
+        for hour in range(24 * 5):
+            for stream, count in ((gate, 1 + hour % 3), (dock, 3 if hour == 100 else hour % 2)):
+                for n in range(count * (15 if (stream, hour) == (dock, 100) else 1)):
+                    metadata = {"objectType": ("person", "car")[n % 2], "confidence": 0.5 + (n % 5) / 10}
+                    alert = AlertIn(stream, ("low", "high")[n % 2], "seen", metadata, timestamp=1)
+                    await relay.relay.store.alerts.add(alert, created_at=start + timedelta(hours=hour, minutes=n))
+        for name, value in {
+            "RELAY_URL": relay.base,
+            "RELAY_USERNAME": "analyst",
+            "RELAY_PASSWORD": "pw",
+            "RELAY_DATABASE_URL": sqlite_url,
+            "ANALYTICS_COPY_DIR": str(tmp_path / "copy"),
+        }.items():
+            monkeypatch.setenv(name, value)
+        notebook = nbformat.read(NOTEBOOKS / "alert_analytics.ipynb", as_version=4)
+        client = NotebookClient(
+            notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        )
+        await client.async_execute(env=dict(os.environ))
+
+    printed = "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+    assert "the relay and your copy agree on the severity mix" in printed
+    assert "second run: 0 alerts" in printed, "nothing new: the second run writes nothing"
+    drawn = [output for cell in notebook.cells for output in cell.get("outputs", []) if "data" in output]
+    assert any("application/vnd.bokehjs_exec.v0+json" in output["data"] for output in drawn), "the charts are drawn"
+    assert list((tmp_path / "copy").glob("date=*/alerts.parquet"))
