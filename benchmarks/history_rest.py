@@ -287,7 +287,7 @@ async def database(kind: str) -> AsyncIterator[str]:
 def relay_serve(url: str, folder: Path) -> Any:
     """``relay serve`` on ``url`` on a free port, without a REST rate limit; yields its port."""
     port = free_port()
-    environment = {**os.environ, "RELAY_MAX_REST_PER_SECOND": "0"}
+    environment = {**os.environ, "RELAY_MAX_REST_PER_SECOND": "0", "RELAY_ANALYTICS_DIR": str(folder / "analytics")}
     log = (folder / "relay.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--port", str(port), "--database-url", url, "--log-level", "WARNING"],
