@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from sqlalchemy import make_url
@@ -30,7 +31,14 @@ from relay.identity.logins import LoginGuard
 from relay.identity.tokens import TokenVerifier
 from relay.logs import install_redaction
 from relay.ratelimit import KeyedBudgets, Quota
-from relay.rest.alerts import AlertsHandler, ExportHandler, ReportHandler
+from relay.rest.alerts import (
+    AlertHandler,
+    AlertsHandler,
+    ExportHandler,
+    ReportHandler,
+    ReviewHandler,
+    SnapshotHandler,
+)
 from relay.rest.analytics import AnalyticsHandler, AnalyticsRefreshHandler
 from relay.rest.auth import TokenHandler
 from relay.rest.base import NotFoundHandler
@@ -40,9 +48,11 @@ from relay.rest.openapi import OpenApiHandler
 from relay.rest.streams import ListHandler, RegisterHandler
 from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
+from relay.routing.recent_frames import RecentFrames
 from relay.routing.router import Router
 from relay.routing.status import StatusTracker
 from relay.store import Store
+from relay.store.models import Alert
 from relay.tornado.connection import Connections
 from relay.tornado.handler import UpgradeHandler
 from relay.tornado.heartbeat import Heartbeat
@@ -92,7 +102,12 @@ class Relay:
         settings = self.settings
         self.store = await Store.open(settings.database_url)
         self.broker = broker_for_url(settings.broker_url, self.node_id, liveness_ttl=settings.node_ttl)
-        self.hub = Hub(on_interest=self._interest)
+        frames = RecentFrames(
+            max_frames=settings.snapshot_frames,
+            max_bytes=settings.snapshot_stream_bytes,
+            max_total_bytes=settings.snapshot_node_bytes,
+        )
+        self.hub = Hub(on_interest=self._interest, frames=frames)
         self.continuity = AlertContinuity(self.hub, self.store.alerts)
         await self.broker.start(self.continuity.deliver, on_reconnect=self.continuity.catch_up)
         single_node = is_in_process(settings.broker_url)
@@ -147,6 +162,10 @@ class Relay:
         await self.store.close()
         await self.connections.all_gone(SHUTDOWN_GRACE)
 
+    def announce_reviews(self, alerts: Sequence[Alert]) -> None:
+        """Review changes made over REST, to the streams' dashboards on every node."""
+        self.router.announce_reviews(alerts)
+
     def client_types(self) -> list[str]:
         """The client type of each open connection, for the metrics."""
         return [connection.client_type for connection in self.connections]
@@ -179,6 +198,9 @@ class Relay:
             (r"/api/alerts", AlertsHandler, node),
             (r"/api/alerts/export", ExportHandler, node),
             (r"/api/alerts/report", ReportHandler, node),
+            (r"/api/alerts/review", ReviewHandler, node),
+            (r"/api/alerts/(?P<alert_id>[^/]+)/snapshot", SnapshotHandler, node),
+            (r"/api/alerts/(?P<alert_id>[^/]+)", AlertHandler, node),
             (r"/api/analytics/refresh", AnalyticsRefreshHandler, node),
             (r"/api/analytics/(?P<name>[^/]+)", AnalyticsHandler, node),
             (r"/api/.*", NotFoundHandler, node),

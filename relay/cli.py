@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="instead of a file: Parquet in DIR/date=YYYY-MM-DD/, brought up to date incrementally",
     )
+    exporter.add_argument(
+        "--snapshots",
+        type=Path,
+        metavar="DIR",
+        help="also (or only) the alerts' snapshots, as DIR/ALERT_ID.jpg; files already there are kept",
+    )
     exporter.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
     exporter.add_argument("--since", type=parse_iso, help="stored at or after this ISO time")
     exporter.add_argument("--until", type=parse_iso, help="stored before this ISO time")
@@ -162,12 +168,36 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.snapshots is not None:
+        _check_writable(args.snapshots, folder=True)
     if args.partitioned is not None:
         if args.out is not None or args.format is not None:
             raise ValueError("--partitioned writes a folder of Parquet: give it without --out and --format")
-        return _export_partitioned(args)
-    if args.out is None or args.format is None:
-        raise ValueError("give --format and --out (a file), or --partitioned DIR (a folder)")
+        _export_partitioned(args)
+    elif args.out is not None or args.format is not None or args.snapshots is None:
+        if args.out is None or args.format is None:
+            raise ValueError("give --format and --out (a file), --partitioned DIR (a folder), or --snapshots DIR")
+        _export_file(args)
+    if args.snapshots is not None:
+        _export_snapshots(args)
+    return 0
+
+
+def _export_snapshots(args: argparse.Namespace) -> None:
+    from relay.history import snapshots
+
+    folder: Path = args.snapshots
+    engine, where = asyncio.run(_history_source(args))
+    try:
+        with _progress_bar(snapshots.count(engine, where), f"snapshots to {folder}") as bar:
+            done = snapshots.write(engine, where, folder, progress=bar.update)
+    finally:
+        engine.dispose()
+    kept = f" ({done.already_there} already there)" if done.already_there else ""
+    print(f"wrote {done.written} snapshots to {folder}{kept}", file=sys.stderr)
+
+
+def _export_file(args: argparse.Namespace) -> None:
     from relay.history import export
 
     _check_writable(args.out)
@@ -179,10 +209,9 @@ def _export(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"wrote {total} alerts to {args.out}", file=sys.stderr)
-    return 0
 
 
-def _export_partitioned(args: argparse.Namespace) -> int:
+def _export_partitioned(args: argparse.Namespace) -> None:
     from relay.history import partitioned
 
     folder: Path = args.partitioned
@@ -196,7 +225,6 @@ def _export_partitioned(args: argparse.Namespace) -> int:
         engine.dispose()
     days = f"{len(done.days_written)} days" if len(done.days_written) != 1 else "1 day"
     print(f"wrote {done.alerts_written} alerts on {days} to {folder}", file=sys.stderr)
-    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

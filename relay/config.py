@@ -28,6 +28,9 @@ class Settings:
     a goodbye has its streams taken offline by the others within about
     ``node_ttl * 5 / 3`` seconds.  ``analytics_refresh`` is how often (seconds; 0:
     never by itself) the node brings its analytics copy up to date.
+    ``snapshot_frames`` and ``snapshot_stream_bytes`` bound the newest frames kept
+    per stream for alerts' snapshots (0 frames: no snapshots), ``snapshot_node_bytes``
+    all of them on the node; a frame over ``max_snapshot_bytes`` is not stored as one.
     ``statistics_interval`` is how often (seconds; 0: never) the node checks that
     the database's planner statistics are current and analyses it if not
     (``relay.store.statistics``).
@@ -45,6 +48,10 @@ class Settings:
     max_alerts_per_second: float = 50.0
     max_rest_per_second: float = 100.0
     max_queued_frames: int = 8
+    snapshot_frames: int = 30
+    snapshot_stream_bytes: int = 4 * 1024 * 1024
+    max_snapshot_bytes: int = 2 * 1024 * 1024
+    snapshot_node_bytes: int = 256 * 1024 * 1024
     socket_send_buffer: int = 256 * 1024
     behind_proxy: bool = False
     max_queued_messages: int = 10_000

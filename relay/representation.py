@@ -26,7 +26,7 @@ def stream_json(stream: VideoStream) -> dict[str, Any]:
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
-    """An alert as ``GET /api/alerts`` lists it."""
+    """An alert as ``GET /api/alerts`` lists it: optional fields only when they are set."""
     body = {
         "id": alert.id,
         "streamId": alert.stream_id,
@@ -35,10 +35,34 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "metadata": alert.meta or {},
         "timestamp": alert.timestamp,
         "createdAt": iso(alert.created_at),
+        "hasSnapshot": bool(alert.has_snapshot),
+        "reviewed": bool(alert.reviewed),
+        "falsePositive": bool(alert.false_positive),
+        "keep": bool(alert.keep),
     }
     if alert.ref is not None:
         body["ref"] = alert.ref
+    if alert.frame_timestamp is not None:
+        body["frameTimestamp"] = alert.frame_timestamp
+    if alert.reviewed_by is not None:
+        body["reviewedBy"] = alert.reviewed_by
+        body["reviewedAt"] = iso(alert.reviewed_at)
+    if alert.note is not None:
+        body["note"] = alert.note
     return body
+
+
+def alert_updated_message(alert: Alert) -> dict[str, Any]:
+    """What the stream's alert consumers are told when an alert's review changes."""
+    return {
+        "type": "alert-updated",
+        "id": alert.id,
+        "streamId": alert.stream_id,
+        "reviewed": bool(alert.reviewed),
+        "falsePositive": bool(alert.false_positive),
+        "reviewedBy": alert.reviewed_by,
+        "reviewedAt": iso(alert.reviewed_at),
+    }
 
 
 def alert_message(alert: Alert) -> dict[str, Any]:

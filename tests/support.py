@@ -254,16 +254,25 @@ RelayFactory = Callable[..., Any]
 
 @asynccontextmanager
 async def running_relay(database_url: str, **overrides: Any) -> AsyncIterator[RelayHarness]:
-    """A relay on an ephemeral port; its analytics copy in a folder of its own, refreshed when a test asks."""
+    server = RelayServer(settings_for_tests(database_url, **overrides))
+    await server.start()
+    harness = RelayHarness(server)
+    try:
+        yield harness
+    finally:
+        await harness.close_clients()
+        await server.stop()
+
+
+_ANALYTICS = tempfile.TemporaryDirectory(prefix="vigil-test-analytics-")
+"""Where test relays keep their analytics copies (removed when the test process ends)."""
+
+
+def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
+    """A relay's settings on an ephemeral port of 127.0.0.1; its analytics copy in a folder of its own
+    (never the working folder), refreshed only when a test asks."""
     overrides.setdefault("analytics_refresh", 0)
-    with tempfile.TemporaryDirectory(prefix="relay-analytics-") as analytics:
-        overrides.setdefault("analytics_dir", analytics)
-        settings = Settings(host="127.0.0.1", port=0, database_url=database_url, **overrides)
-        server = RelayServer(settings)
-        await server.start()
-        harness = RelayHarness(server)
-        try:
-            yield harness
-        finally:
-            await harness.close_clients()
-            await server.stop()
+    overrides.setdefault("analytics_dir", tempfile.mkdtemp(dir=_ANALYTICS.name))
+    overrides.setdefault("host", "127.0.0.1")
+    overrides.setdefault("port", 0)
+    return Settings(database_url=database_url, **overrides)

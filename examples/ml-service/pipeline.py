@@ -126,7 +126,11 @@ class Pipeline:
     async def _send(self, draft: AlertDraft) -> None:
         try:
             await self.client.send_alert(
-                draft.severity, draft.message, stream_id=draft.stream_id, metadata=draft.metadata
+                draft.severity,
+                draft.message,
+                stream_id=draft.stream_id,
+                metadata=draft.metadata,
+                frame_timestamp=draft.frame_timestamp,
             )
         except AlertQueueFull as error:  # the relay has been away for long: say so, loudly
             print(f"ml: alert NOT queued for {draft.stream_id}: {error}", file=sys.stderr, flush=True)

@@ -35,12 +35,14 @@ _NOUNS = {"person": ("person", "people"), "face": ("face", "faces"), "motion": (
 
 @dataclass(frozen=True, slots=True)
 class AlertDraft:
-    """An alert to send: the relay's ``severity``, ``message`` and ``metadata``."""
+    """An alert to send: the relay's ``severity``, ``message`` and ``metadata``, and the
+    ``timestamp`` of the frame it is about (the relay stores that frame with it)."""
 
     stream_id: str
     severity: str
     message: str
     metadata: dict[str, Any]
+    frame_timestamp: int
 
 
 @dataclass(slots=True)
@@ -97,8 +99,7 @@ class AlertPolicy:
             "confidence": best.confidence,
             "location": {"x": box.x, "y": box.y, "width": box.width, "height": box.height},
             "count": len(found),
-            "frameTimestamp": frame_timestamp,
             "frameSize": {"width": analysis.width, "height": analysis.height},
             "detector": {"person": "opencv-hog", "face": "opencv-haar-frontalface-alt2", "motion": "opencv-mog2"}[kind],
         }
-        return AlertDraft(stream_id, severity, message, metadata)
+        return AlertDraft(stream_id, severity, message, metadata, frame_timestamp)

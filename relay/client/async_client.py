@@ -279,8 +279,12 @@ class RelayClient:
         metadata: dict[str, Any] | None = None,
         timestamp: int | None = None,
         ref: str | None = None,
+        frame_timestamp: int | None = None,
     ) -> str:
         """Queue an alert and send it; returns its ``ref`` (generated unless given).
+
+        ``frame_timestamp`` is the ``timestamp`` of the frame the alert is about (a
+        frame this client received): the relay stores that frame as its snapshot.
 
         The alert is resent, after reconnects and every ``alert_resend_interval``
         seconds, until the relay confirms it stored it (:meth:`alert_stored`
@@ -289,7 +293,13 @@ class RelayClient:
         """
         self._connection.check_usable()
         ref, wire = self._state.alert(
-            severity, message, stream_id=stream_id, metadata=metadata, timestamp=timestamp, ref=ref
+            severity,
+            message,
+            stream_id=stream_id,
+            metadata=metadata,
+            timestamp=timestamp,
+            ref=ref,
+            frame_timestamp=frame_timestamp,
         )
         if wire is not None:
             await self._connection.send_alert(wire)

@@ -234,10 +234,17 @@ class BlockingRelayClient:
         metadata: dict[str, Any] | None = None,
         timestamp: int | None = None,
         ref: str | None = None,
+        frame_timestamp: int | None = None,
     ) -> str:
         return self._run(
             self._client.send_alert(
-                severity, message, stream_id=stream_id, metadata=metadata, timestamp=timestamp, ref=ref
+                severity,
+                message,
+                stream_id=stream_id,
+                metadata=metadata,
+                timestamp=timestamp,
+                ref=ref,
+                frame_timestamp=frame_timestamp,
             )
         )
 

@@ -46,7 +46,12 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A stored alert, live or replayed: ``id`` and ``created_at`` come from the relay."""
+    """A stored alert, live or replayed: ``id`` and ``created_at`` come from the relay.
+
+    ``frame_timestamp`` is the frame its sender named; ``has_snapshot`` says the relay
+    stored a frame with it (``GET /api/alerts/{id}/snapshot``); ``reviewed`` and
+    ``false_positive`` are the analysts' review as it was when the alert was sent.
+    """
 
     id: str
     stream_id: str
@@ -56,6 +61,10 @@ class Alert:
     timestamp: int
     created_at: str
     ref: str | None = None
+    frame_timestamp: int | None = None
+    has_snapshot: bool = False
+    reviewed: bool = False
+    false_positive: bool = False
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> Alert:
@@ -70,6 +79,10 @@ class Alert:
                 timestamp=int(body["timestamp"]),
                 created_at=str(body["createdAt"]),
                 ref=body.get("ref"),
+                frame_timestamp=None if body.get("frameTimestamp") is None else int(body["frameTimestamp"]),
+                has_snapshot=body.get("hasSnapshot") is True,
+                reviewed=body.get("reviewed") is True,
+                false_positive=body.get("falsePositive") is True,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise RelayProtocolError(f"malformed alert from the relay ({error!r}): {body}") from None

@@ -182,6 +182,7 @@ class ClientState:
         metadata: dict[str, Any] | None,
         timestamp: int | None,
         ref: str | None,
+        frame_timestamp: int | None = None,
     ) -> tuple[str, str | None]:
         """Queue an alert until the relay confirms it: its ``ref``, and its text if it is to be sent now.
 
@@ -190,7 +191,8 @@ class ClientState:
         :class:`~relay.client.errors.AlertQueueFull`.  An alert already stored
         (the same ``ref``) is not queued again.  It is sent now only on an open
         connection and only the first time: after that it is resent by
-        :meth:`alerts_due` and on every new connection.
+        :meth:`alerts_due` and on every new connection.  ``frame_timestamp`` names the
+        frame the alert is about (its ``timestamp``): the relay stores that frame with it.
         """
         stream_id = self.producing_stream(stream_id, ALERT)
         ref = ref or f"py-{secrets.token_urlsafe(12)}"
@@ -203,6 +205,7 @@ class ClientState:
                 "metadata": metadata or {},
                 "timestamp": now_ms() if timestamp is None else timestamp,
                 "ref": ref,
+                **({} if frame_timestamp is None else {"frameTimestamp": frame_timestamp}),
             }
         )
         try:

@@ -256,6 +256,10 @@ def _conditions(where: AlertFilter) -> tuple[list[str], list[Any]]:
         add("objectType = ?", where.object_type)
     if where.text:
         add("contains(lower(message), ?)", where.text.lower())
+    if where.reviewed is not None:
+        add("reviewed = ?", where.reviewed)
+    if where.false_positive is not None:
+        add("falsePositive = ?", where.false_positive)
     return conditions, parameters
 
 

@@ -153,6 +153,13 @@ def _iso(times: pa.Array) -> pa.Array:
     return pc.strftime(pc.cast(times, pa.timestamp("ms", tz="UTC"), safe=False), format=ISO_MILLIS)
 
 
+_JSON_COLUMNS: Final = (
+    "id", "streamId", "severity", "message", "metadata", "timestamp", "ref", "frameTimestamp", "hasSnapshot",
+    "reviewed", "falsePositive", "reviewedBy", "keep", "note",
+)  # fmt: skip
+"""What :class:`JsonEncoder` reads, besides the times, in the order of :func:`relay.representation.alert_json`."""
+
+
 class JsonEncoder:
     """A JSON array of alerts as ``GET /api/alerts`` lists them, oldest first."""
 
@@ -163,18 +170,14 @@ class JsonEncoder:
         if not batch.num_rows:
             return b""
         created = _iso(batch.column("createdAt"))
+        reviewed_at = _iso(batch.column("reviewedAt"))
         items = []
-        for alert_id, stream_id, severity, message, metadata, timestamp, stored, ref in zip(
-            batch.column("id").to_pylist(),
-            batch.column("streamId").to_pylist(),
-            batch.column("severity").to_pylist(),
-            batch.column("message").to_pylist(),
-            batch.column("metadata").to_pylist(),
-            batch.column("timestamp").to_pylist(),
-            created.to_pylist(),
-            batch.column("ref").to_pylist(),
-            strict=True,
-        ):
+        columns = [batch.column(name).to_pylist() for name in _JSON_COLUMNS]
+        for (
+            alert_id, stream_id, severity, message, metadata, timestamp, ref, frame_timestamp, snapshot,
+            reviewed, false_positive, reviewed_by, keep, note,
+        ), stored, reviewed_when in zip(zip(*columns, strict=True), created.to_pylist(), reviewed_at.to_pylist(),
+                                        strict=True):  # fmt: skip
             item = {
                 "id": alert_id,
                 "streamId": stream_id,
@@ -183,9 +186,20 @@ class JsonEncoder:
                 "metadata": orjson.Fragment(metadata),
                 "timestamp": timestamp,
                 "createdAt": stored,
+                "hasSnapshot": snapshot,
+                "reviewed": reviewed,
+                "falsePositive": false_positive,
+                "keep": keep,
             }
             if ref is not None:
                 item["ref"] = ref
+            if frame_timestamp is not None:
+                item["frameTimestamp"] = frame_timestamp
+            if reviewed_by is not None:
+                item["reviewedBy"] = reviewed_by
+                item["reviewedAt"] = reviewed_when
+            if note is not None:
+                item["note"] = note
             items.append(item)
         body = orjson.dumps(items)[1:-1]
         opening = b"," if self._started else b"["

@@ -11,11 +11,10 @@ A day's file holds every alert of the filter stored on that day (UTC), in
 storage order.  A run (:func:`refresh`) finds the days that changed since the
 last one — the days of alerts stored since (by ``seq``), plus the day the last
 run ended in, whose last minutes may hold alerts that committed after it read
-them — and rewrites just those days, each into a new file that replaces the
-old one atomically; readers never see half a day.  So the first run writes
+them, plus the days of alerts reviewed since — and rewrites just those days,
+each into a new file that replaces the old one atomically; readers never see half a day.  So the first run writes
 everything, and a run every few minutes rewrites the current day only.
-:func:`rewrite_days` forces days to be written again (alerts reviewed or
-deleted there).
+:func:`rewrite_days` forces days to be written again (alerts deleted there).
 
 The folder remembers its filter: a run with another filter is refused, so one
 folder never mixes two exports.  Two runs on one folder take turns (a lock
@@ -46,7 +45,8 @@ from relay.store import AlertFilter
 STATE_FILE: Final = "_export.json"
 LOCK_FILE: Final = ".lock"
 DAY_FILE: Final = "alerts.parquet"
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
+"""Counted up when the day files' columns change: a folder of another version is written again in full."""
 SETTLING: Final = timedelta(minutes=5)
 """How far back from the end of the last run alerts may still commit (a transaction that took
 its ``seq`` before the run read and committed after): that stretch's days are rewritten."""
@@ -119,6 +119,7 @@ def _days_to_write(connection: Connection, where: AlertFilter, state: _State, al
     days.update(table.days_with_alerts(connection, where, after_seq=state.last_seq))
     if state.finished_at is not None:
         days.update(moment.astimezone(UTC).date() for moment in (state.finished_at - SETTLING, state.finished_at))
+        days.update(table.days_with_alerts(connection, where, reviewed_since=state.finished_at - SETTLING))
     return sorted(days)
 
 
@@ -157,13 +158,14 @@ class _State:
 
 
 def _filter_json(where: AlertFilter) -> dict[str, Any]:
-    """The filter as the state file keeps it (times as ISO text)."""
+    """The filter as the state file keeps it: only the fields it sets (so a field added to
+    :class:`AlertFilter` later does not make an older folder's filter look different); times as ISO text."""
     fields = asdict(where)
     for name in ("since", "until"):
         fields[name] = iso(fields[name])
     fields["stream_ids"] = sorted(fields["stream_ids"])
     fields["severities"] = sorted(fields["severities"])
-    return fields
+    return {name: value for name, value in fields.items() if value not in (None, [])}
 
 
 def _read_state(folder: Path, where: AlertFilter) -> _State:
@@ -183,7 +185,7 @@ def _read_state(folder: Path, where: AlertFilter) -> _State:
         raise FolderInUse(f"{path} is not an export's state file ({error}); choose another folder") from None
     if saved.get("version") != STATE_VERSION:
         return _State(wanted, 0, None)  # another layout: write everything again
-    if state.filter != wanted:
+    if {name: value for name, value in state.filter.items() if value not in (None, [])} != wanted:
         raise FolderInUse(f"{folder} holds an export of another filter ({state.filter}); choose another folder")
     return state
 

@@ -59,6 +59,14 @@ SCHEMA: Final = pa.schema(
         pa.field("locationWidth", pa.float64()),
         pa.field("locationHeight", pa.float64()),
         pa.field("metadata", pa.string(), nullable=False),
+        pa.field("frameTimestamp", pa.int64()),
+        pa.field("hasSnapshot", pa.bool_(), nullable=False),
+        pa.field("reviewed", pa.bool_(), nullable=False),
+        pa.field("falsePositive", pa.bool_(), nullable=False),
+        pa.field("reviewedBy", pa.string()),
+        pa.field("reviewedAt", UTC_MICROS),
+        pa.field("keep", pa.bool_(), nullable=False),
+        pa.field("note", pa.string()),
     ]
 )
 """The table's columns (documented in docs/ANALYTICS.md).  ``timestamp`` is the client's
@@ -98,6 +106,7 @@ def _text(dialect: str, key: str) -> ColumnElement[Any]:
 def query(where: AlertFilter, dialect: str) -> Select[*tuple[Any, ...]]:
     """The rows of the table for ``where``, oldest first (the caller adds the keyset and the limit)."""
     created = type_coerce(Alert.created_at, String) if dialect == "sqlite" else Alert.created_at
+    reviewed_at = type_coerce(Alert.reviewed_at, String) if dialect == "sqlite" else Alert.reviewed_at
     return (
         matching(where, with_stream=True)
         .with_only_columns(
@@ -115,6 +124,14 @@ def query(where: AlertFilter, dialect: str) -> Select[*tuple[Any, ...]]:
             *(_number(dialect, path) for path in _NUMBERS.values()),
             _text(dialect, "objectType"),
             cast(Alert.meta, Text),
+            Alert.frame_timestamp,
+            Alert.has_snapshot,
+            Alert.reviewed,
+            Alert.false_positive,
+            Alert.reviewed_by,
+            reviewed_at,
+            Alert.keep,
+            Alert.note,
         )
         .order_by(Alert.seq)
     )
@@ -146,7 +163,8 @@ def to_batch(rows: Sequence[Any], dialect: str) -> pa.RecordBatch:
     (seq, ids, streams, names, users, stream_seqs, severities, messages, stamps, created, refs, *rest) = zip(
         *rows, strict=True
     )
-    confidence, x, y, width, height, object_types, metadata = rest
+    confidence, x, y, width, height, object_types, metadata, frame_stamps, snapshots, *review = rest
+    reviewed, false_positive, reviewed_by, reviewed_at, keep, notes = review
     event_millis = pa.array(stamps, pa.int64())
     in_calendar = pc.less_equal(event_millis, MAX_EVENT_MILLIS)
     columns = [
@@ -169,12 +187,24 @@ def to_batch(rows: Sequence[Any], dialect: str) -> pa.RecordBatch:
         pa.array(width, pa.float64()),
         pa.array(height, pa.float64()),
         pa.array(metadata, pa.string()),
+        pa.array(frame_stamps, pa.int64()),
+        _flags(snapshots),
+        _flags(reviewed),
+        _flags(false_positive),
+        pa.array(reviewed_by, pa.string()),
+        _created(reviewed_at, dialect),
+        _flags(keep),
+        pa.array(notes, pa.string()),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
 
 
+def _flags(values: Sequence[Any]) -> pa.Array:
+    return pa.array(values, pa.bool_())
+
+
 def _created(values: Sequence[Any], dialect: str) -> pa.Array:
-    """``createdAt`` as UTC timestamps: SQLite keeps ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (see
+    """``createdAt`` (or another time) as UTC timestamps: SQLite keeps ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (see
     :class:`~relay.store.models.UTCDateTime`), parsed by Arrow; PostgreSQL hands aware datetimes."""
     if dialect == "sqlite":
         return pc.cast(pa.array(values, pa.string()), pa.timestamp("us")).cast(UTC_MICROS)
@@ -194,15 +224,17 @@ def day_filter(where: AlertFilter, day: date) -> AlertFilter:
     return replace(where, since=since, until=until)
 
 
-def days_with_alerts(connection: Connection, where: AlertFilter, *, after_seq: int = 0) -> list[date]:
-    """The days (UTC) on which alerts that ``where`` selects, with ``seq`` above ``after_seq``, were stored."""
+def days_with_alerts(
+    connection: Connection, where: AlertFilter, *, after_seq: int = 0, reviewed_since: datetime | None = None
+) -> list[date]:
+    """The days (UTC) on which alerts that ``where`` selects were stored: those with ``seq`` above
+    ``after_seq``, or, with ``reviewed_since``, those reviewed since then (whatever their ``seq``)."""
     if connection.dialect.name == "sqlite":
         day = func.substr(type_coerce(Alert.created_at, String), 1, 10)
     else:
         day = func.to_char(func.timezone("UTC", Alert.created_at), "YYYY-MM-DD")
-    rows = connection.execute(
-        matching(where).where(Alert.seq > after_seq).with_only_columns(day).distinct().order_by(None)
-    ).scalars()
+    changed = Alert.seq > after_seq if reviewed_since is None else Alert.reviewed_at >= reviewed_since
+    rows = connection.execute(matching(where).where(changed).with_only_columns(day).distinct().order_by(None)).scalars()
     return sorted(date.fromisoformat(value) for value in rows)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from datetime import datetime
 from typing import cast
@@ -22,7 +23,7 @@ from relay.history.formats import FORMATS, MEDIA_TYPES
 from relay.history.service import TooManyExports
 from relay.representation import alert_json
 from relay.rest.base import ApiError, ApiHandler
-from relay.store import AlertFilter
+from relay.store import AlertFilter, Review
 from relay.wire import SEVERITIES, is_url_safe_id
 
 log = logging.getLogger("relay.rest")
@@ -30,7 +31,7 @@ log = logging.getLogger("relay.rest")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_FILTER_CHARS = 200
-FILTER_ARGUMENTS = ("streamId", "severity", "since", "until", "objectType", "q")
+FILTER_ARGUMENTS = ("streamId", "severity", "since", "until", "objectType", "q", "reviewed", "falsePositive")
 _CURSOR_PREFIX = "a1:"
 
 
@@ -62,42 +63,63 @@ class AlertQueryMixin(ApiHandler):
         if strangers:
             known = ", ".join(self.query_arguments)
             raise ApiError(400, f"unknown query argument {strangers[0][:64]!r}; this endpoint takes {known}")
-        stream_ids = self.get_query_arguments("streamId")
+        arguments = {name: self.get_query_arguments(name) for name in FILTER_ARGUMENTS}
+        return await self.filter_from(arguments)
+
+    async def filter_from(self, arguments: Mapping[str, Sequence[str]]) -> AlertFilter:
+        """The caller's filter from its arguments as text (query arguments, or a body's fields as text)."""
+
+        def one(name: str) -> str | None:
+            values = arguments.get(name) or []
+            return values[-1] if values else None
+
+        stream_ids = list(arguments.get("streamId") or [])
         for stream_id in stream_ids:
             if not is_url_safe_id(stream_id) or not await self._owns(stream_id):
-                raise ApiError(404, f"stream {stream_id} not found")
-        severities = [part for value in self.get_query_arguments("severity") for part in value.split(",") if part]
+                raise ApiError(404, f"stream {stream_id[:64]} not found")
+        severities = [part for value in arguments.get("severity") or [] for part in value.split(",") if part]
         unknown = set(severities) - set(SEVERITIES)
         if unknown:
-            raise ApiError(400, f"severity must be one of {', '.join(SEVERITIES)}; got {', '.join(sorted(unknown))}")
-        since, until = self._instant("since"), self._instant("until")  # an empty window matches nothing
+            got = ", ".join(sorted(part[:20] for part in unknown))
+            raise ApiError(400, f"severity must be one of {', '.join(SEVERITIES)}; got {got}")
         return AlertFilter(
             user_id=self.user_id,
             stream_ids=stream_ids,
             severities=severities,
-            since=since,
-            until=until,
-            object_type=self._short_text("objectType"),
-            text=self._short_text("q"),
+            since=_instant("since", one("since")),  # an empty window matches nothing
+            until=_instant("until", one("until")),
+            object_type=_short_text("objectType", one("objectType")),
+            text=_short_text("q", one("q")),
+            reviewed=_yes_or_no("reviewed", one("reviewed")),
+            false_positive=_yes_or_no("falsePositive", one("falsePositive")),
         )
-
-    def _short_text(self, name: str) -> str | None:
-        value = self.get_query_argument(name, None) or None
-        if value is not None and len(value) > MAX_FILTER_CHARS:
-            raise ApiError(400, f"{name} may be at most {MAX_FILTER_CHARS} characters")
-        return value
 
     async def _owns(self, stream_id: str) -> bool:
         return await self.node.store.streams.owner(stream_id) == self.user_id
 
-    def _instant(self, name: str) -> datetime | None:
-        value = self.get_query_argument(name, None)
-        if value is None:
-            return None
-        try:
-            return parse_iso(value)
-        except ValueError:
-            raise ApiError(400, f"{name} must be an ISO 8601 time such as 2026-11-25T20:00:00Z") from None
+
+def _short_text(name: str, value: str | None) -> str | None:
+    value = value or None
+    if value is not None and len(value) > MAX_FILTER_CHARS:
+        raise ApiError(400, f"{name} may be at most {MAX_FILTER_CHARS} characters")
+    return value
+
+
+def _instant(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO 8601 time such as 2026-11-25T20:00:00Z") from None
+
+
+def _yes_or_no(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise ApiError(400, f"{name} must be true or false")
+    return value == "true"
 
 
 class AlertsHandler(AlertQueryMixin):
@@ -172,3 +194,107 @@ class ReportHandler(AlertQueryMixin):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="alert-report-{stamp}.html"')
         self.finish(page.encode())
+
+
+MAX_NOTE_CHARS = 2000
+MAX_REVIEWED_PER_CALL = 5000
+"""Alerts one ``POST /api/alerts/review`` changes at most: each change is sent to every dashboard of its
+stream, and a dashboard holds at most RELAY_MAX_QUEUED_MESSAGES of them in flight."""
+_REVIEW_FIELDS = ("reviewed", "falsePositive")
+
+
+class AlertHandler(ApiHandler):
+    """``GET /api/alerts/{id}`` (the alert) and ``PATCH /api/alerts/{id}`` (its review)."""
+
+    async def get(self, alert_id: str) -> None:
+        alert = await self.node.store.alerts.get(alert_id, self.user_id) if is_url_safe_id(alert_id) else None
+        if alert is None:
+            raise ApiError(404, f"alert {alert_id[:64]} not found")
+        self.send_json(alert_json(alert))
+
+    async def patch(self, alert_id: str) -> None:
+        body = self.json_body()
+        strangers = sorted(set(body) - {"reviewed", "falsePositive", "keep", "note"})
+        if strangers:
+            raise ApiError(400, f"unknown field {strangers[0][:64]!r}; send reviewed, falsePositive, keep or note")
+        if not body:
+            raise ApiError(400, "send at least one of reviewed, falsePositive, keep, note")
+        for name in ("reviewed", "falsePositive", "keep"):
+            if name in body and not isinstance(body[name], bool):
+                raise ApiError(400, f"{name} must be true or false")
+        note = body.get("note")
+        if note is not None and not (isinstance(note, str) and len(note) <= MAX_NOTE_CHARS and "\x00" not in note):
+            raise ApiError(400, f"note must be text of at most {MAX_NOTE_CHARS} characters (or null to clear it)")
+        review = Review(
+            by=await self.username(),
+            reviewed=body.get("reviewed"),
+            false_positive=body.get("falsePositive"),
+            keep=body.get("keep"),
+            note=note,
+            clear_note="note" in body and note is None,
+        )
+        alerts = self.node.store.alerts
+        alert = await alerts.review(alert_id, self.user_id, review) if is_url_safe_id(alert_id) else None
+        if alert is None:
+            raise ApiError(404, f"alert {alert_id[:64]} not found")
+        if "reviewed" in body or "falsePositive" in body:
+            self.node.announce_reviews([alert])
+        self.send_json(alert_json(alert))
+
+
+class SnapshotHandler(ApiHandler):
+    """``GET /api/alerts/{id}/snapshot``: the frame stored with the alert (it never changes: cached)."""
+
+    async def get(self, alert_id: str) -> None:
+        jpeg = await self.node.store.alerts.snapshot(alert_id, self.user_id) if is_url_safe_id(alert_id) else None
+        if jpeg is None:
+            raise ApiError(404, f"alert {alert_id[:64]} has no snapshot, or is not yours")
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", "private, max-age=86400, immutable")
+        self.finish(jpeg)
+
+
+class ReviewHandler(AlertQueryMixin):
+    """``POST /api/alerts/review``: review every alert a filter selects (up to MAX_REVIEWED_PER_CALL)."""
+
+    async def post(self) -> None:
+        body = self.json_body()
+        strangers = sorted(set(body) - {"filter", *_REVIEW_FIELDS})
+        if strangers:
+            raise ApiError(400, f"unknown field {strangers[0][:64]!r}; send filter, reviewed, falsePositive")
+        changes = {name: body[name] for name in _REVIEW_FIELDS if name in body}
+        if not changes or not all(isinstance(value, bool) for value in changes.values()):
+            raise ApiError(400, "send reviewed and/or falsePositive, as true or false")
+        raw_filter = body.get("filter", {})
+        if not isinstance(raw_filter, dict):
+            raise ApiError(400, "filter must be an object with the fields of GET /api/alerts")
+        where = await self.filter_from(_as_arguments(raw_filter))
+        review = Review(
+            by=await self.username(),
+            reviewed=changes.get("reviewed"),
+            false_positive=changes.get("falsePositive"),
+        )
+        changed, more = await self.node.store.alerts.review_matching(where, review, limit=MAX_REVIEWED_PER_CALL)
+        self.node.announce_reviews(changed)
+        self.send_json({"updated": len(changed), "more": more})
+
+
+def _as_arguments(raw: Mapping[str, object]) -> dict[str, list[str]]:
+    """A JSON filter as query arguments (text), so that it is read by the one parser of filters."""
+    strangers = sorted(set(raw) - set(FILTER_ARGUMENTS))
+    if strangers:
+        fields = ", ".join(FILTER_ARGUMENTS)
+        raise ApiError(400, f"unknown filter field {strangers[0][:64]!r}; the fields are {fields}")
+    arguments: dict[str, list[str]] = {}
+    for name, value in raw.items():
+        values = value if isinstance(value, list) else [value]
+        texts = []
+        for item in values:
+            if isinstance(item, bool):
+                texts.append("true" if item else "false")
+            elif isinstance(item, str):
+                texts.append(item)
+            elif item is not None:
+                raise ApiError(400, f"filter field {name} must be text, a list of text, or (reviewed) true or false")
+        arguments[name] = texts
+    return arguments

@@ -12,7 +12,7 @@ class (and the node's module may import them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sized
+from collections.abc import Sequence, Sized
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from relay.identity.logins import LoginGuard
 from relay.metrics import COUNTERS
 from relay.ratelimit import KeyedBudgets
 from relay.store import Store, is_unavailable
+from relay.store.models import Alert
 
 log = logging.getLogger("relay.rest")
 
@@ -67,6 +68,9 @@ class RestContext(Protocol):
     @property
     def logins(self) -> LoginGuard:
         """How often passwords may be tried."""
+
+    def announce_reviews(self, alerts: Sequence[Alert]) -> None:
+        """Send review changes to the alerts' streams' dashboards on every node."""
 
     @property
     def connections(self) -> Sized:
@@ -158,6 +162,11 @@ class ApiHandler(JsonHandler):
         self.user_id = identity.user_id
         if not self.node.rest_budgets.allow(identity.user_id):
             raise ApiError(429, "too many requests; slow down", headers={"Retry-After": "1"})
+
+    async def username(self) -> str:
+        """The caller's username (what a review records as who)."""
+        user = await self.node.store.users.by_id(self.user_id)
+        return user.username if user is not None else self.user_id
 
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or a 400/413 error."""

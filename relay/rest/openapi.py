@@ -67,6 +67,18 @@ _ALERT_FILTERS: list[dict[str, Any]] = [
         "description": "Only alerts whose message contains this text (case-insensitive).",
         "schema": {"type": "string"},
     },
+    {
+        "name": "reviewed",
+        "in": "query",
+        "description": "Only reviewed (true) or not yet reviewed (false) alerts.",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
+    {
+        "name": "falsePositive",
+        "in": "query",
+        "description": "Only alerts marked (true) or not marked (false) a false positive.",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
 ]
 
 _NO_NUL = "^[^\\u0000]*$"
@@ -189,6 +201,86 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _error("Invalid filter or format."),
                     "404": _error("A streamId that is not the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
+        "/api/alerts/review": {
+            "post": {
+                "summary": "Review every alert a filter selects (at most 5,000 per call)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "filter": _ref("AlertFilter"),
+                                    "reviewed": {"type": "boolean"},
+                                    "falsePositive": {"type": "boolean"},
+                                },
+                                "anyOf": [{"required": ["reviewed"]}, {"required": ["falsePositive"]}],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["updated", "more"],
+                            "properties": {
+                                "updated": {"type": "integer", "minimum": 0},
+                                "more": {"type": "boolean", "description": "More alerts would change: call again."},
+                            },
+                        },
+                        "How many alerts changed (each is announced as alert-updated).",
+                    ),
+                    "400": _error("Invalid body or filter."),
+                    "404": _error("A streamId that is not the caller's."),
+                    "413": _error("Body too large."),
+                    **_STANDARD_ERRORS,
+                },
+            }
+        },
+        "/api/alerts/{alert_id}": {
+            "parameters": [{"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "summary": "One of the caller's alerts",
+                "responses": {
+                    "200": _json(_ref("Alert"), "The alert, as GET /api/alerts lists it."),
+                    "404": _error("No such alert of the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            },
+            "patch": {
+                "summary": "Review an alert: reviewed, falsePositive, keep, note",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AlertReviewChange")}},
+                },
+                "responses": {
+                    "200": _json(
+                        _ref("Alert"), "The alert as it is now (a review change is announced as alert-updated)."
+                    ),
+                    "400": _error("Invalid body."),
+                    "404": _error("No such alert of the caller's."),
+                    "413": _error("Body too large."),
+                    **_STANDARD_ERRORS,
+                },
+            },
+        },
+        "/api/alerts/{alert_id}/snapshot": {
+            "get": {
+                "summary": "The frame stored with the alert (JPEG; cached by the browser)",
+                "parameters": [{"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {
+                        "description": "The JPEG.",
+                        "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "404": _error("No snapshot, or no such alert of the caller's."),
                     **_STANDARD_ERRORS,
                 },
             }
@@ -433,7 +525,10 @@ DOCUMENT: dict[str, Any] = {
             },
             "Alert": {
                 "type": "object",
-                "required": ["id", "streamId", "severity", "message", "metadata", "timestamp", "createdAt"],
+                "required": [
+                    *("id", "streamId", "severity", "message", "metadata", "timestamp", "createdAt"),
+                    *("hasSnapshot", "reviewed", "falsePositive", "keep"),
+                ],
                 "properties": {
                     "id": {"type": "string"},
                     "streamId": {"type": "string"},
@@ -443,6 +538,40 @@ DOCUMENT: dict[str, Any] = {
                     "timestamp": {"type": "integer", "description": "Event time, ms since the epoch."},
                     "createdAt": {"type": "string", "format": "date-time"},
                     "ref": {"type": "string", "description": "The sender's reference, if it gave one."},
+                    "frameTimestamp": {"type": "integer", "description": "The timestamp of the frame it is about."},
+                    "hasSnapshot": {"type": "boolean", "description": "Whether GET /api/alerts/{id}/snapshot has it."},
+                    "reviewed": {"type": "boolean"},
+                    "falsePositive": {"type": "boolean"},
+                    "reviewedBy": {"type": "string", "description": "Who last set reviewed or falsePositive."},
+                    "reviewedAt": {"type": "string", "format": "date-time"},
+                    "keep": {"type": "boolean", "description": "Kept whatever the retention."},
+                    "note": {"type": "string"},
+                },
+            },
+            "AlertReviewChange": {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {
+                    "reviewed": {"type": "boolean"},
+                    "falsePositive": {"type": "boolean", "description": "true also marks the alert reviewed."},
+                    "keep": {"type": "boolean"},
+                    "note": {"type": ["string", "null"], "maxLength": 2000, "pattern": _NO_NUL},
+                },
+            },
+            "AlertFilter": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "The filters of GET /api/alerts, as JSON.",
+                "properties": {
+                    "streamId": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "severity": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "since": {"type": "string", "format": "date-time"},
+                    "until": {"type": "string", "format": "date-time"},
+                    "objectType": {"type": "string", "maxLength": 200},
+                    "q": {"type": "string", "maxLength": 200},
+                    "reviewed": {"type": "boolean"},
+                    "falsePositive": {"type": "boolean"},
                 },
             },
             "AlertPage": {

@@ -17,7 +17,8 @@ from types import MappingProxyType
 
 from relay.metrics import COUNTERS
 from relay.routing.connection import Connection
-from relay.wire import VIDEO_FRAME
+from relay.routing.recent_frames import RecentFrames
+from relay.wire import ALERT, ALERT_UPDATED, VIDEO_FRAME
 from relay.wire.envelope import Envelope
 
 _EMPTY: Mapping[Connection, bool] = MappingProxyType({})
@@ -31,11 +32,15 @@ class Hub:
     someone here wants.
     """
 
-    def __init__(self, on_interest: Callable[[str, bool], None] | None = None) -> None:
+    def __init__(
+        self, on_interest: Callable[[str, bool], None] | None = None, *, frames: RecentFrames | None = None
+    ) -> None:
         # stream id -> message type -> consumer -> wants binary frames
         self._consumers: dict[str, dict[str, dict[Connection, bool]]] = {}
         self._producers: dict[str, Connection] = {}
         self._on_interest = on_interest
+        self.frames = frames if frames is not None else RecentFrames(max_frames=0, max_bytes=0)
+        """The newest frames of each stream that passes here (for snapshots)."""
 
     # ------------------------------------------------------------------ registry
 
@@ -110,10 +115,12 @@ class Hub:
         it came from, and is held back for a consumer still replaying stored alerts
         of that stream (see :class:`relay.routing.router.Router`).
         """
+        if envelope.frame is not None:
+            self.frames.remember(envelope.frame)
         by_type = self._consumers.get(envelope.stream_id)
         if by_type is None:
             return
-        consumers = by_type.get(envelope.type)
+        consumers = by_type.get(ALERT if envelope.type == ALERT_UPDATED else envelope.type)
         if not consumers:
             return
         if envelope.type == VIDEO_FRAME:

@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 
 from relay.broker import Broker
 from relay.config import Settings
 from relay.hooks import Hooks
 from relay.metrics import COUNTERS, LATENCY_SAMPLE
-from relay.representation import alert_json, alert_message, status_message
+from relay.representation import alert_json, alert_message, alert_updated_message, status_message
 from relay.routing.connection import Connection, Permit
 from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
 from relay.routing.owners import StreamOwners
 from relay.routing.status import StatusTracker
-from relay.store import Store, UnknownStream
+from relay.store import Snapshot, Store, UnknownStream
+from relay.store.models import Alert
 from relay.wire import (
     ALERT,
+    ALERT_UPDATED,
     PRODUCIBLE,
     STREAM_STATUS,
     VIDEO_FRAME,
@@ -168,7 +170,7 @@ class Router:
         finally:
             held = connection.replaying.pop(stream_id, [])
         for envelope in held:
-            if envelope.seq > after:
+            if envelope.type != ALERT or envelope.seq > after:  # an alert the replay sent is not sent twice
                 connection.outbox.send(envelope.wire())
 
     def unsubscribe(self, connection: Connection, message: Unsubscribe) -> None:
@@ -238,7 +240,7 @@ class Router:
                 stream_id=alert.stream_id,
             )
         try:
-            stored = await self.store.alerts.add(alert)
+            stored = await self.store.alerts.add(alert, snapshot=self._snapshot(alert))
         except UnknownStream:
             raise ProtocolError(
                 "forbidden", f"stream {alert.stream_id} does not exist", ref=alert.ref, stream_id=alert.stream_id
@@ -252,6 +254,19 @@ class Router:
             envelope = Envelope.for_message(ALERT, row.stream_id, text, origin=connection.id, seq=row.stream_seq)
             self.broker.publish(envelope)
             self.hooks.alert_stored(body)
+
+    def _snapshot(self, alert: AlertIn) -> Snapshot | None:
+        """The frame the alert names (or the stream's newest), if this node still holds it and it is not too big."""
+        frame = self.hub.frames.find(alert.stream_id, alert.frame_timestamp)
+        if frame is None or frame.size > self.settings.max_snapshot_bytes:
+            return None
+        return Snapshot(bytes(frame.jpeg), frame.timestamp)
+
+    def announce_reviews(self, alerts: Iterable[Alert]) -> None:
+        """Tell each alert's stream's alert consumers, on every node, that its review changed."""
+        for alert in alerts:
+            text = encode(alert_updated_message(alert))
+            self.broker.publish(Envelope.for_message(ALERT_UPDATED, alert.stream_id, text))
 
     # ------------------------------------------------------------------ refusals
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.store.alerts import AlertFilter, Alerts, Page, StoredAlert, UnknownStream
+from relay.store.alerts import AlertFilter, Alerts, Page, Review, Snapshot, StoredAlert, UnknownStream
 from relay.store.database import create_engine, is_unavailable, migrate, session_factory
 from relay.store.search import TextIndex, text_index
 from relay.store.statistics import Statistics
@@ -19,6 +19,8 @@ __all__ = [
     "Alerts",
     "NewToken",
     "Page",
+    "Review",
+    "Snapshot",
     "Statistics",
     "Store",
     "StoredAlert",

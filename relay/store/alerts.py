@@ -21,12 +21,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from relay.clock import utcnow
 from relay.identity.ids import new_id
-from relay.store.models import OBJECT_TYPE_CHARS, Alert, VideoStream
+from relay.store.models import OBJECT_TYPE_CHARS, Alert, AlertSnapshot, VideoStream
 from relay.store.search import ALERT_TEXT, TextIndex, fts_pattern, usable_for
 from relay.wire import AlertIn
 
@@ -53,6 +54,40 @@ class AlertFilter:
     until: datetime | None = None
     object_type: str | None = None
     text: str | None = None
+    reviewed: bool | None = None
+    false_positive: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What a review changes; None leaves a field as it is.
+
+    Marking an alert a false positive reviews it; changing ``reviewed`` or
+    ``false_positive`` records who (``by``) and when.
+    """
+
+    by: str
+    reviewed: bool | None = None
+    false_positive: bool | None = None
+    keep: bool | None = None
+    note: str | None = None
+    clear_note: bool = False
+
+    def values(self, now: datetime) -> dict[str, object]:
+        """The columns to set (as ``update().values`` takes them)."""
+        values: dict[str, object] = {}
+        reviewed = True if self.false_positive else self.reviewed
+        if reviewed is not None:
+            values["reviewed"] = reviewed
+        if self.false_positive is not None:
+            values["false_positive"] = self.false_positive
+        if values:
+            values.update(reviewed_by=self.by, reviewed_at=now)
+        if self.keep is not None:
+            values["keep"] = self.keep
+        if self.note is not None or self.clear_note:
+            values["note"] = self.note
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +101,14 @@ class Page:
 
     alerts: list[Alert]
     next_before: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The frame an alert is about: its JPEG and its ``timestamp``."""
+
+    jpeg: bytes
+    timestamp: int
 
 
 class UnknownStream(LookupError):
@@ -87,10 +130,14 @@ class Alerts:
         self._sessions = sessions
         self._text_index = text_index
 
-    async def add(self, alert_in: AlertIn, *, created_at: datetime | None = None) -> StoredAlert:
+    async def add(
+        self, alert_in: AlertIn, *, created_at: datetime | None = None, snapshot: Snapshot | None = None
+    ) -> StoredAlert:
         """Store an alert, unless one with the same ``ref`` is already stored for its stream.
 
         ``created_at`` back-dates it (an import of history); by default it is now.
+        ``snapshot`` (the frame it is about) is stored in the same transaction:
+        when the alert is confirmed, so is its picture.
 
         The stream's row is locked first (its ``lastAlertSeq`` is counted up),
         so that two nodes storing alerts of one stream take turns: each alert
@@ -128,10 +175,14 @@ class Alerts:
                 meta=alert_in.metadata,
                 timestamp=alert_in.timestamp,
                 ref=alert_in.ref,
+                frame_timestamp=alert_in.frame_timestamp,
+                has_snapshot=snapshot is not None,
             )
             if created_at is not None:
                 alert.created_at = created_at
             session.add(alert)
+            if snapshot is not None:
+                session.add(AlertSnapshot(alert_id=alert.id, jpeg=snapshot.jpeg, frame_timestamp=snapshot.timestamp))
             try:
                 await session.commit()
             except IntegrityError:
@@ -220,6 +271,54 @@ class Alerts:
             return query, ALERT_TEXT.c.rowid
         return query, Alert.seq.expression
 
+    async def get(self, alert_id: str, user_id: str | None) -> Alert | None:
+        """The alert, if it exists and is of ``user_id``'s streams (None: anyone's)."""
+        async with self._sessions() as session:
+            return await session.scalar(_filtered(AlertFilter(user_id=user_id)).where(Alert.id == alert_id))
+
+    async def snapshot(self, alert_id: str, user_id: str) -> bytes | None:
+        """The JPEG stored with the alert, if there is one and the alert is of ``user_id``'s streams."""
+        owned = _filtered(AlertFilter(user_id=user_id)).where(Alert.id == alert_id).with_only_columns(Alert.id)
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(AlertSnapshot.jpeg).where(AlertSnapshot.alert_id.in_(owned.scalar_subquery()))
+            )
+
+    async def review(self, alert_id: str, user_id: str, review: Review) -> Alert | None:
+        """Apply ``review`` to one of ``user_id``'s alerts; the alert as it is now (None: no such alert of theirs)."""
+        async with self._sessions() as session:
+            owned = _filtered(AlertFilter(user_id=user_id)).where(Alert.id == alert_id)
+            alert = await session.scalar(owned.with_for_update())
+            if alert is None:
+                return None
+            for name, value in review.values(utcnow()).items():
+                setattr(alert, name, value)
+            await session.commit()
+            return alert
+
+    async def review_matching(self, where: AlertFilter, review: Review, *, limit: int) -> tuple[list[Alert], bool]:
+        """Apply ``review`` to up to ``limit`` alerts ``where`` selects that it would change, newest first.
+
+        Returns the changed alerts and whether more would have changed.
+        """
+        values = review.values(utcnow())
+        if not values:
+            return [], False
+        changing = _filtered(where).where(_would_change(values)).order_by(Alert.seq.desc()).limit(limit + 1)
+        async with self._sessions() as session:
+            ids = list(await session.scalars(changing.with_only_columns(Alert.id)))
+            chosen, more = ids[:limit], len(ids) > limit
+            if not chosen:
+                return [], False
+            await session.execute(update(Alert).where(Alert.id.in_(chosen)).values(**values))
+            await session.commit()
+            changed = list(await session.scalars(select(Alert).where(Alert.id.in_(chosen)).order_by(Alert.seq)))
+        return changed, more
+
+    async def unreviewed(self, user_id: str) -> int:
+        """How many of ``user_id``'s alerts nobody has reviewed (the workbench's counter)."""
+        return await self.count(AlertFilter(user_id=user_id, reviewed=False))
+
     async def stream_seq_of(self, stream_id: str, alert_id: str) -> int | None:
         """The place of an alert among the alerts of ``stream_id``, or None if there is none such."""
         async with self._sessions() as session:
@@ -283,4 +382,18 @@ def _filtered(where: AlertFilter) -> Select[Alert]:
     if where.text:
         pattern = "%" + where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(Alert.message.ilike(pattern, escape="\\"))
+    if where.reviewed is not None:
+        query = query.where(Alert.reviewed.is_(where.reviewed))
+    if where.false_positive is not None:
+        query = query.where(Alert.false_positive.is_(where.false_positive))
     return query
+
+
+def _would_change(values: dict[str, object]) -> ColumnElement[bool]:
+    """Alerts on which setting ``values`` (review fields only count) changes something."""
+    differs = [
+        getattr(Alert, name).is_distinct_from(value)
+        for name, value in values.items()
+        if name in ("reviewed", "false_positive", "keep", "note")
+    ]
+    return or_(*differs) if differs else true()

@@ -40,11 +40,13 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -53,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from relay.clock import utcnow
 
@@ -156,6 +159,8 @@ class Alert(Base):
         Index("ix_alert_stream_seq", "streamId", "seq"),
         Index("ix_alert_created", "createdAt"),
         Index("ix_alert_object_type_seq", "objectType", "seq"),
+        Index("ix_alert_stream_reviewed", "streamId", "reviewed"),
+        Index("ix_alert_reviewed_at", "reviewedAt"),
     )
 
     seq: Mapped[int] = mapped_column(AutoIncrementId, primary_key=True, autoincrement=True)
@@ -172,3 +177,26 @@ class Alert(Base):
         "objectType", String(OBJECT_TYPE_CHARS), default=_object_type_default
     )
     """:func:`object_type_of` the metadata, filled in on insert."""
+    frame_timestamp: Mapped[int | None] = mapped_column("frameTimestamp", BigInteger)
+    """The ``timestamp`` of the frame the client said the alert is about."""
+    has_snapshot: Mapped[bool] = mapped_column("hasSnapshot", Boolean, default=False, server_default=false())
+    """Whether an :class:`AlertSnapshot` was stored with it (kept here so that listing needs no join)."""
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    false_positive: Mapped[bool] = mapped_column("falsePositive", Boolean, default=False, server_default=false())
+    reviewed_by: Mapped[str | None] = mapped_column("reviewedBy", String(150))
+    """The username of whoever last changed ``reviewed`` or ``falsePositive``."""
+    reviewed_at: Mapped[datetime | None] = mapped_column("reviewedAt", UTCDateTime)
+    keep: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Kept whatever the retention: an alert someone marked as evidence."""
+    note: Mapped[str | None] = mapped_column(Text)
+    """The reviewer's note."""
+
+
+class AlertSnapshot(Base):
+    """The frame an alert is about, stored with it in its transaction (so ``alert-stored`` means both are)."""
+
+    __tablename__ = "alert_snapshot"
+
+    alert_id: Mapped[str] = mapped_column("alertId", ForeignKey("alert.id", ondelete="CASCADE"), primary_key=True)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+    frame_timestamp: Mapped[int] = mapped_column("frameTimestamp", BigInteger)

@@ -89,6 +89,10 @@ class Users:
         ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
         return user if ok and user is not None and user.password_hash else None
 
+    async def by_id(self, user_id: str) -> User | None:
+        async with self._sessions() as session:
+            return await session.get(User, user_id)
+
     async def by_name(self, username: str) -> User | None:
         async with self._sessions() as session:
             return await session.scalar(select(User).where(User.username == username))

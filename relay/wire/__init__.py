@@ -14,6 +14,7 @@ Nothing here imports the rest of the relay (but the leaf :mod:`relay.clock`).
 from relay.wire.frames import CloseCode, Wire, websocket_frame
 from relay.wire.messages import (
     ALERT,
+    ALERT_UPDATED,
     CONSUMABLE,
     DEFAULT_CONTENT_TYPE,
     PRODUCIBLE,
@@ -46,6 +47,7 @@ from relay.wire.video import VideoFrame, decode_binary_frame, encode_binary_fram
 
 __all__ = [
     "ALERT",
+    "ALERT_UPDATED",
     "CONSUMABLE",
     "DEFAULT_CONTENT_TYPE",
     "PRODUCIBLE",

@@ -17,6 +17,8 @@ import orjson
 VIDEO_FRAME: Final = "video-frame"
 ALERT: Final = "alert"
 STREAM_STATUS: Final = "stream-status"
+ALERT_UPDATED: Final = "alert-updated"
+"""Sent to a stream's alert consumers (those that consume ``alert``) when an alert's review changes."""
 
 PRODUCIBLE: Final = frozenset({VIDEO_FRAME, ALERT})
 CONSUMABLE: Final = frozenset({VIDEO_FRAME, ALERT, STREAM_STATUS})
@@ -138,6 +140,8 @@ class AlertIn:
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: int = 0
     ref: str | None = None
+    frame_timestamp: int | None = None
+    """The ``timestamp`` of the frame the alert is about (its snapshot), if the client named one."""
 
 
 # --------------------------------------------------------------------------- relay → client

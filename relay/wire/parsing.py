@@ -198,7 +198,18 @@ def _parse_alert(obj: dict[str, Any], received_ms: int | None) -> AlertIn:
         timestamp = _optional_timestamp(obj, received_ms)
     except ProtocolError as exc:
         raise reject(exc.message) from None
-    return AlertIn(stream_id, severity, message, metadata, timestamp, ref)
+    frame_timestamp = obj.get("frameTimestamp")
+    if frame_timestamp is not None and not (_is_number(frame_timestamp) and 0 <= frame_timestamp <= MAX_TIMESTAMP):
+        raise reject(f"frameTimestamp must be the timestamp of a frame: milliseconds from 0 to {MAX_TIMESTAMP}")
+    return AlertIn(
+        stream_id,
+        severity,
+        message,
+        metadata,
+        timestamp,
+        ref,
+        frame_timestamp=None if frame_timestamp is None else int(frame_timestamp),
+    )
 
 
 PARSERS: Final[dict[str, Callable[[dict[str, Any], int | None], ClientMessage]]] = {

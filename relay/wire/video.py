@@ -58,6 +58,14 @@ class VideoFrame:
         self._binary = binary_payload
 
     @property
+    def size(self) -> int:
+        """The image's size in bytes, without decoding a JSON frame's base64 for it."""
+        if self._jpeg is not None:
+            return len(self._jpeg)
+        assert self._b64 is not None
+        return len(self._b64) * 3 // 4
+
+    @property
     def jpeg(self) -> bytes | memoryview:
         """The image bytes, decoded from base64 once if the frame came as JSON."""
         if self._jpeg is None:

@@ -16,12 +16,11 @@ import pytest
 from sqlalchemy import text
 
 from relay.client import Alert, AlertQueueFull, AuthenticationError, Backoff, ErrorReport, Frame, RelayClient
-from relay.config import Settings
 from relay.routing.connection import Connection
 from relay.store import Store
 from relay.tornado.server import RelayServer
 from relay.wire import AlertIn
-from tests.support import GUARD, RelayHarness, make_jpeg
+from tests.support import GUARD, RelayHarness, make_jpeg, settings_for_tests
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)  # a guard against hangs; every wait here is for an event
@@ -121,9 +120,7 @@ async def test_a_consumer_that_had_seen_no_alert_yet_misses_none(relay: RelayHar
 @asynccontextmanager
 async def restartable_relay(database_url: str) -> AsyncIterator[list[RelayServer]]:
     """A relay on a fixed port that a test can stop and start again on the same database."""
-    settings = Settings(
-        host="127.0.0.1", port=0, database_url=database_url, ping_interval=0, max_fps=0, max_alerts_per_second=0
-    )
+    settings = settings_for_tests(database_url, ping_interval=0, max_fps=0, max_alerts_per_second=0)
     servers = [RelayServer(settings)]
     await servers[0].start()
     try:

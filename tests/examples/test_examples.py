@@ -66,7 +66,8 @@ def assert_sensible(alert: Alert) -> None:
     assert box["x"] + box["width"] <= 1.0001
     assert box["y"] + box["height"] <= 1.0001
     assert meta["count"] >= 1
-    assert isinstance(meta["frameTimestamp"], int)
+    assert isinstance(alert.frame_timestamp, int)
+    assert alert.has_snapshot, "the relay stored the frame the service analysed"
     aspect = (box["width"] * frame["width"]) / (box["height"] * frame["height"])
     many = meta["count"] >= 3
     if meta["objectType"] == "person":

@@ -111,7 +111,7 @@ def test_the_policy_grades_faces_and_motion_and_writes_valid_metadata() -> None:
     assert [a.severity for a in AlertPolicy().decide("s", analysis_of(WIDE_MOTION), 1, now=0)] == ["medium"]
     face = drafts[0].metadata
     assert face["location"] == {"x": 0.4, "y": 0.2, "width": 0.1, "height": 0.13}
-    assert (face["confidence"], face["count"], face["frameTimestamp"]) == (0.7, 1, 1234)
+    assert (face["confidence"], face["count"], drafts[0].frame_timestamp) == (0.7, 1, 1234)
     for draft in drafts:
         assert alert_metadata_problem(draft.metadata) is None, "what the relay accepts"
 
@@ -137,7 +137,7 @@ async def test_the_pipeline_analyses_only_the_newest_frame_of_each_stream() -> N
         pipeline.offer(Frame("t", 9, picture))
         await asyncio.wait_for(pipeline.drain(), 30)
     assert (pipeline.stats.analysed, pipeline.stats.skipped) == (2, 4)
-    assert sorted((a["stream_id"], a["metadata"]["frameTimestamp"]) for a in client.sent) == [("s", 5), ("t", 9)]
+    assert sorted((a["stream_id"], a["frame_timestamp"]) for a in client.sent) == [("s", 5), ("t", 9)]
     line = pipeline.stats.line(2)
     assert "2 streams" in line
     assert "4 stale frames skipped, 2 alerts sent" in line

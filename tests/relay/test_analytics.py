@@ -167,3 +167,17 @@ async def test_the_report_draws_the_answers_of_the_callers_streams(relay: RelayH
     assert "Alerts by hour of the week" in page
     filtered = await relay.api("GET", f"/api/alerts/report?severity=low&streamId={gate}", token=token)
     assert "no alerts in this window" in filtered.body.decode()
+
+
+async def test_the_answers_leave_out_what_the_analysts_called_false_positives(relay: RelayHarness) -> None:
+    _, token = await relay.user()
+    gate = await relay.stream(token, "Gate")
+    for minute in range(4):
+        await _store(relay, gate, DAY_ONE + timedelta(minutes=minute), objectType="cat" if minute else "person")
+    await relay.api("POST", "/api/analytics/refresh", token=token)
+    review = {"filter": {"objectType": "cat"}, "falsePositive": True}
+    assert (await relay.api("POST", "/api/alerts/review", token=token, body=review)).json["updated"] == 3
+    refreshed = await relay.api("POST", "/api/analytics/refresh", token=token)
+    assert refreshed.json["alertsWritten"] == 4, "the reviewed alerts' day is written again"
+    assert await _analytics(relay, token, "top-object-types", "?falsePositive=false") == [["person", 1, 1.0]]
+    assert await _analytics(relay, token, "top-object-types", "?reviewed=true") == [["cat", 3, 1.0]]

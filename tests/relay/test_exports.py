@@ -21,8 +21,9 @@ from benchmarks.history_data import seed
 from relay.history import export, table
 from relay.history.formats import CsvEncoder
 from relay.history.service import History, TooManyExports
-from relay.store import AlertFilter, Store
+from relay.store import AlertFilter, Snapshot, Store
 from relay.store.database import create_sync_engine
+from relay.wire import AlertIn
 from tests.support import GUARD, RelayHarness
 
 
@@ -198,3 +199,37 @@ async def test_an_export_that_fails_midway_is_cut_not_finished(
     assert answer.startswith(b"HTTP/1.1 200")
     assert not answer.endswith(b"0\r\n\r\n"), "the chunked answer lacks its last chunk: the file is known to be cut"
     await history.idle()
+
+
+async def test_relay_export_writes_the_snapshots_as_files_named_by_alert_id(database_url: str, tmp_path: Path) -> None:
+    store = await Store.open(database_url)
+    try:
+        user = await store.users.add_or_issue_token("photographer", None)
+        stream = await store.streams.register(user.user_id, "Gate", "mobile", {})
+        pictures = {}
+        for index in range(5):
+            snapshot = Snapshot(b"\xff\xd8" + bytes([index]) * 100, index) if index != 2 else None
+            stored = await store.alerts.add(AlertIn(stream.id, "high", f"m{index}", {}, index), snapshot=snapshot)
+            if snapshot is not None:
+                pictures[stored.alert.id] = snapshot.jpeg
+    finally:
+        await store.close()
+    folder = tmp_path / "pictures"
+    first = await _cli("export", "--snapshots", str(folder), "--user", "photographer", "--database-url", database_url)
+    assert first.returncode == 0, first.stderr
+    assert "wrote 4 snapshots" in first.stderr
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == {
+        f"{alert_id}.jpg": jpeg for alert_id, jpeg in pictures.items()
+    }
+    out = tmp_path / "alerts.json"
+    again = await _cli(
+        "export", "--format", "json", "--out", str(out), "--snapshots", str(folder), "--database-url", database_url
+    )
+    assert again.returncode == 0, again.stderr
+    assert "wrote 0 snapshots" in again.stderr
+    assert "(4 already there)" in again.stderr
+    exported = orjson.loads(out.read_bytes())
+    assert {alert["id"] for alert in exported if alert["hasSnapshot"]} == set(pictures)
+    nowhere = await _cli("export", "--snapshots", str(tmp_path / "no" / "pics"), "--database-url", database_url)
+    assert nowhere.returncode != 0
+    assert "there is no folder" in nowhere.stderr

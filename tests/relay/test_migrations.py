@@ -15,7 +15,8 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from relay.store import AlertFilter, Store
+from relay.store import AlertFilter, Snapshot, Store
+from relay.store.alerts import Review
 from relay.store.database import alembic_config, create_engine
 from relay.wire import AlertIn
 from tests.support import postgres_schema, service_url
@@ -117,5 +118,47 @@ async def test_0004_gives_existing_alerts_their_object_type_and_a_text_index(emp
         assert await ids(text="front door") == [added.alert.id, "alert_0"]
         assert await ids(object_type="car") == [added.alert.id, "alert_1"]
         assert await store.alerts.count(AlertFilter(text="the")) == 4
+    finally:
+        await store.close()
+
+
+async def test_0005_leaves_existing_alerts_unreviewed_and_without_snapshots(empty_database_url: str) -> None:
+    await at_revision(
+        empty_database_url,
+        "0004",
+        """INSERT INTO "user" (id, username, "createdAt") VALUES ('user_a', 'ana', '2026-12-01 10:00:00')""",
+        'INSERT INTO video_stream (id, "userId", "deviceName", "deviceType", status, metadata, "createdAt", '
+        "\"updatedAt\", \"lastAlertSeq\") VALUES ('stream_a', 'user_a', 'cam', 'mobile', 'offline', '{}', "
+        "'2026-12-01 10:00:00', '2026-12-01 10:00:00', 2)",
+        *(
+            'INSERT INTO alert (id, "streamId", "streamSeq", severity, message, metadata, timestamp, "createdAt") '
+            f"VALUES ('alert_{n}', 'stream_a', {n}, 'high', 'Person {n}', '{{}}', {n}, '2026-12-01 10:00:0{n}')"
+            for n in (1, 2)
+        ),
+    )
+    store = await Store.open(empty_database_url)  # upgrades to the newest revision, as a relay does
+    try:
+        old = await store.alerts.get("alert_1", "user_a")
+        assert old is not None
+        assert (old.reviewed, old.false_positive, old.keep, old.has_snapshot, old.frame_timestamp) == (
+            False,
+            False,
+            False,
+            False,
+            None,
+        )
+        assert await store.alerts.unreviewed("user_a") == 2
+        reviewed = await store.alerts.review("alert_2", "user_a", Review("ana", false_positive=True))
+        assert reviewed is not None
+        assert (reviewed.reviewed, reviewed.reviewed_by) == (True, "ana")
+        assert await store.alerts.unreviewed("user_a") == 1
+        added = await store.alerts.add(
+            AlertIn("stream_a", "high", "new", {}, 3, frame_timestamp=3), snapshot=Snapshot(b"\xff\xd8 jpeg", 3)
+        )
+        assert added.alert.stream_seq == 3
+        assert await store.alerts.snapshot(added.alert.id, "user_a") == b"\xff\xd8 jpeg"
+        assert await store.alerts.snapshot("alert_1", "user_a") is None
+        found = await store.alerts.search(AlertFilter(user_id="user_a", text="person 1"), limit=5)
+        assert [alert.id for alert in found.alerts] == ["alert_1"], "the text index of 0004 still works"
     finally:
         await store.close()

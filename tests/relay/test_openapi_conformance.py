@@ -21,10 +21,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from relay.config import Settings
 from relay.rest.openapi import DOCUMENT
 from relay.tornado.server import RelayServer
-from tests.support import postgres_schema, service_url
+from tests.support import postgres_schema, service_url, settings_for_tests
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 CURRENT_TOKEN: dict[str, str] = {}
@@ -55,7 +54,7 @@ def serve_in_a_thread(database_url: str) -> Iterator[LiveRelay]:
     holder: dict[str, object] = {}
 
     async def main() -> None:
-        server = RelayServer(Settings(host="127.0.0.1", port=0, database_url=database_url, ping_interval=0))
+        server = RelayServer(settings_for_tests(database_url, ping_interval=0))
         await server.start()
         issued = await server.relay.store.users.add_or_issue_token("schemathesis", "s3cret")
         stream = await server.relay.store.streams.register(issued.user_id, "cam", "mobile", {})

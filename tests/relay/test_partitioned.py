@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from benchmarks.history_data import seed
 from relay.history import partitioned
 from relay.store import AlertFilter, Store
+from relay.store.alerts import Review
 from relay.store.database import create_sync_engine
 from relay.wire import AlertIn
 
@@ -138,3 +139,49 @@ async def test_relay_export_partitioned(sqlite_url: str, tmp_path: Path) -> None
     _, err = await mixed.communicate()
     assert mixed.returncode == 2
     assert b"without --out and --format" in err
+
+
+def test_a_run_rewrites_the_days_of_alerts_reviewed_since_the_last(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    seeded = seed(engine, 600, streams=2, days=3, bursts=0, start=START)
+    folder = tmp_path / "copy"
+    where = AlertFilter(user_id=seeded.user_id)
+    partitioned.refresh(engine, folder, where)
+    days = _files(folder)
+    with engine.connect() as connection:
+        alert_id = connection.exec_driver_sql(
+            "SELECT id FROM alert WHERE \"createdAt\" < '2026-10-02' ORDER BY seq LIMIT 1"
+        ).scalar_one()
+    asyncio.run(_review(database_url, seeded.user_id, alert_id))
+
+    again = partitioned.refresh(engine, folder, where)
+    assert date(2026, 10, 1) in again.days_written
+    assert date(2026, 10, 2) not in again.days_written
+    assert _files(folder)["date=2026-10-02"] == days["date=2026-10-02"]
+    reviewed = (
+        duckdb.connect()
+        .execute(
+            f"SELECT id, reviewed, falsePositive, reviewedBy FROM read_parquet('{folder}/**/*.parquet') WHERE reviewed"
+        )
+        .fetchall()
+    )
+    assert reviewed == [(alert_id, True, True, "ana")]
+
+
+async def _review(database_url: str, user_id: str, alert_id: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        assert await store.alerts.review(alert_id, user_id, Review("ana", false_positive=True)) is not None
+    finally:
+        await store.close()
+
+
+def test_a_folder_of_an_older_layout_is_written_again_in_full(engine: Engine, tmp_path: Path) -> None:
+    seeded = seed(engine, 200, streams=1, days=2, bursts=0, start=START)
+    folder = tmp_path / "copy"
+    where = AlertFilter(user_id=seeded.user_id)
+    partitioned.refresh(engine, folder, where)
+    state = folder / partitioned.STATE_FILE
+    state.write_bytes(state.read_bytes().replace(b'"version": 2', b'"version": 1'))
+    assert partitioned.refresh(engine, folder, where).alerts_written == seeded.alerts

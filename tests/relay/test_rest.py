@@ -80,7 +80,10 @@ async def test_alert_pages_are_stable_newest_first_and_complete(relay: RelayHarn
     assert pages == 4
     assert seen == list(reversed(ids)), "every alert once, newest first"
     sample = body["alerts"][0]
-    assert set(sample) == {"id", "streamId", "severity", "message", "metadata", "timestamp", "createdAt"}
+    assert set(sample) == {
+        "id", "streamId", "severity", "message", "metadata", "timestamp", "createdAt",
+        "hasSnapshot", "reviewed", "falsePositive", "keep",
+    }  # fmt: skip
     assert ISO_Z.match(sample["createdAt"])
 
 

@@ -19,7 +19,7 @@ from relay.config import Settings
 from relay.routing.connection import Connection
 from relay.wire import AlertIn
 from tests.raw_websocket import RawWebSocket, client_frame
-from tests.support import GUARD, RelayHarness, running_relay
+from tests.support import GUARD, RelayHarness, running_relay, settings_for_tests
 
 
 def count_disconnects(relay: RelayHarness) -> asyncio.Queue[Connection]:
@@ -139,12 +139,11 @@ async def test_restarting_a_relay_sets_streams_left_online_offline(database_url:
 
 
 async def test_stopping_the_relay_writes_its_producers_streams_offline(database_url: str) -> None:
-    from relay.config import Settings
     from relay.store import Store
     from relay.tornado.server import RelayServer
     from tests.support import RelayHarness
 
-    server = RelayServer(Settings(port=0, database_url=database_url, ping_interval=0))
+    server = RelayServer(settings_for_tests(database_url, ping_interval=0))
     await server.start()
     relay = RelayHarness(server)
     _, token = await relay.user()
@@ -195,7 +194,7 @@ async def test_stopping_the_relay_stores_the_alerts_it_already_read(
     from relay.tornado.server import RelayServer
     from tests.support import RelayHarness
 
-    server = RelayServer(Settings(port=0, database_url=database_url, ping_interval=0, max_alerts_per_second=0))
+    server = RelayServer(settings_for_tests(database_url, ping_interval=0, max_alerts_per_second=0))
     await server.start()
     relay = RelayHarness(server)
     _, token = await relay.user()
@@ -208,10 +207,10 @@ async def test_stopping_the_relay_stores_the_alerts_it_already_read(
     storing = asyncio.Event()
     release = asyncio.Event()
 
-    async def slow_add(alert: AlertIn) -> object:
+    async def slow_add(alert: AlertIn, **options: object) -> object:
         storing.set()
         await release.wait()
-        return await real_add(alert)
+        return await real_add(alert, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(alerts, "add", slow_add)
     phone.send(  # one write, so the relay reads both at once: the second waits behind the first
