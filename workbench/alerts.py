@@ -10,7 +10,7 @@ checks it field by field and refuses what the relay would never have sent.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,24 @@ class LiveAlert:
     """When the relay stored it (UTC)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     ref: str | None = None
+    has_snapshot: bool = False
+    """The relay stored the frame the alert is about (``GET /api/alerts/{id}/snapshot``)."""
+    reviewed: bool = False
+    false_positive: bool = False
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+
+    @property
+    def snapshot_url(self) -> str | None:
+        """Where the page's browser fetches the alert's picture (with its login cookie), if it has one."""
+        return f"/api/alerts/{self.id}/snapshot" if self.has_snapshot else None
+
+    @property
+    def verdict(self) -> str:
+        """``false positive``, ``reviewed`` or ``unreviewed``: what the analysts made of it."""
+        if self.false_positive:
+            return "false positive"
+        return "reviewed" if self.reviewed else "unreviewed"
 
     @property
     def event_time(self) -> datetime | None:
@@ -64,6 +82,11 @@ class LiveAlert:
             created_at=alert.created_at,
             metadata=dict(alert.meta or {}),
             ref=alert.ref,
+            has_snapshot=alert.has_snapshot,
+            reviewed=alert.reviewed,
+            false_positive=alert.false_positive,
+            reviewed_by=alert.reviewed_by,
+            reviewed_at=alert.reviewed_at,
         )
 
     @classmethod
@@ -93,6 +116,10 @@ class LiveAlert:
         created = message.get("createdAt")
         if not isinstance(created, str):
             raise ValueError("createdAt must be an ISO 8601 time")
+        flags = {name: message.get(name, False) for name in ("hasSnapshot", "reviewed", "falsePositive")}
+        if not all(isinstance(value, bool) for value in flags.values()):
+            raise ValueError("hasSnapshot, reviewed and falsePositive must be true or false")
+        reviewed_by, reviewed_at = _reviewer(message)
         return cls(
             id=alert_id,
             stream_id=stream_id,
@@ -102,7 +129,60 @@ class LiveAlert:
             created_at=parse_iso(created),
             metadata=metadata,
             ref=ref,
+            has_snapshot=flags["hasSnapshot"],
+            reviewed=flags["reviewed"],
+            false_positive=flags["falsePositive"],
+            reviewed_by=reviewed_by,
+            reviewed_at=reviewed_at,
         )
+
+    def reviewed_as(self, update: ReviewUpdate) -> LiveAlert:
+        """This alert as an ``alert-updated`` message says it is now."""
+        return replace(
+            self,
+            reviewed=update.reviewed,
+            false_positive=update.false_positive,
+            reviewed_by=update.reviewed_by,
+            reviewed_at=update.reviewed_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewUpdate:
+    """An ``alert-updated`` message: an analyst (in any tab, on any node) changed an alert's review."""
+
+    id: str
+    stream_id: str
+    reviewed: bool
+    false_positive: bool
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+
+    @classmethod
+    def from_message(cls, message: object) -> ReviewUpdate:
+        """An ``alert-updated`` message as the relay sends it; ValueError says what is wrong with it."""
+        if not isinstance(message, dict):
+            raise ValueError("an update must be an object")
+        alert_id, stream_id = message.get("id"), message.get("streamId")
+        if not isinstance(alert_id, str) or not isinstance(stream_id, str):
+            raise ValueError("id and streamId must be strings")
+        if not is_url_safe_id(alert_id) or not is_url_safe_id(stream_id):
+            raise ValueError("id and streamId must be URL-safe ids")
+        reviewed, false_positive = message.get("reviewed"), message.get("falsePositive")
+        if not isinstance(reviewed, bool) or not isinstance(false_positive, bool):
+            raise ValueError("reviewed and falsePositive must be true or false")
+        reviewed_by, reviewed_at = _reviewer(message)
+        return cls(alert_id, stream_id, reviewed, false_positive, reviewed_by, reviewed_at)
+
+
+def _reviewer(message: dict[str, Any]) -> tuple[str | None, datetime | None]:
+    """``reviewedBy`` and ``reviewedAt`` of a message (both absent or null for an alert never reviewed)."""
+    by, at = message.get("reviewedBy"), message.get("reviewedAt")
+    if by is not None and not isinstance(by, str):
+        raise ValueError("reviewedBy must be a string")
+    if at is not None and not isinstance(at, str):
+        raise ValueError("reviewedAt must be an ISO 8601 time")
+    return by, None if at is None else parse_iso(at)
 
 
 def format_time(moment: datetime) -> str:

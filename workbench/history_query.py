@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 from urllib.parse import urlencode
 
 from relay.clock import iso
@@ -20,12 +21,21 @@ from relay.store import AlertFilter
 
 EXPORT_PATH = "/api/alerts/export"
 REPORT_PATH = "/api/alerts/report"
+REVIEW_STATES: Final[dict[str, tuple[bool | None, bool | None]]] = {
+    "all": (None, None),
+    "unreviewed": (False, None),
+    "reviewed": (True, None),
+    "false positives": (None, True),
+    "confirmed": (True, False),
+}
+"""The History page's review filter: each choice as (``reviewed``, ``falsePositive``) of ``GET /api/alerts``."""
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryQuery:
     """Alerts stored in ``[since, until)`` of these streams and severities (empty: all),
-    of this object type, whose message contains ``text``."""
+    of this object type, whose message contains ``text``, in this review state (a key of
+    :data:`REVIEW_STATES`)."""
 
     severities: tuple[str, ...] = ()
     stream_ids: tuple[str, ...] = ()
@@ -33,6 +43,7 @@ class HistoryQuery:
     until: datetime | None = None
     object_type: str = ""
     text: str = ""
+    review: str = "all"
 
     def problem(self) -> str | None:
         """Why this query cannot be asked (as the REST API would answer 400), or None."""
@@ -49,6 +60,8 @@ class HistoryQuery:
             until=self.until,
             object_type=self.object_type.strip() or None,
             text=self.text.strip() or None,
+            reviewed=REVIEW_STATES[self.review][0],
+            false_positive=REVIEW_STATES[self.review][1],
         )
 
     def export_url(self, format: str) -> str:
@@ -73,4 +86,7 @@ class HistoryQuery:
             arguments.append(("objectType", self.object_type.strip()))
         if self.text.strip():
             arguments.append(("q", self.text.strip()))
+        for name, value in zip(("reviewed", "falsePositive"), REVIEW_STATES[self.review], strict=True):
+            if value is not None:
+                arguments.append((name, "true" if value else "false"))
         return arguments

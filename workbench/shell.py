@@ -2,7 +2,7 @@
 
 One Panel template holds the four pages (Live, Timeline, History, Analytics; the page on
 screen is kept in the URL as ``?page=``, the others are hidden) and, in its
-header, what belongs on every page: the count of unseen alerts, the analyst's
+header, what belongs on every page: the count of unreviewed alerts, the analyst's
 name with a logout link, and the invisible alert feed whose alerts become
 toasts, timeline points and history refreshes.  The pages are built once the tab's analyst is known (the store is
 asynchronous, so that happens on load) and live as long as the tab.
@@ -27,7 +27,7 @@ from workbench.pages.timeline import TimelinePage
 from workbench.server import runtime
 from workbench.session import STREAM_REFRESH_SECONDS, AnalystSession
 from workbench.widgets.alert_toasts import AlertToasts
-from workbench.widgets.unseen_counter import UnseenCounter
+from workbench.widgets.unreviewed_counter import UnreviewedCounter
 
 log = logging.getLogger("workbench")
 
@@ -79,7 +79,10 @@ class Workbench:
             return
         self._toasts.follow(session)
         feed = AlertFeed(
-            on_alert=session.receive, on_subscribed=session.subscription_started, stream_ids=session.stream_ids
+            on_alert=session.receive,
+            on_subscribed=session.subscription_started,
+            on_update=session.receive_update,
+            stream_ids=session.stream_ids,
         )
         session.param.watch(lambda _event: setattr(feed, "stream_ids", session.stream_ids), "streams")
         history = HistoryPage(session)
@@ -91,11 +94,16 @@ class Workbench:
             )
             self.navigation.value = history.title
 
+        def open_unreviewed() -> None:
+            """From the header's counter to the unreviewed alerts in History."""
+            history.show_unreviewed()
+            self.navigation.value = history.title
+
         pages: list[Page] = [LivePage(session), TimelinePage(session), history, AnalyticsPage(session, open_history)]
         self._pages = {page.title: page for page in pages}
         self._header.objects = [
             pn.layout.HSpacer(),
-            UnseenCounter(session),
+            UnreviewedCounter(session, open_unreviewed),
             pn.pane.HTML(
                 f"<span class='analyst'>{escape(session.username)}</span> · "
                 f"<a class='logout' href='{LOGOUT_PATH}' style='color:inherit'>Log out</a>",
@@ -103,6 +111,7 @@ class Workbench:
                 align="center",
             ),
             feed,
+            history.shortcuts,
         ]
         self._content.objects = pages
         self.navigation.param.watch(self._show, "value")

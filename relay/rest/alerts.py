@@ -24,6 +24,7 @@ from relay.history.service import TooManyExports
 from relay.representation import alert_json
 from relay.rest.base import ApiError, ApiHandler
 from relay.store import AlertFilter, Review
+from relay.store.alerts import MAX_REVIEWED_PER_CALL
 from relay.wire import SEVERITIES, is_url_safe_id
 
 log = logging.getLogger("relay.rest")
@@ -197,9 +198,6 @@ class ReportHandler(AlertQueryMixin):
 
 
 MAX_NOTE_CHARS = 2000
-MAX_REVIEWED_PER_CALL = 5000
-"""Alerts one ``POST /api/alerts/review`` changes at most: each change is sent to every dashboard of its
-stream, and a dashboard holds at most RELAY_MAX_QUEUED_MESSAGES of them in flight."""
 _REVIEW_FIELDS = ("reviewed", "falsePositive")
 
 

@@ -58,6 +58,11 @@ class AlertFilter:
     false_positive: bool | None = None
 
 
+MAX_REVIEWED_PER_CALL = 5000
+"""Alerts one batch review (``POST /api/alerts/review``, the workbench) changes at most: each change is
+sent to every dashboard of its stream, and a dashboard holds at most RELAY_MAX_QUEUED_MESSAGES in flight."""
+
+
 @dataclass(frozen=True, slots=True)
 class Review:
     """What a review changes; None leaves a field as it is.
@@ -231,8 +236,11 @@ class Alerts:
             return Page(rows[:limit], rows[limit - 1].seq)
         return Page(rows, lowest if lowest > 1 else None)
 
-    async def count(self, where: AlertFilter) -> int:
-        query, _ = self._ordered(where)
+    async def count(self, where: AlertFilter, *, after_seq: int | None = None) -> int:
+        """How many alerts ``where`` selects (stored after ``after_seq``, if given: "N new alerts")."""
+        query, order = self._ordered(where)
+        if after_seq is not None:
+            query = query.where(order > after_seq)
         counted = query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
         async with self._sessions() as session:
             return int(await session.scalar(counted) or 0)
@@ -296,15 +304,21 @@ class Alerts:
             await session.commit()
             return alert
 
-    async def review_matching(self, where: AlertFilter, review: Review, *, limit: int) -> tuple[list[Alert], bool]:
-        """Apply ``review`` to up to ``limit`` alerts ``where`` selects that it would change, newest first.
+    async def review_matching(
+        self, where: AlertFilter, review: Review, *, limit: int, ids: Sequence[str] | None = None
+    ) -> tuple[list[Alert], bool]:
+        """Apply ``review`` to up to ``limit`` alerts ``where`` selects (and, given ``ids``, of those
+        ids) that it would change, newest first.
 
         Returns the changed alerts and whether more would have changed.
         """
         values = review.values(utcnow())
         if not values:
             return [], False
-        changing = _filtered(where).where(_would_change(values)).order_by(Alert.seq.desc()).limit(limit + 1)
+        changing = _filtered(where).where(_would_change(values))
+        if ids is not None:
+            changing = changing.where(Alert.id.in_(list(ids)))
+        changing = changing.order_by(Alert.seq.desc()).limit(limit + 1)
         async with self._sessions() as session:
             ids = list(await session.scalars(changing.with_only_columns(Alert.id)))
             chosen, more = ids[:limit], len(ids) > limit

@@ -1,4 +1,4 @@
-"""An ML client's alert, end to end: a toast, the counter, the tile, the Timeline and the History.
+"""An ML client's alert, end to end: a toast, the unreviewed counter, the tile, the Timeline and the History.
 
 Also the checks on alerts that come back from the browser (:class:`LiveAlert`).
 """
@@ -39,8 +39,8 @@ def test_an_ml_alert_toasts_counts_and_shows_on_the_tile_timeline_and_history(
     try:
         analyst.login(page)
         expect(page.locator(f".tile[data-stream-id='{stream_id}'] .badge")).to_have_text("streaming")
-        counter = page.locator(".unseen-counter button")
-        expect(counter).to_have_text("0 unseen alerts")
+        counter = page.locator(".unreviewed-counter button")
+        expect(counter).to_have_text("0 unreviewed")
         wait_for_alert_feed(page, stream_id)
         wait_for_alert_feed(page, side_door)
 
@@ -57,11 +57,11 @@ def test_an_ml_alert_toasts_counts_and_shows_on_the_tile_timeline_and_history(
         send_alert(analyst, side_door, severity="low", message="a passing shadow", metadata={"objectType": "motion"})
         low_toast = page.locator(".notyf__toast.vigil-toast-low", has_text="a passing shadow")
         expect(low_toast).to_be_visible()
-        expect(counter).to_have_text("2 unseen alerts")
+        expect(counter).to_have_text("2 unreviewed")
         expect(low_toast).to_have_count(0)  # low toasts fade ...
         expect(critical_toast).to_be_visible()  # ... critical ones stay until dismissed
         counter.click()
-        expect(counter).to_have_text("0 unseen alerts")
+        expect(page.locator(".history-table .tabulator-row").filter(visible=True)).to_have_count(2)
 
         page.get_by_role("button", name="Timeline").click()
         later = send_alert(analyst, side_door, severity="medium", message="while the timeline is open")

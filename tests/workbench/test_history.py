@@ -189,3 +189,21 @@ def test_a_history_query_asks_the_export_for_what_it_asks_the_store() -> None:
     assert HistoryQuery().export_url("parquet") == "/api/alerts/export?format=parquet"
     assert HistoryQuery(since=since, until=since).problem() is not None
     assert HistoryQuery(since=since).problem() is None
+
+
+@pytest.mark.parametrize(
+    ("review", "reviewed", "false_positive", "query"),
+    [
+        ("all", None, None, ""),
+        ("unreviewed", False, None, "?reviewed=false"),
+        ("false positives", None, True, "?falsePositive=true"),
+        ("confirmed", True, False, "?reviewed=true&falsePositive=false"),
+    ],
+)
+def test_the_review_filter_is_asked_of_the_store_and_the_export_alike(
+    review: str, reviewed: bool | None, false_positive: bool | None, query: str
+) -> None:
+    asked = HistoryQuery(review=review)
+    where = asked.alert_filter("user_1")
+    assert (where.reviewed, where.false_positive) == (reviewed, false_positive)
+    assert asked.report_url() == "/api/alerts/report" + query

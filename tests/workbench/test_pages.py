@@ -20,17 +20,17 @@ import panel as pn
 import pytest
 
 from relay.clock import now_ms
-from relay.store import Store
+from relay.store import AlertFilter, Store
 from relay.wire import AlertIn
 from tests.workbench.support import GUARD
-from workbench.alerts import LiveAlert
+from workbench.alerts import LiveAlert, ReviewUpdate
 from workbench.components.stream_tile import StreamTile
 from workbench.history_query import HistoryQuery
 from workbench.pages.history import HistoryPage
 from workbench.pages.live import LivePage
 from workbench.pages.timeline import TimelinePage
 from workbench.session import AnalystSession
-from workbench.widgets.unseen_counter import UnseenCounter
+from workbench.widgets.unreviewed_counter import UnreviewedCounter
 
 Found = TypeVar("Found", bound=pn.viewable.Viewable)
 
@@ -56,7 +56,10 @@ async def analyst(sqlite_url: str) -> AsyncIterator[Analyst]:
     store = await Store.open(sqlite_url)
     try:
         user = await store.users.add_or_issue_token("ana")
-        yield Analyst(store, AnalystSession(SimpleNamespace(store=store), user.user_id, user.username))  # type: ignore[arg-type]
+        relay = SimpleNamespace(
+            store=store, announced=[], announce_reviews=lambda alerts: relay.announced.extend(alerts)
+        )
+        yield Analyst(store, AnalystSession(relay, user.user_id, user.username))  # type: ignore[arg-type]
     finally:
         await store.close()
 
@@ -155,7 +158,7 @@ async def test_the_timeline_plots_stored_then_live_alerts_once_each(analyst: Ana
     await settle(lambda: missed.id in page.source.data["id"])
     assert list(page.source.data["id"]) == [stored.id, live.id, missed.id]
     assert list(page.source.data["object_type"]) == ["", "person", ""]
-    assert analyst.session.unseen == 1
+    assert analyst.session.unreviewed == 1, "the replayed alert is counted once"
 
     page.source.selected.indices = [1]
     assert page.detail.alert == live
@@ -257,14 +260,41 @@ async def test_history_pages_back_and_forth_and_a_filter_goes_back_to_the_first(
 # ------------------------------------------------------------------ widgets
 
 
-async def test_the_unseen_counter_follows_the_session_and_a_click_marks_all_seen(analyst: Analyst) -> None:
+async def test_the_unreviewed_counter_is_the_stores_count_and_a_click_opens_them(analyst: Analyst) -> None:
     (gate,) = await analyst.register("Gate")
-    button = UnseenCounter(analyst.session).__panel__()
-    assert (button.name, button.button_type) == ("0 unseen alerts", "light")
-    analyst.session.receive(await analyst.alert(gate, "someone at the gate"))
-    assert (button.name, button.button_type) == ("1 unseen alert", "danger")
+    stored = [await analyst.alert(gate, f"someone at the gate {n}") for n in range(3)]
+    await analyst.session.count_unreviewed()
+    opened = []
+    button = UnreviewedCounter(analyst.session, lambda: opened.append(True)).__panel__()
+    assert (button.name, button.button_type) == ("3 unreviewed", "danger")
+    analyst.session.receive(await analyst.alert(gate, "and another"))
+    assert button.name == "4 unreviewed"
+    changed = await analyst.session.review(AlertFilter(), ids=[stored[0].id, stored[1].id], false_positive=True)
+    assert changed == (2, False)
+    assert [alert.id for alert in analyst.session.relay.announced] == [stored[0].id, stored[1].id]  # type: ignore[attr-defined]
+    assert button.name == "2 unreviewed", "counted again from the store"
+    await analyst.session.review(AlertFilter(), reviewed=True)
+    assert (button.name, button.button_type) == ("0 unreviewed", "light")
     button.clicks += 1
-    assert (analyst.session.unseen, button.name, button.button_type) == (0, "0 unseen alerts", "light")
+    assert opened == [True]
+
+
+async def test_an_update_from_another_tab_changes_the_row_and_the_count(analyst: Analyst) -> None:
+    (gate,) = await analyst.register("Gate")
+    first = await analyst.alert(gate, "first")
+    await analyst.alert(gate, "second")
+    page = HistoryPage(analyst.session)
+    page.on_screen = True
+    await settle(lambda: len(page.table.value) == 2)
+    another_tab = AnalystSession(analyst.session.relay, analyst.session.user_id, "bo")
+    await another_tab.review(AlertFilter(), ids=[first.id], false_positive=True)
+    (stored,) = analyst.session.relay.announced  # type: ignore[attr-defined]
+    analyst.session.receive_update(
+        ReviewUpdate(stored.id, stored.stream_id, True, True, stored.reviewed_by, stored.reviewed_at)
+    )
+    await settle(lambda: "false positive" in page.table.value["Review"].iloc[1])
+    assert "unreviewed" in page.table.value["Review"].iloc[0]
+    await settle(lambda: analyst.session.unreviewed == 1)
 
 
 # ------------------------------------------------------------------ what the relay accepts, the pages show

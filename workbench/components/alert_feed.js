@@ -1,7 +1,7 @@
 // The page's ear for alerts: one WebSocket to the relay (RelaySocket, from
 // relay_socket.js which AlertFeed prepends), subscribed to the alerts of every
 // stream in model.stream_ids, handing each alert to the Python session with
-// model.send_msg.  After a disconnect it resubscribes with sinceAlertId, so the
+// model.send_msg, and each review change (alert-updated) too.  After a disconnect it resubscribes with sinceAlertId, so the
 // relay replays what the page missed.  It draws nothing; its element lists the
 // streams whose alerts it receives in data-subscribed, for tests and tools.
 
@@ -53,6 +53,8 @@ class Feed {
     if (message.type === "alert") {
       this.lastAlertId.set(message.streamId, message.id);
       this.model.send_msg({ kind: "alert", alert: message });
+    } else if (message.type === "alert-updated") {
+      this.model.send_msg({ kind: "updated", update: message });
     } else if (message.type === "subscribed" && this.requested.has(message.streamId)) {
       this.confirmed.add(message.streamId);
       this.showConfirmed();

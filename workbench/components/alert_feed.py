@@ -3,8 +3,9 @@
 :class:`AlertFeed` is an invisible browser-side component: its JavaScript
 (``alert_feed.js``) holds one WebSocket to the relay, authenticated by the page's
 login cookie, subscribed to the alerts of the streams in :attr:`stream_ids`, and
-sends each alert to this Python object.  The relay decides what the browser may
-see, so the feed is per user by construction; what comes back from the browser is
+sends each alert, and each review change (``alert-updated``), to this Python
+object.  The relay decides what the browser may see, so the feed is per user by
+construction; what comes back from the browser is
 still checked (:func:`workbench.alerts.LiveAlert.from_message`) and limited to the
 session's own streams before anyone hears of it.
 """
@@ -18,14 +19,15 @@ from typing import Any
 import param
 from panel.custom import JSComponent
 
-from workbench.alerts import LiveAlert
+from workbench.alerts import LiveAlert, ReviewUpdate
 from workbench.components.scripts import module
 
 log = logging.getLogger("workbench.feed")
 
 
 class AlertFeed(JSComponent):
-    """Live alerts of :attr:`stream_ids`, delivered to ``on_alert``; ``on_subscribed`` per stream."""
+    """Live alerts of :attr:`stream_ids`, delivered to ``on_alert``; their review changes to
+    ``on_update``; ``on_subscribed`` per stream."""
 
     stream_ids = param.List(item_type=str, doc="The streams whose alerts to receive.")
 
@@ -35,11 +37,13 @@ class AlertFeed(JSComponent):
         self,
         on_alert: Callable[[LiveAlert], None],
         on_subscribed: Callable[[str], None],
+        on_update: Callable[[ReviewUpdate], None],
         **params: Any,
     ) -> None:
         super().__init__(visible=False, **params)  # type: ignore[no-untyped-call]
         self._on_alert = on_alert
         self._on_subscribed = on_subscribed
+        self._on_update = on_update
 
     def _handle_msg(self, data: Any) -> None:
         if not isinstance(data, dict):
@@ -55,3 +59,11 @@ class AlertFeed(JSComponent):
                 return
             if alert.stream_id in self.stream_ids:
                 self._on_alert(alert)
+        elif kind == "updated":
+            try:
+                update = ReviewUpdate.from_message(data.get("update"))
+            except ValueError as error:
+                log.warning("ignored a review change from the browser: %s", error)
+                return
+            if update.stream_id in self.stream_ids:
+                self._on_update(update)
