@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from datetime import date
 from typing import Any, TypeAlias
 
 from sqlalchemy import make_url
@@ -45,7 +46,9 @@ from relay.rest.base import NotFoundHandler
 from relay.rest.health import HealthHandler
 from relay.rest.metrics import MetricsHandler, PrometheusHandler
 from relay.rest.openapi import OpenApiHandler
-from relay.rest.streams import ListHandler, RegisterHandler
+from relay.rest.streams import ListHandler, RegisterHandler, StreamHandler
+from relay.routing.announcements import CONTROL_STREAM, STREAM_DELETED, announcement, body_of, is_announcement
+from relay.routing.connection import Connection
 from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
 from relay.routing.recent_frames import RecentFrames
@@ -57,6 +60,7 @@ from relay.tornado.connection import Connections
 from relay.tornado.handler import UpgradeHandler
 from relay.tornado.heartbeat import Heartbeat
 from relay.wire import CloseCode
+from relay.wire.envelope import Envelope
 
 log = logging.getLogger("relay")
 
@@ -87,6 +91,7 @@ class Relay:
         self.hooks.on_alert_stored(lambda _alert: self.history.note_stored())
         self._started = False
         self._statistics: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # The parts that need the loop and the database exist once start() ran.
     store: Store
@@ -109,7 +114,7 @@ class Relay:
         )
         self.hub = Hub(on_interest=self._interest, frames=frames)
         self.continuity = AlertContinuity(self.hub, self.store.alerts)
-        await self.broker.start(self.continuity.deliver, on_reconnect=self.continuity.catch_up)
+        await self.broker.start(self._deliver, on_reconnect=self._broker_back)
         single_node = is_in_process(settings.broker_url)
         if single_node:
             stale = await self.store.streams.reset_statuses(utcnow())
@@ -125,6 +130,8 @@ class Relay:
         self.status.start()
         self.authenticators.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
         self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks, self.continuity)
+        self.broker.interest(CONTROL_STREAM, True)
+        await self.broker.listening(CONTROL_STREAM)
         self.heartbeat.start()
         self.history.start()
         if settings.statistics_interval > 0:
@@ -156,6 +163,9 @@ class Relay:
             await asyncio.wait(handling, timeout=SHUTDOWN_GRACE)
         for connection in list(self.connections):
             connection.shut_down(CloseCode.GOING_AWAY, "relay shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.status.close()
         await self.broker.close()
         await self.history.close()
@@ -165,6 +175,58 @@ class Relay:
     def announce_reviews(self, alerts: Sequence[Alert]) -> None:
         """Review changes made over REST, to the streams' dashboards on every node."""
         self.router.announce_reviews(alerts)
+
+    async def delete_stream(self, stream_id: str, user_id: str) -> bool:
+        """Delete the user's stream with its alerts; every node tells its clients of it.  False: not theirs."""
+        days = await self.store.streams.delete(stream_id, user_id)
+        if days is None:
+            return False
+        body = {"streamId": stream_id, "days": [day.isoformat() for day in days]}
+        self.broker.publish(announcement(STREAM_DELETED, body, node_id=self.node_id))
+        log.info("stream %s of user %s deleted with its alerts of %d days", stream_id, user_id, len(days))
+        await self.history.forget_days(days)  # this node's copy before the answer; the others' as they hear of it
+        return True
+
+    def _deliver(self, envelope: Envelope) -> None:
+        """What the broker brings: announcements are this node's business, the rest its clients'."""
+        if not is_announcement(envelope):
+            self.continuity.deliver(envelope)
+            return
+        if not self._started:
+            return
+        body = body_of(envelope)
+        if envelope.type == STREAM_DELETED and isinstance(stream_id := body.get("streamId"), str):
+            self.router.stream_deleted(stream_id, self._clients())
+            days = body.get("days")
+            if isinstance(days, list) and not envelope.origin.startswith(f"{self.node_id}:"):
+                self._background(self.history.forget_days([date.fromisoformat(day) for day in days]))
+
+    def _broker_back(self) -> None:
+        """The broker reconnected: what was announced meanwhile may be lost, so look it up again."""
+        self.continuity.catch_up()
+        self.router.owners.forget_all()
+        self._background(self._forget_deleted_streams())
+
+    async def _forget_deleted_streams(self) -> None:
+        """Streams this node's clients use that were deleted while the broker was away end as if announced."""
+        carried = {stream_id for client in self._clients() for stream_id in (*client.permits, *client.subscriptions)}
+        existing = await self.store.streams.existing(carried)
+        for stream_id in carried - existing:
+            self.router.stream_deleted(stream_id, self._clients())
+
+    def _clients(self) -> list[Connection]:
+        return [connection.connection for connection in self.connections]
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside what the node does; its failure is logged, not lost."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("background work failed", exc_info=error)
 
     def client_types(self) -> list[str]:
         """The client type of each open connection, for the metrics."""
@@ -195,6 +257,7 @@ class Relay:
             (r"/api/streams/register", RegisterHandler, node),
             (r"/api/streams/list", ListHandler, node),
             (r"/api/streams/ws", UpgradeHandler, node),
+            (r"/api/streams/(?P<stream_id>[^/]+)", StreamHandler, node),
             (r"/api/alerts", AlertsHandler, node),
             (r"/api/alerts/export", ExportHandler, node),
             (r"/api/alerts/report", ReportHandler, node),

@@ -72,6 +72,9 @@ class RestContext(Protocol):
     def announce_reviews(self, alerts: Sequence[Alert]) -> None:
         """Send review changes to the alerts' streams' dashboards on every node."""
 
+    async def delete_stream(self, stream_id: str, user_id: str) -> bool:
+        """Delete the user's stream with its alerts and tell every node; False if it is not theirs."""
+
     @property
     def connections(self) -> Sized:
         """The open WebSocket connections (for metrics)."""

@@ -154,6 +154,35 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/api/streams/{stream_id}": {
+            "parameters": [{"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "patch": {
+                "summary": "Rename one of the caller's streams and/or replace its metadata",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("StreamChange")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Stream"), "The stream as it is now, as GET /api/streams/list lists it."),
+                    "400": _error("Invalid body: an unknown field, no field, or a value a registration refuses."),
+                    "404": _error("No such stream of the caller's."),
+                    "413": _error("Body or metadata too large."),
+                    **_STANDARD_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete one of the caller's streams with its alerts and their snapshots",
+                "description": (
+                    'Its connected producer and consumers, on every node, get {"type": "stream-deleted"} '
+                    "and stay connected; frames and alerts for it are refused (forbidden) from then on."
+                ),
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "404": _error("No such stream of the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            },
+        },
         "/api/alerts": {
             "get": {
                 "summary": "Alert history of the caller's streams, newest first, paged by cursor",
@@ -485,6 +514,18 @@ DOCUMENT: dict[str, Any] = {
                     "deviceName": {"type": "string", "maxLength": 200, "pattern": _PRINTED_TEXT},
                     "deviceType": {"type": "string", "maxLength": 100, "pattern": _PRINTED_TEXT, "default": "mobile"},
                     "metadata": {"anyOf": [{"$ref": "#/components/schemas/JsonObject"}, {"type": "null"}]},
+                },
+            },
+            "StreamChange": {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {
+                    "deviceName": {"type": "string", "maxLength": 200, "pattern": _PRINTED_TEXT},
+                    "metadata": {
+                        "anyOf": [{"$ref": "#/components/schemas/JsonObject"}, {"type": "null"}],
+                        "description": "Replaces the metadata as a whole (null: {}).",
+                    },
                 },
             },
             "StreamRegistered": {

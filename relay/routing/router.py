@@ -22,6 +22,7 @@ from relay.config import Settings
 from relay.hooks import Hooks
 from relay.metrics import COUNTERS, LATENCY_SAMPLE
 from relay.representation import alert_json, alert_message, alert_updated_message, status_message
+from relay.routing.announcements import STREAM_DELETED
 from relay.routing.connection import Connection, Permit
 from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
@@ -182,6 +183,27 @@ class Router:
         if self.hub.unregister(stream_id, connection):
             self.status.set(stream_id, "offline")
         connection.send({"type": "unsubscribed", "streamId": stream_id})
+
+    def stream_deleted(self, stream_id: str, connections: Iterable[Connection]) -> None:
+        """The stream is gone (deleted on any node): its producer's and consumers' part in it ends here.
+
+        Each local connection that registered it, consumed it or may produce
+        for it is told ``stream-deleted`` and stays open; from now on the
+        stream is no stream for this node's permission checks, so frames and
+        alerts for it are ``forbidden``.  Its status is not written: there is
+        no row left to write it to.
+        """
+        self.owners.forget(stream_id)
+        self.continuity.forget(stream_id)
+        for connection in connections:
+            if stream_id not in connection.permits and stream_id not in connection.subscriptions:
+                continue
+            log.info("stream %s deleted: telling %s", stream_id, connection.describe())
+            connection.permits.pop(stream_id, None)
+            connection.subscriptions.pop(stream_id, None)
+            connection.replaying.pop(stream_id, None)
+            self.hub.unregister(stream_id, connection)
+            connection.send({"type": STREAM_DELETED, "streamId": stream_id})
 
     def disconnect(self, connection: Connection) -> None:
         """Clean up after a closed connection; its streams go offline."""

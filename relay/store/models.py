@@ -41,6 +41,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     Dialect,
     ForeignKey,
@@ -51,6 +52,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.default import DefaultExecutionContext
@@ -200,3 +203,14 @@ class AlertSnapshot(Base):
     alert_id: Mapped[str] = mapped_column("alertId", ForeignKey("alert.id", ondelete="CASCADE"), primary_key=True)
     jpeg: Mapped[bytes] = mapped_column(LargeBinary)
     frame_timestamp: Mapped[int] = mapped_column("frameTimestamp", BigInteger)
+
+
+def stored_day(dialect: str) -> ColumnElement[str]:
+    """The UTC day an alert was stored on, as ``YYYY-MM-DD`` text, in the SQL of ``dialect``.
+
+    SQLite keeps ``createdAt`` as UTC text already; PostgreSQL's ``timestamptz``
+    is converted to UTC first, whatever the session's time zone.
+    """
+    if dialect == "sqlite":
+        return func.substr(type_coerce(Alert.created_at, String), 1, 10)
+    return func.to_char(func.timezone("UTC", Alert.created_at), "YYYY-MM-DD")
