@@ -47,14 +47,21 @@ from relay.rest.health import HealthHandler
 from relay.rest.metrics import MetricsHandler, PrometheusHandler
 from relay.rest.openapi import OpenApiHandler
 from relay.rest.streams import ListHandler, RegisterHandler, StreamHandler
-from relay.routing.announcements import CONTROL_STREAM, STREAM_DELETED, announcement, body_of, is_announcement
+from relay.routing.announcements import (
+    CONTROL_STREAM,
+    STREAM_DELETED,
+    TOKENS_REVOKED,
+    announcement,
+    body_of,
+    is_announcement,
+)
 from relay.routing.connection import Connection
 from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
 from relay.routing.recent_frames import RecentFrames
 from relay.routing.router import Router
 from relay.routing.status import StatusTracker
-from relay.store import Store
+from relay.store import Store, is_unavailable
 from relay.store.models import Alert
 from relay.tornado.connection import Connections
 from relay.tornado.handler import UpgradeHandler
@@ -69,6 +76,8 @@ Routes: TypeAlias = list[tuple[str, type[RequestHandler], dict[str, Any]]]
 
 SHUTDOWN_GRACE = 2.0
 """Seconds :meth:`Relay.stop` waits for closing connections to be gone."""
+TOKEN_REVOKED = "token revoked"
+"""The reason of the close (code 1008) of a connection whose token was revoked."""
 
 
 class Relay:
@@ -95,6 +104,7 @@ class Relay:
 
     # The parts that need the loop and the database exist once start() ran.
     store: Store
+    tokens: TokenVerifier
     broker: Broker
     hub: Hub
     continuity: AlertContinuity
@@ -128,7 +138,8 @@ class Relay:
             sweep_interval=0 if single_node else settings.node_ttl / 3,
         )
         self.status.start()
-        self.authenticators.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
+        self.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
+        self.authenticators.tokens = self.tokens
         self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks, self.continuity)
         self.broker.interest(CONTROL_STREAM, True)
         await self.broker.listening(CONTROL_STREAM)
@@ -136,6 +147,8 @@ class Relay:
         self.history.start()
         if settings.statistics_interval > 0:
             self._statistics = asyncio.create_task(self.store.statistics.keep_current(settings.statistics_interval))
+        if settings.token_check_interval > 0:
+            self._background(self._watch_tokens(settings.token_check_interval))
         self._started = True
         log.info(
             "relay node %s ready: database %s, broker %s",
@@ -187,6 +200,41 @@ class Relay:
         await self.history.forget_days(days)  # this node's copy before the answer; the others' as they hear of it
         return True
 
+    def revoke_tokens(self, token_hashes: Sequence[str]) -> None:
+        """These tokens were revoked (their rows deleted): every node stops trusting them and closes their sessions."""
+        if token_hashes:
+            self.broker.publish(announcement(TOKENS_REVOKED, {"tokenHashes": list(token_hashes)}, node_id=self.node_id))
+
+    def _tokens_gone(self, token_hashes: set[str]) -> None:
+        """Forget these tokens and close this node's connections that authenticated with one of them."""
+        self.tokens.forget(token_hashes)
+        for client in list(self.connections):
+            if client.connection.token_hash in token_hashes:
+                log.info("closing %s: its token was revoked", client.connection.describe())
+                client.terminate(CloseCode.POLICY_VIOLATION, TOKEN_REVOKED)
+
+    async def _watch_tokens(self, every: float) -> None:
+        """Every ``every`` seconds, ask the database which trusted tokens still exist; end the others.
+
+        This is what makes a revocation that was not announced (by the CLI, or
+        lost while the broker was away) take effect within about ``every`` seconds.
+        """
+        while True:
+            await asyncio.sleep(every)
+            trusted = set(self.tokens.known())
+            trusted.update(c.connection.token_hash for c in self.connections if c.connection.token_hash)
+            if not trusted:
+                continue
+            try:
+                existing = await self.store.users.existing_tokens(trusted)
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
+                log.warning("cannot check tokens now (database unavailable): %s", error)
+                continue
+            if gone := trusted - existing:
+                self._tokens_gone(gone)
+
     def _deliver(self, envelope: Envelope) -> None:
         """What the broker brings: announcements are this node's business, the rest its clients'."""
         if not is_announcement(envelope):
@@ -200,6 +248,8 @@ class Relay:
             days = body.get("days")
             if isinstance(days, list) and not envelope.origin.startswith(f"{self.node_id}:"):
                 self._background(self.history.forget_days([date.fromisoformat(day) for day in days]))
+        elif envelope.type == TOKENS_REVOKED and isinstance(hashes := body.get("tokenHashes"), list):
+            self._tokens_gone({key for key in hashes if isinstance(key, str)})
 
     def _broker_back(self) -> None:
         """The broker reconnected: what was announced meanwhile may be lost, so look it up again."""

@@ -121,7 +121,19 @@ DOCUMENT: dict[str, Any] = {
                         "Too many attempts from this address or for this username; Retry-After says when to retry."
                     ),
                 },
-            }
+            },
+            "delete": {
+                "summary": "Revoke the bearer token of this call, on every node within a second",
+                "description": (
+                    "WebSocket sessions authenticated with it are closed with 1008 'token revoked'; "
+                    "the caller's other tokens keep working."
+                ),
+                "responses": {
+                    "204": {"description": "Revoked."},
+                    "400": _error("The call was not made with a bearer token."),
+                    **_STANDARD_ERRORS,
+                },
+            },
         },
         "/api/streams/register": {
             "post": {
@@ -500,6 +512,13 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "username": {"type": "string", "minLength": 1, "maxLength": 150, "pattern": _NO_NUL},
                     "password": {"type": "string", "maxLength": 1024, "pattern": _NO_NUL},
+                    "replaces": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        "description": "A token of this user that the new one replaces: it is revoked (if it "
+                        "still exists and is theirs), so that logging in again does not pile tokens up.",
+                    },
                 },
             },
             "IssuedToken": {

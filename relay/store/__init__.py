@@ -12,20 +12,23 @@ from relay.store.database import create_engine, is_unavailable, migrate, session
 from relay.store.search import TextIndex, text_index
 from relay.store.statistics import Statistics
 from relay.store.streams import Streams
-from relay.store.users import NewToken, Users
+from relay.store.users import NewToken, Removed, TokenSummary, Users, UserSummary
 
 __all__ = [
     "AlertFilter",
     "Alerts",
     "NewToken",
     "Page",
+    "Removed",
     "Review",
     "Snapshot",
     "Statistics",
     "Store",
     "StoredAlert",
     "Streams",
+    "TokenSummary",
     "UnknownStream",
+    "UserSummary",
     "Users",
     "is_unavailable",
 ]

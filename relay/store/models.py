@@ -106,7 +106,7 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """A bearer token, kept only as its SHA-256 hash."""
+    """A bearer token, kept only as its SHA-256 hash and its first characters (to tell tokens apart)."""
 
     __tablename__ = "api_token"
 
@@ -114,6 +114,10 @@ class ApiToken(Base):
     user_id: Mapped[str] = mapped_column("userId", ForeignKey("user.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column("tokenHash", String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
+    prefix: Mapped[str | None] = mapped_column(String(16), index=True)
+    """:func:`~relay.identity.credentials.token_prefix` of the token (None for tokens older than revision 0006)."""
+    last_used_at: Mapped[datetime | None] = mapped_column("lastUsedAt", UTCDateTime)
+    """When a relay last verified it (to the minute: written at most once a minute)."""
 
 
 class VideoStream(Base):

@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from relay.identity.credentials import token_hash
 from relay.store import AlertFilter, Snapshot, Store
 from relay.store.alerts import Review
 from relay.store.database import alembic_config, create_engine
@@ -160,5 +161,36 @@ async def test_0005_leaves_existing_alerts_unreviewed_and_without_snapshots(empt
         assert await store.alerts.snapshot("alert_1", "user_a") is None
         found = await store.alerts.search(AlertFilter(user_id="user_a", text="person 1"), limit=5)
         assert [alert.id for alert in found.alerts] == ["alert_1"], "the text index of 0004 still works"
+    finally:
+        await store.close()
+
+
+async def test_0006_keeps_existing_tokens_working_without_a_prefix(empty_database_url: str) -> None:
+    old_token = "vr_" + "A" * 43
+    await at_revision(
+        empty_database_url,
+        "0005",
+        """INSERT INTO "user" (id, username, "createdAt") VALUES ('user_a', 'ana', '2026-12-01 10:00:00')""",
+        f"""INSERT INTO api_token ("userId", "tokenHash", "createdAt")
+            VALUES ('user_a', '{token_hash(old_token)}', '2026-12-01 10:00:00')""",
+    )
+    store = await Store.open(empty_database_url)  # upgrades to the newest revision, as a relay does
+    try:
+        assert await store.users.user_for_token(old_token) == "user_a"
+        new_token, _ = await store.users.issue_token("user_a")
+        tokens = await store.users.tokens_of("user_a")
+        assert (
+            [(token.prefix, token.last_used_at is not None) for token in tokens]
+            == [
+                (None, True),  # verified a moment ago
+                (new_token[3:11], False),
+            ]
+        )
+        assert [token.token_hash for token in await store.users.tokens_with_prefix(new_token[:7])] == [
+            token_hash(new_token)
+        ]
+        revoked = await store.users.revoke_all("user_a")
+        assert sorted(revoked) == sorted([token_hash(old_token), token_hash(new_token)])
+        assert await store.users.user_for_token(old_token) is None
     finally:
         await store.close()
