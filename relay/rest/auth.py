@@ -32,7 +32,7 @@ class TokenHandler(ApiHandler):
         if user is None:
             raise ApiError(401, "wrong username or password")
         self.node.logins.succeeded(username, address)
-        token, replaced = await self.node.store.users.issue_token(user.id, replaces=replaces)
+        token, replaced = await self.node.store.users.issue_replacing(user.id, replaces)
         if replaced is not None:
             self.node.revoke_tokens([replaced])
         self.send_json({"token": token, "userId": user.id})

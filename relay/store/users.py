@@ -12,7 +12,7 @@ import asyncio
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from relay.clock import utcnow
 from relay.identity.credentials import hash_password, new_token, token_hash, token_prefix, verify_password
 from relay.identity.ids import new_id
-from relay.store.models import Alert, AlertSnapshot, ApiToken, User, VideoStream
+from relay.store.models import Alert, AlertSnapshot, ApiToken, User, VideoStream, stored_day
 
 LAST_USED_RESOLUTION: Final = timedelta(minutes=1)
 """``lastUsedAt`` is written when it is older than this: a busy token costs a write a minute, not one per call."""
@@ -65,11 +65,12 @@ class TokenSummary:
 
 @dataclass(frozen=True, slots=True)
 class Removed:
-    """What removing a user deleted."""
+    """What removing a user deleted, and the UTC days their alerts were stored on (for the analytics copy)."""
 
     token_hashes: list[str]
     streams: int
     alerts: int
+    days: list[date]
 
 
 class Users:
@@ -106,7 +107,12 @@ class Users:
                 return NewToken(user.id, user.username, token, created)
         raise RuntimeError(f"could not create user {username!r}")
 
-    async def issue_token(self, user_id: str, *, replaces: str | None = None) -> tuple[str, str | None]:
+    async def issue_token(self, user_id: str) -> str:
+        """A new token for the user."""
+        token, _ = await self.issue_replacing(user_id, None)
+        return token
+
+    async def issue_replacing(self, user_id: str, replaces: str | None) -> tuple[str, str | None]:
         """A new token for the user, and the hash of the token it replaces (revoked in the same transaction).
 
         ``replaces`` is a token the caller held; it is revoked only if it is
@@ -224,6 +230,9 @@ class Users:
         async with self._sessions() as session:
             streams = select(VideoStream.id).where(VideoStream.user_id == user_id)
             alerts = select(Alert.id).where(Alert.stream_id.in_(streams))
+            day = stored_day(session.get_bind().dialect.name)
+            stored_on = await session.scalars(select(day).where(Alert.stream_id.in_(streams)).distinct())
+            days = sorted(date.fromisoformat(value) for value in stored_on)
             await session.execute(delete(AlertSnapshot).where(AlertSnapshot.alert_id.in_(alerts)))
             alert_rows = await session.execute(delete(Alert).where(Alert.stream_id.in_(streams)))
             stream_rows = await session.execute(delete(VideoStream).where(VideoStream.user_id == user_id))
@@ -234,7 +243,7 @@ class Users:
             )
             await session.execute(delete(User).where(User.id == user_id))
             await session.commit()
-        return Removed(hashes, _count(stream_rows), _count(alert_rows))
+        return Removed(hashes, _count(stream_rows), _count(alert_rows), days)
 
     async def check_password(self, username: str, password: str) -> User | None:
         """The user if ``password`` is theirs; the slow hash runs off the event loop."""

@@ -177,7 +177,7 @@ async def test_0006_keeps_existing_tokens_working_without_a_prefix(empty_databas
     store = await Store.open(empty_database_url)  # upgrades to the newest revision, as a relay does
     try:
         assert await store.users.user_for_token(old_token) == "user_a"
-        new_token, _ = await store.users.issue_token("user_a")
+        new_token = await store.users.issue_token("user_a")
         tokens = await store.users.tokens_of("user_a")
         assert (
             [(token.prefix, token.last_used_at is not None) for token in tokens]
