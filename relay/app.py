@@ -47,7 +47,9 @@ from relay.rest.health import HealthHandler
 from relay.rest.metrics import MetricsHandler, PrometheusHandler
 from relay.rest.openapi import OpenApiHandler
 from relay.rest.streams import ListHandler, RegisterHandler, StreamHandler
+from relay.retention import Retention
 from relay.routing.announcements import (
+    ALERTS_DELETED,
     CONTROL_STREAM,
     STREAM_DELETED,
     TOKENS_REVOKED,
@@ -105,6 +107,7 @@ class Relay:
     # The parts that need the loop and the database exist once start() ran.
     store: Store
     tokens: TokenVerifier
+    retention: Retention
     broker: Broker
     hub: Hub
     continuity: AlertContinuity
@@ -149,6 +152,9 @@ class Relay:
             self._statistics = asyncio.create_task(self.store.statistics.keep_current(settings.statistics_interval))
         if settings.token_check_interval > 0:
             self._background(self._watch_tokens(settings.token_check_interval))
+        self.retention = Retention(self.store, settings.retention_days, self._alerts_deleted)
+        if settings.retention_days > 0:
+            self._background(self.retention.keep_running())
         self._started = True
         log.info(
             "relay node %s ready: database %s, broker %s",
@@ -205,6 +211,11 @@ class Relay:
         if token_hashes:
             self.broker.publish(announcement(TOKENS_REVOKED, {"tokenHashes": list(token_hashes)}, node_id=self.node_id))
 
+    def _alerts_deleted(self, days: list[date]) -> None:
+        """The retention deleted alerts of these days: every node's analytics copy writes them again."""
+        body = {"days": [day.isoformat() for day in days]}
+        self.broker.publish(announcement(ALERTS_DELETED, body, node_id=self.node_id))
+
     def _tokens_gone(self, token_hashes: set[str]) -> None:
         """Forget these tokens and close this node's connections that authenticated with one of them."""
         self.tokens.forget(token_hashes)
@@ -245,11 +256,17 @@ class Relay:
         body = body_of(envelope)
         if envelope.type == STREAM_DELETED and isinstance(stream_id := body.get("streamId"), str):
             self.router.stream_deleted(stream_id, self._clients())
-            days = body.get("days")
-            if isinstance(days, list) and not envelope.origin.startswith(f"{self.node_id}:"):
-                self._background(self.history.forget_days([date.fromisoformat(day) for day in days]))
+            if not envelope.origin.startswith(f"{self.node_id}:"):  # the deleting node did it before answering
+                self._forget_days(body.get("days"))
+        elif envelope.type == ALERTS_DELETED:
+            self._forget_days(body.get("days"))
         elif envelope.type == TOKENS_REVOKED and isinstance(hashes := body.get("tokenHashes"), list):
             self._tokens_gone({key for key in hashes if isinstance(key, str)})
+
+    def _forget_days(self, days: object) -> None:
+        """Write these days (ISO dates, from an announcement) of this node's analytics copy again."""
+        if isinstance(days, list):
+            self._background(self.history.forget_days([date.fromisoformat(day) for day in days]))
 
     def _broker_back(self) -> None:
         """The broker reconnected: what was announced meanwhile may be lost, so look it up again."""

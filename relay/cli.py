@@ -19,7 +19,7 @@ import contextlib
 import getpass
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -27,11 +27,11 @@ from sqlalchemy import Engine, make_url
 from tqdm import tqdm
 
 from relay import __version__, logs
-from relay.clock import iso, parse_iso
+from relay.clock import iso, parse_iso, utcnow
 from relay.config import Settings
 from relay.history.formats import FORMATS
 from relay.identity.credentials import TOKEN_PREFIX
-from relay.store import AlertFilter, Removed, Store, TokenSummary, UserSummary
+from relay.store import AlertFilter, Pruned, Removed, Store, TokenSummary, UserSummary
 from relay.store.database import create_sync_engine
 from relay.store.models import User
 
@@ -144,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     _database_flag(reporter)
     reporter.set_defaults(run=_report)
 
+    prune = commands.add_parser(
+        "prune", help="delete alerts (and their snapshots) older than DAYS now, except those marked keep"
+    )
+    prune.add_argument("--older-than", type=_positive_days, required=True, metavar="DAYS")
+    _database_flag(prune)
+    prune.set_defaults(run=_prune)
+
     analyze = commands.add_parser(
         "analyze", help="refresh the database's planner statistics (after a bulk import made by other means)"
     )
@@ -196,6 +203,33 @@ def _users_add(args: argparse.Namespace) -> int:
 
 
 MIN_PREFIX_CHARS = 4
+
+
+def _positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 < days < 1e6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days above 0")
+    return days
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """The retention's deletes now, in batches, and those days of the analytics copy the settings name written again.
+
+    That copy is the running relays' own unless they were given another ``RELAY_ANALYTICS_DIR``.
+    """
+    settings = Settings.from_env(database_url=args.database_url)
+
+    async def prune() -> Pruned:
+        async with _opened(args) as store:
+            return await store.jobs.prune(utcnow() - timedelta(days=args.older_than))
+
+    pruned = asyncio.run(prune())
+    _forget_in_analytics_copy(settings, pruned.days)
+    print(f"deleted {pruned.deleted} alerts older than {args.older_than:g} days (those marked keep stay)")
+    return 0
 
 
 def _users_list(args: argparse.Namespace) -> int:

@@ -31,6 +31,8 @@ class Settings:
     ``snapshot_frames`` and ``snapshot_stream_bytes`` bound the newest frames kept
     per stream for alerts' snapshots (0 frames: no snapshots), ``snapshot_node_bytes``
     all of them on the node; a frame over ``max_snapshot_bytes`` is not stored as one.
+    ``retention_days`` (0: keep forever) is how old alerts get before the daily
+    retention deletes them (``relay.retention``), except those marked ``keep``.
     ``token_check_interval`` is how often (seconds; 0: never) the node asks the
     database whether the tokens it trusts (cached, or of open connections) still
     exist: a token revoked where no announcement reaches (the CLI) stops working
@@ -71,6 +73,7 @@ class Settings:
     statistics_interval: float = 60.0
     analytics_dir: str = ""
     analytics_refresh: float = 300.0
+    retention_days: float = 0.0
 
     def analytics_folder(self) -> Path:
         """Where the partitioned copy for analytics lives: ``analytics_dir``, or beside a SQLite database

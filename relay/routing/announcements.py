@@ -1,4 +1,4 @@
-"""News for every relay node, over the broker: a stream was deleted, tokens were revoked.
+"""News for every relay node, over the broker: a stream or old alerts were deleted, tokens were revoked.
 
 Messages of a stream travel on that stream's channel, to the nodes that have
 its consumers.  These concern every node whatever it carries, so they travel
@@ -24,6 +24,8 @@ CONTROL_STREAM: Final = "*relay"
 """The channel of announcements: ``*`` is not allowed in a stream id."""
 STREAM_DELETED: Final = "stream-deleted"
 """``{"streamId", "days"}``: the stream, its alerts and snapshots are gone (``days``: the UTC days it had alerts on)."""
+ALERTS_DELETED: Final = "alerts-deleted"
+"""``{"days": [...]}``: the retention deleted alerts stored on these UTC days."""
 TOKENS_REVOKED: Final = "tokens-revoked"
 """``{"tokenHashes": [...]}``: these tokens no longer work (hashes only: tokens never travel)."""
 

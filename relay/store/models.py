@@ -209,6 +209,15 @@ class AlertSnapshot(Base):
     frame_timestamp: Mapped[int] = mapped_column("frameTimestamp", BigInteger)
 
 
+class JobRun(Base):
+    """When a job that one node at a time runs (the daily retention) last ran; see :mod:`relay.store.jobs`."""
+
+    __tablename__ = "job_run"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column("ranAt", UTCDateTime)
+
+
 def stored_day(dialect: str) -> ColumnElement[str]:
     """The UTC day an alert was stored on, as ``YYYY-MM-DD`` text, in the SQL of ``dialect``.
 
