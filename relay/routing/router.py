@@ -214,6 +214,7 @@ class Router:
         """
         self.owners.forget(stream_id)
         self.continuity.forget(stream_id)
+        self.hub.frames.forget(stream_id)  # no alert will ask for its snapshot now
         for connection in connections:
             if stream_id not in connection.permits and stream_id not in connection.subscriptions:
                 continue

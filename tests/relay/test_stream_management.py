@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from relay.store.models import Alert, AlertSnapshot
+from tests.services import private_redis
 from tests.support import JPEG, Client, RelayHarness, running_relay, service_url
 
 
@@ -154,3 +155,19 @@ async def test_a_stream_deleted_on_one_node_ends_at_once_on_every_node(
     await dashboard.send({"type": "ping"})
     await dashboard.until("pong")
     assert (await second.api("GET", "/api/alerts", token=token)).json["alerts"] == []
+
+
+@pytest.mark.redis
+async def test_a_node_that_missed_the_deletion_while_redis_was_down_catches_up(database_url: str) -> None:
+    async with private_redis() as redis:
+        options = {"ping_interval": 0, "broker_url": redis.url}
+        async with running_relay(database_url, **options) as first, running_relay(database_url, **options) as second:
+            _, token = await first.user()
+            stream_id = await first.stream(token)
+            dashboard = await second.consumer(token, stream_id, consumes=["alert"])
+            await redis.stop()
+            assert (await first.api("DELETE", f"/api/streams/{stream_id}", token=token)).status == 204
+            await redis.start()
+            await dashboard.until("stream-deleted", streamId=stream_id)  # looked up again once Redis is back
+            await dashboard.send({"type": "subscribe", "streamId": stream_id, "consumes": ["alert"]})
+            await dashboard.until("error", code="forbidden", streamId=stream_id)
