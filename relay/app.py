@@ -238,10 +238,11 @@ class Relay:
                 continue
             try:
                 existing = await self.store.users.existing_tokens(trusted)
-            except Exception as error:
-                if not is_unavailable(error):
-                    raise
-                log.warning("cannot check tokens now (database unavailable): %s", error)
+            except Exception as error:  # the watch goes on: it is what makes the CLI's revocations work
+                if is_unavailable(error):
+                    log.warning("cannot check tokens now (database unavailable): %s", error)
+                else:
+                    log.exception("token check failed; trying again in %g s", every)
                 continue
             if gone := trusted - existing:
                 self._tokens_gone(gone)
@@ -253,6 +254,12 @@ class Relay:
             return
         if not self._started:
             return
+        try:
+            self._announced(envelope)
+        except Exception:  # never out into the broker's receiving loop
+            log.exception("could not act on the announcement %s from %s", envelope.type, envelope.origin)
+
+    def _announced(self, envelope: Envelope) -> None:
         body = body_of(envelope)
         if envelope.type == STREAM_DELETED and isinstance(stream_id := body.get("streamId"), str):
             self.router.stream_deleted(stream_id, self._clients())
@@ -265,7 +272,7 @@ class Relay:
 
     def _forget_days(self, days: object) -> None:
         """Write these days (ISO dates, from an announcement) of this node's analytics copy again."""
-        if isinstance(days, list):
+        if isinstance(days, list) and all(isinstance(day, str) for day in days):
             self._background(self.history.forget_days([date.fromisoformat(day) for day in days]))
 
     def _broker_back(self) -> None:

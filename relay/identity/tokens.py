@@ -46,7 +46,10 @@ class TokenVerifier:
         return user_id
 
     def known(self) -> list[str]:
-        """The hashes of the tokens trusted from memory now."""
+        """The hashes of the tokens trusted from memory now (expired ones are dropped on the way)."""
+        now = time.monotonic()
+        for key in [key for key, (_, until) in self._known.items() if until <= now]:
+            del self._known[key]
         return list(self._known)
 
     def forget(self, token_hashes: Iterable[str]) -> None:
