@@ -80,6 +80,8 @@ SHUTDOWN_GRACE = 2.0
 """Seconds :meth:`Relay.stop` waits for closing connections to be gone."""
 TOKEN_REVOKED = "token revoked"
 """The reason of the close (code 1008) of a connection whose token was revoked."""
+USER_REMOVED = "user removed"
+"""The reason of the close (code 1008) of a connection by login cookie whose user was removed."""
 
 
 class Relay:
@@ -232,20 +234,35 @@ class Relay:
         """
         while True:
             await asyncio.sleep(every)
-            trusted = set(self.tokens.known())
-            trusted.update(c.connection.token_hash for c in self.connections if c.connection.token_hash)
-            if not trusted:
-                continue
             try:
-                existing = await self.store.users.existing_tokens(trusted)
+                await self._check_credentials()
             except Exception as error:  # the watch goes on: it is what makes the CLI's revocations work
                 if is_unavailable(error):
                     log.warning("cannot check tokens now (database unavailable): %s", error)
                 else:
                     log.exception("token check failed; trying again in %g s", every)
-                continue
-            if gone := trusted - existing:
-                self._tokens_gone(gone)
+
+    async def _check_credentials(self) -> None:
+        """End what was revoked: trusted tokens that no longer exist, and sessions of users removed.
+
+        A session that came with the workbench's login cookie has no token to
+        revoke; it ends when its user is removed (``relay users remove``).
+        """
+        trusted = set(self.tokens.known())
+        trusted.update(c.connection.token_hash for c in self.connections if c.connection.token_hash)
+        if trusted and (gone := trusted - await self.store.users.existing_tokens(trusted)):
+            self._tokens_gone(gone)
+        by_cookie: set[str] = set()
+        for client in self.connections:
+            if client.connection.token_hash is None and client.connection.user_id is not None:
+                by_cookie.add(client.connection.user_id)
+        if not by_cookie:
+            return
+        removed = by_cookie - await self.store.users.existing_users(by_cookie)
+        for client in list(self.connections):
+            if client.connection.token_hash is None and client.connection.user_id in removed:
+                log.info("closing %s: its user was removed", client.connection.describe())
+                client.terminate(CloseCode.POLICY_VIOLATION, USER_REMOVED)
 
     def _deliver(self, envelope: Envelope) -> None:
         """What the broker brings: announcements are this node's business, the rest its clients'."""

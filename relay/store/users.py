@@ -162,6 +162,17 @@ class Users:
                 found.update(await session.scalars(select(ApiToken.token_hash).where(ApiToken.token_hash.in_(batch))))
         return found
 
+    async def existing_users(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of these user ids still name a user (the rest were removed)."""
+        ids = list(user_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), CHECK_BATCH):
+            async with self._sessions() as session:
+                found.update(
+                    await session.scalars(select(User.id).where(User.id.in_(ids[start : start + CHECK_BATCH])))
+                )
+        return found
+
     async def revoke(self, token_hashes: Iterable[str]) -> list[str]:
         """Delete these tokens; the hashes of those that existed."""
         hashes = list(token_hashes)
