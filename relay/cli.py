@@ -1,8 +1,14 @@
-"""The ``relay`` command: ``serve``, ``users add``, ``export``, ``report``, ``analyze``.
+"""The ``relay`` command: ``serve``, ``users``, ``tokens``, ``export``, ``report``, ``prune``, ``analyze``.
 
 Every command reads the same settings (flags over ``RELAY_*`` variables over
 defaults), so ``relay users add`` and ``relay export`` work on the database a
-running ``relay serve`` uses.
+running ``relay serve`` uses.  Commands that manage users and tokens refuse a
+SQLite file that does not exist rather than create an empty database, and
+never print a whole token except the one ``users add`` issues.
+
+A token revoked here (``tokens revoke``, ``revoke-all``, ``users remove``) is
+deleted in the database; running relays cannot be told, and find out by their
+token watch within about a second (``RELAY_TOKEN_CHECK_INTERVAL``).
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import asyncio
 import contextlib
 import getpass
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import date, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,12 +27,17 @@ from sqlalchemy import Engine, make_url
 from tqdm import tqdm
 
 from relay import __version__, logs
-from relay.clock import parse_iso
+from relay.clock import iso, parse_iso, utcnow
 from relay.config import Settings
 from relay.history.formats import FORMATS
-from relay.store import AlertFilter, Store
+from relay.identity.credentials import TOKEN_PREFIX
+from relay.store import AlertFilter, Pruned, Removed, Store, TokenSummary, UserSummary
 from relay.store.database import create_sync_engine
-from relay.tornado.server import RelayServer, run_event_loop
+from relay.store.models import User
+
+
+class CommandFailed(Exception):
+    """What the user asked cannot be done (no such user, an ambiguous prefix): said on stderr, exit status 1."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
+    except CommandFailed as error:
+        print(f"relay: {error}", file=sys.stderr)
+        return 1
     except ValueError as error:
         parser.error(str(error))
     except KeyboardInterrupt:
@@ -71,6 +86,32 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--ask-password", action="store_true", help="prompt for the password instead")
     _database_flag(add)
     add.set_defaults(run=_users_add)
+    listing = users.add_parser("list", help="every user: name, id, created, number of tokens and streams")
+    _database_flag(listing)
+    listing.set_defaults(run=_users_list)
+    remove = users.add_parser("remove", help="delete a user with their streams, alerts, snapshots and tokens")
+    remove.add_argument("name")
+    _database_flag(remove)
+    remove.set_defaults(run=_users_remove)
+    passwd = users.add_parser("passwd", help="set a user's password (prompted for unless --password)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password", help="the new password (else it is asked for, twice, without echo)")
+    _database_flag(passwd)
+    passwd.set_defaults(run=_users_passwd)
+
+    tokens = commands.add_parser("tokens", help="list and revoke bearer tokens").add_subparsers(title="tokens commands")
+    token_list = tokens.add_parser("list", help="a user's tokens: prefix, created, last used (never the token)")
+    token_list.add_argument("name")
+    _database_flag(token_list)
+    token_list.set_defaults(run=_tokens_list)
+    revoke = tokens.add_parser("revoke", help="revoke the one token whose prefix this is")
+    revoke.add_argument("prefix", help="the prefix tokens list shows (vr_ optional, at least 4 characters)")
+    _database_flag(revoke)
+    revoke.set_defaults(run=_tokens_revoke)
+    revoke_all = tokens.add_parser("revoke-all", help="revoke every token of a user")
+    revoke_all.add_argument("name")
+    _database_flag(revoke_all)
+    revoke_all.set_defaults(run=_tokens_revoke_all)
 
     exporter = commands.add_parser("export", help="write alert history to a file, or a folder partitioned by day")
     exporter.add_argument("--format", choices=FORMATS, help="the file's format (with --out)")
@@ -103,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     _database_flag(reporter)
     reporter.set_defaults(run=_report)
 
+    prune = commands.add_parser(
+        "prune", help="delete alerts (and their snapshots) older than DAYS now, except those marked keep"
+    )
+    prune.add_argument("--older-than", type=_positive_days, required=True, metavar="DAYS")
+    _database_flag(prune)
+    prune.set_defaults(run=_prune)
+
     analyze = commands.add_parser(
         "analyze", help="refresh the database's planner statistics (after a bulk import made by other means)"
     )
@@ -116,6 +164,8 @@ def _database_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from relay.tornado.server import RelayServer, run_event_loop  # the server's imports only for serving
+
     logs.configure(args.log_level)
     settings = Settings.from_env(
         host=args.host,
@@ -150,6 +200,177 @@ def _users_add(args: argparse.Namespace) -> int:
 
     print(asyncio.run(add()))
     return 0
+
+
+MIN_PREFIX_CHARS = 4
+
+
+def _positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 < days < 1e6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days above 0")
+    return days
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """The retention's deletes now, in batches, and those days of the analytics copy the settings name written again.
+
+    That copy is the running relays' own unless they were given another ``RELAY_ANALYTICS_DIR``.
+    """
+    settings = Settings.from_env(database_url=args.database_url)
+
+    async def prune() -> Pruned:
+        async with _opened(args) as store:
+            return await store.jobs.prune(utcnow() - timedelta(days=args.older_than))
+
+    pruned = asyncio.run(prune())
+    _forget_in_analytics_copy(settings, pruned.days)
+    print(f"deleted {pruned.deleted} alerts older than {args.older_than:g} days (those marked keep stay)")
+    return 0
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    async def summaries() -> list[UserSummary]:
+        async with _opened(args) as store:
+            return await store.users.summaries()
+
+    rows = [
+        (user.username, user.id, iso(user.created_at) or "-", str(user.tokens), str(user.streams))
+        for user in asyncio.run(summaries())
+    ]
+    _print_table(("NAME", "ID", "CREATED", "TOKENS", "STREAMS"), rows)
+    return 0
+
+
+def _users_remove(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(database_url=args.database_url)
+
+    async def remove() -> Removed:
+        async with _opened(args) as store:
+            user = await _user_named(store, args.name)
+            return await store.users.remove(user.id)
+
+    removed = asyncio.run(remove())
+    _forget_in_analytics_copy(settings, removed.days)
+    print(
+        f"removed user {args.name}: {len(removed.token_hashes)} tokens, {removed.streams} streams, "
+        f"{removed.alerts} alerts",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _users_passwd(args: argparse.Namespace) -> int:
+    password = args.password
+    if password is None:
+        password = getpass.getpass(f"new password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise CommandFailed("the passwords differ; nothing changed")
+    if not password:
+        raise CommandFailed("an empty password is not a password; nothing changed")
+
+    async def passwd() -> None:
+        async with _opened(args) as store:
+            user = await _user_named(store, args.name)
+            await store.users.set_password(user.id, password)
+
+    asyncio.run(passwd())
+    print(f"password of {args.name} changed (their tokens still work: relay tokens revoke-all)", file=sys.stderr)
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace) -> int:
+    async def listing() -> list[TokenSummary]:
+        async with _opened(args) as store:
+            return await store.users.tokens_of((await _user_named(store, args.name)).id)
+
+    rows = [
+        (
+            f"{TOKEN_PREFIX}{token.prefix}…" if token.prefix else "(older than 0006)",
+            iso(token.created_at) or "-",
+            iso(token.last_used_at) or "never",
+        )
+        for token in asyncio.run(listing())
+    ]
+    _print_table(("TOKEN", "CREATED", "LAST USED"), rows)
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    prefix: str = args.prefix
+    if len(prefix.removeprefix(TOKEN_PREFIX)) < MIN_PREFIX_CHARS:
+        raise CommandFailed(f"give at least {MIN_PREFIX_CHARS} characters of the prefix (relay tokens list NAME)")
+
+    async def revoke() -> str:
+        async with _opened(args) as store:
+            matches = await store.users.tokens_with_prefix(prefix)
+            if len(matches) != 1:
+                found = "no token" if not matches else f"{len(matches)} tokens"
+                raise CommandFailed(f"{found} match {prefix!r}; nothing revoked (give more characters)")
+            await store.users.revoke([matches[0].token_hash])
+            return f"{TOKEN_PREFIX}{matches[0].prefix}…" if matches[0].prefix else "the token"
+
+    print(f"revoked {asyncio.run(revoke())}; running relays stop taking it within about a second", file=sys.stderr)
+    return 0
+
+
+def _tokens_revoke_all(args: argparse.Namespace) -> int:
+    async def revoke_all() -> int:
+        async with _opened(args) as store:
+            return len(await store.users.revoke_all((await _user_named(store, args.name)).id))
+
+    count = asyncio.run(revoke_all())
+    print(
+        f"revoked {count} tokens of {args.name}; running relays stop taking them within about a second", file=sys.stderr
+    )
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _opened(args: argparse.Namespace) -> AsyncIterator[Store]:
+    """The store the settings name, migrated; a SQLite file that does not exist is an error, not a new database."""
+    url = Settings.from_env(database_url=args.database_url).database_url
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        raise CommandFailed(f"there is no database at {missing} (give --database-url or set RELAY_DATABASE_URL)")
+    store = await Store.open(url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _user_named(store: Store, name: str) -> User:
+    user = await store.users.by_name(name)
+    if user is None:
+        raise CommandFailed(f"no user named {name!r}")
+    return user
+
+
+def _forget_in_analytics_copy(settings: Settings, days: Sequence[date]) -> None:
+    """Write the days of deleted alerts again in the analytics copy beside the database, if there is one."""
+    from relay.history import partitioned
+    from relay.history.service import EVERYONE
+
+    folder = settings.analytics_folder()
+    if not days or not (folder / partitioned.STATE_FILE).exists():
+        return
+    engine = create_sync_engine(settings.database_url)
+    try:
+        partitioned.rewrite_days(engine, folder, EVERYONE, days)
+    finally:
+        engine.dispose()
+    print(f"wrote {len(days)} days of the analytics copy {folder} again", file=sys.stderr)
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell, for people; tab-free so ``awk`` splits them too."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _analyze(args: argparse.Namespace) -> int:

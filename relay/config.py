@@ -31,6 +31,12 @@ class Settings:
     ``snapshot_frames`` and ``snapshot_stream_bytes`` bound the newest frames kept
     per stream for alerts' snapshots (0 frames: no snapshots), ``snapshot_node_bytes``
     all of them on the node; a frame over ``max_snapshot_bytes`` is not stored as one.
+    ``retention_days`` (0: keep forever) is how old alerts get before the daily
+    retention deletes them (``relay.retention``), except those marked ``keep``.
+    ``token_check_interval`` is how often (seconds; 0: never) the node asks the
+    database whether the tokens it trusts (cached, or of open connections) still
+    exist: a token revoked where no announcement reaches (the CLI) stops working
+    within that time.
     ``statistics_interval`` is how often (seconds; 0: never) the node checks that
     the database's planner statistics are current and analyses it if not
     (``relay.store.statistics``).
@@ -57,6 +63,7 @@ class Settings:
     max_queued_messages: int = 10_000
     status_flush_interval: float = 10.0
     token_cache_seconds: float = 60.0
+    token_check_interval: float = 1.0
     node_ttl: float = 6.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -66,6 +73,7 @@ class Settings:
     statistics_interval: float = 60.0
     analytics_dir: str = ""
     analytics_refresh: float = 300.0
+    retention_days: float = 0.0
 
     def analytics_folder(self) -> Path:
         """Where the partitioned copy for analytics lives: ``analytics_dir``, or beside a SQLite database

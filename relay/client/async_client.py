@@ -76,6 +76,7 @@ class RelayClient:
             raise ValueError(f"frame_format must be 'binary' or 'json', got {frame_format!r}")
         self.endpoints = endpoints(url)
         self.token = token
+        self._logged_in_token: str | None = None  # the token login() got, which the next login() replaces
         self.frame_format: FrameForm = frame_format
         self._state = ClientState(max_pending_alerts=max_pending_alerts)
         self.stats: ClientStats = self._state.stats
@@ -135,9 +136,16 @@ class RelayClient:
     # ------------------------------------------------------------------ REST
 
     async def login(self, username: str, password: str) -> str:
-        """Trade a username and password for a token (``POST /api/auth/token``); the client uses it from now on."""
-        issued = await self._rest.login(username, password)
+        """Trade a username and password for a token (``POST /api/auth/token``); the client uses it from now on.
+
+        Logging in again on this client replaces the token its previous login
+        got (the relay revokes it), so a client that logs in at every start of
+        a session does not pile tokens up.  A token given to the constructor is
+        never revoked: it may be shared with other programs.
+        """
+        issued = await self._rest.login(username, password, replaces=self._logged_in_token)
         self.token, self._state.user_id = issued.token, issued.user_id
+        self._logged_in_token = issued.token
         return issued.token
 
     async def register_stream(

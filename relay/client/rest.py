@@ -108,10 +108,12 @@ class RestApi:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def login(self, username: str, password: str) -> Login:
-        body = await self._call(
-            "POST", "/api/auth/token", json={"username": username, "password": password}, auth=False
-        )
+    async def login(self, username: str, password: str, *, replaces: str | None = None) -> Login:
+        """A new token; ``replaces`` (a token this login makes unneeded) is revoked by the relay."""
+        credentials = {"username": username, "password": password}
+        if replaces is not None:
+            credentials["replaces"] = replaces
+        body = await self._call("POST", "/api/auth/token", json=credentials, auth=False)
         return Login(str(body["token"]), str(body["userId"]))
 
     async def register_stream(

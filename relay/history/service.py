@@ -21,9 +21,9 @@ import asyncio
 import functools
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
@@ -143,6 +143,21 @@ class History:
                 self._refreshing = None
         self.refreshed_at = done.finished_at
         return done
+
+    async def forget_days(self, days: Iterable[date]) -> None:
+        """Alerts stored on ``days`` were deleted: write those days of the analytics copy again, if there is one.
+
+        A copy that was never made has nothing to forget (its first run reads
+        the database as it is then).
+        """
+        days = sorted(set(days))
+        if not days or not (self.analytics_folder / partitioned.STATE_FILE).exists():
+            return
+        loop = asyncio.get_running_loop()
+        rewrite = functools.partial(partitioned.rewrite_days, self.engine, self.analytics_folder, EVERYONE, days)
+        done = await loop.run_in_executor(self._threads, rewrite)
+        self.refreshed_at = done.finished_at
+        log.info("analytics copy: %d days written again after alerts were deleted", len(done.days_written))
 
     def note_stored(self) -> None:
         """An alert was stored on this node (a hook of the router's): the copy is behind."""

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Float, Select, String, Text, case, cast, func
 from sqlalchemy.sql.elements import ColumnElement
 
 from relay.store.alerts import AlertFilter, matching
-from relay.store.models import Alert, VideoStream
+from relay.store.models import Alert, VideoStream, stored_day
 
 ROWS_PER_BATCH: Final = 50_000
 """Rows per database read and per Arrow batch (and so per Parquet row group): big enough
@@ -229,10 +229,7 @@ def days_with_alerts(
 ) -> list[date]:
     """The days (UTC) on which alerts that ``where`` selects were stored: those with ``seq`` above
     ``after_seq``, or, with ``reviewed_since``, those reviewed since then (whatever their ``seq``)."""
-    if connection.dialect.name == "sqlite":
-        day = func.substr(type_coerce(Alert.created_at, String), 1, 10)
-    else:
-        day = func.to_char(func.timezone("UTC", Alert.created_at), "YYYY-MM-DD")
+    day = stored_day(connection.dialect.name)
     changed = Alert.seq > after_seq if reviewed_since is None else Alert.reviewed_at >= reviewed_since
     rows = connection.execute(matching(where).where(changed).with_only_columns(day).distinct().order_by(None)).scalars()
     return sorted(date.fromisoformat(value) for value in rows)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from tornado.web import RequestHandler
 
+from relay.identity.credentials import token_hash
 from relay.identity.tokens import TokenVerifier
 
 
@@ -31,6 +32,8 @@ class Identified:
 
     user_id: str
     how: str
+    token_hash: str | None = None
+    """The hash of the bearer token it came with (None for other credentials): what revoking it ends."""
 
 
 class AuthenticationFailed(Exception):
@@ -73,7 +76,7 @@ class Authenticators:
         user_id = await self.tokens.user_id(token)
         if user_id is None:
             raise AuthenticationFailed(f"unknown token ({how})")
-        return Identified(user_id, how)
+        return Identified(user_id, how, token_hash(token))
 
     async def bearer_header(self, request: RequestHandler) -> Identified | None:
         scheme, _, credentials = request.request.headers.get("Authorization", "").partition(" ")

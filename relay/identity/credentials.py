@@ -27,6 +27,18 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+PREFIX_CHARS: Final = 8
+
+
+def token_prefix(token: str) -> str:
+    """The characters that tell a token apart where it must not be shown whole: 8 after ``vr_``.
+
+    They are kept beside the hash and printed by ``relay tokens list``; the 200
+    and more random bits after them are what keeps the token secret.
+    """
+    return token.removeprefix(TOKEN_PREFIX)[:PREFIX_CHARS]
+
+
 def token_hash(token: str) -> str:
     """The SHA-256 hex digest under which a token is stored and looked up."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -1,16 +1,23 @@
-"""Bearer token verification with a short memory.
+"""Bearer token verification with a short memory, and forgetting at once.
 
 A relay restart or a network blip makes every client reconnect at once; without
 a cache each reconnect is a database round trip.  Verified tokens are
-remembered for ``ttl`` seconds (keyed by their hash, never the token itself),
-so revoking a token takes effect within that time.  Unknown tokens are not
-remembered, so a token created a moment ago by the CLI works at once.
+remembered for ``ttl`` seconds (keyed by their hash, never the token itself).
+Unknown tokens are not remembered, so a token created a moment ago by the CLI
+works at once.
+
+Revoking must not wait for the ``ttl``: a token revoked over REST is announced
+to every node, whose verifier forgets it (:meth:`TokenVerifier.forget`); one revoked by the CLI
+(which cannot reach the nodes) is found by the node's token watch, which asks
+the database every second which of the tokens it trusts (:meth:`TokenVerifier.known`,
+and those of its open connections) still exist.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from relay.identity.credentials import token_hash
 from relay.store import Users
@@ -37,3 +44,15 @@ class TokenVerifier:
             while len(self._known) > self._max_entries:
                 self._known.popitem(last=False)
         return user_id
+
+    def known(self) -> list[str]:
+        """The hashes of the tokens trusted from memory now (expired ones are dropped on the way)."""
+        now = time.monotonic()
+        for key in [key for key, (_, until) in self._known.items() if until <= now]:
+            del self._known[key]
+        return list(self._known)
+
+    def forget(self, token_hashes: Iterable[str]) -> None:
+        """These tokens were revoked: ask the database next time (it will say no)."""
+        for key in token_hashes:
+            self._known.pop(key, None)

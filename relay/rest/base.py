@@ -72,6 +72,12 @@ class RestContext(Protocol):
     def announce_reviews(self, alerts: Sequence[Alert]) -> None:
         """Send review changes to the alerts' streams' dashboards on every node."""
 
+    def revoke_tokens(self, token_hashes: Sequence[str]) -> None:
+        """These tokens were deleted: every node stops trusting them and closes their sessions."""
+
+    async def delete_stream(self, stream_id: str, user_id: str) -> bool:
+        """Delete the user's stream with its alerts and tell every node; False if it is not theirs."""
+
     @property
     def connections(self) -> Sized:
         """The open WebSocket connections (for metrics)."""
@@ -142,8 +148,12 @@ class ApiHandler(JsonHandler):
     """Base of the relay's REST handlers.  ``requires_auth = False`` for public ones."""
 
     requires_auth = True
+    public_methods: frozenset[str] = frozenset()
+    """Methods answered without a token on a handler that otherwise requires one."""
     node: RestContext
     user_id: str
+    token_hash: str | None = None
+    """The hash of the bearer token of the call (None for other credentials, such as the workbench's cookie)."""
 
     def initialize(self, node: RestContext) -> None:
         self.node = node
@@ -151,8 +161,9 @@ class ApiHandler(JsonHandler):
     async def prepare(self) -> None:
         if not self.node.ready:
             raise ApiError(503, "the relay is starting; try again in a moment", "unavailable")
-        if not self.requires_auth:
-            return
+        method = self.request.method
+        if not self.requires_auth or method in self.public_methods or method not in self.allowed_methods():
+            return  # public, or a method this handler lacks: Tornado answers 405 whoever asks
         try:
             identity = await self.node.authenticators.identify(self)
         except AuthenticationFailed:
@@ -160,6 +171,7 @@ class ApiHandler(JsonHandler):
         if identity is None:
             raise ApiError(401, "send a valid bearer token: Authorization: Bearer <token>")
         self.user_id = identity.user_id
+        self.token_hash = identity.token_hash
         if not self.node.rest_budgets.allow(identity.user_id):
             raise ApiError(429, "too many requests; slow down", headers={"Retry-After": "1"})
 

@@ -121,7 +121,19 @@ DOCUMENT: dict[str, Any] = {
                         "Too many attempts from this address or for this username; Retry-After says when to retry."
                     ),
                 },
-            }
+            },
+            "delete": {
+                "summary": "Revoke the bearer token of this call, on every node within a second",
+                "description": (
+                    "WebSocket sessions authenticated with it are closed with 1008 'token revoked'; "
+                    "the caller's other tokens keep working."
+                ),
+                "responses": {
+                    "204": {"description": "Revoked."},
+                    "400": _error("The call was not made with a bearer token."),
+                    **_STANDARD_ERRORS,
+                },
+            },
         },
         "/api/streams/register": {
             "post": {
@@ -153,6 +165,35 @@ DOCUMENT: dict[str, Any] = {
                     **_STANDARD_ERRORS,
                 },
             }
+        },
+        "/api/streams/{stream_id}": {
+            "parameters": [{"name": "stream_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "patch": {
+                "summary": "Rename one of the caller's streams and/or replace its metadata",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("StreamChange")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Stream"), "The stream as it is now, as GET /api/streams/list lists it."),
+                    "400": _error("Invalid body: an unknown field, no field, or a value a registration refuses."),
+                    "404": _error("No such stream of the caller's."),
+                    "413": _error("Body or metadata too large."),
+                    **_STANDARD_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete one of the caller's streams with its alerts and their snapshots",
+                "description": (
+                    'Its connected producer and consumers, on every node, get {"type": "stream-deleted"} '
+                    "and stay connected; frames and alerts for it are refused (forbidden) from then on."
+                ),
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "404": _error("No such stream of the caller's."),
+                    **_STANDARD_ERRORS,
+                },
+            },
         },
         "/api/alerts": {
             "get": {
@@ -471,6 +512,13 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "username": {"type": "string", "minLength": 1, "maxLength": 150, "pattern": _NO_NUL},
                     "password": {"type": "string", "maxLength": 1024, "pattern": _NO_NUL},
+                    "replaces": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        "description": "A token of this user that the new one replaces: it is revoked (if it "
+                        "still exists and is theirs), so that logging in again does not pile tokens up.",
+                    },
                 },
             },
             "IssuedToken": {
@@ -485,6 +533,18 @@ DOCUMENT: dict[str, Any] = {
                     "deviceName": {"type": "string", "maxLength": 200, "pattern": _PRINTED_TEXT},
                     "deviceType": {"type": "string", "maxLength": 100, "pattern": _PRINTED_TEXT, "default": "mobile"},
                     "metadata": {"anyOf": [{"$ref": "#/components/schemas/JsonObject"}, {"type": "null"}]},
+                },
+            },
+            "StreamChange": {
+                "type": "object",
+                "additionalProperties": False,
+                "minProperties": 1,
+                "properties": {
+                    "deviceName": {"type": "string", "maxLength": 200, "pattern": _PRINTED_TEXT},
+                    "metadata": {
+                        "anyOf": [{"$ref": "#/components/schemas/JsonObject"}, {"type": "null"}],
+                        "description": "Replaces the metadata as a whole (null: {}).",
+                    },
                 },
             },
             "StreamRegistered": {

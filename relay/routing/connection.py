@@ -79,6 +79,7 @@ class Connection:
         "quiet_until",
         "replaying",
         "subscriptions",
+        "token_hash",
         "user_id",
     )
 
@@ -93,6 +94,7 @@ class Connection:
         self.id = f"{node_id}:{next(_ids)}"
         self.peer = peer
         self.user_id: str | None = None
+        self.token_hash: str | None = None  # the bearer token it authenticated with: revoking it closes this
         self.client_type = ""
         self.outbox = outbox
         self.permits: dict[str, Permit] = {}

@@ -22,6 +22,7 @@ from relay.config import Settings
 from relay.hooks import Hooks
 from relay.metrics import COUNTERS, LATENCY_SAMPLE
 from relay.representation import alert_json, alert_message, alert_updated_message, status_message
+from relay.routing.announcements import STREAM_DELETED
 from relay.routing.connection import Connection, Permit
 from relay.routing.continuity import AlertContinuity
 from relay.routing.hub import Hub
@@ -81,29 +82,39 @@ class Router:
     async def register(self, connection: Connection, message: Register) -> None:
         """A producer claims its stream: it may now send its frames and alerts.
 
+        With ``sinceAlertId`` the stream's stored alerts after that one come
+        after ``registered`` and before live ones, as for :meth:`subscribe`.
+
         The contract lets a registered connection produce both, whatever its
         ``produces`` lists; ``produces`` narrows nothing for a producer.
         """
         stream_id = message.stream_id
         if not await self.owns(connection, stream_id):
             raise _forbidden(stream_id)
-        connection.client_type = message.client_type
-        permit = self._grant(connection, stream_id, PRODUCIBLE)
-        self.hub.register_consumer(stream_id, connection, message.consumes)
-        connection.subscriptions[stream_id] = message.consumes
-        await self.broker.listening(stream_id)
-        if ALERT in message.consumes and not self.continuity.follows(stream_id):
-            await self._follow_alerts(stream_id)
-        previous = self.hub.register_producer(stream_id, connection)
-        if previous is not None:
-            replaced = previous.permits.get(stream_id)
-            if replaced is not None:
-                replaced.producer = replaced.streaming = False
-            log.info("stream %s: producer %s replaced by %s", stream_id, previous.id, connection.id)
-        permit.producer, permit.streaming = True, False
-        connection.send({"type": "registered", "streamId": stream_id})
-        self.status.set(stream_id, "online")
-        log.info("register %s stream=%s peer=%s", connection.describe(), stream_id, connection.peer)
+        replay_after = await self._replay_start(connection, stream_id, message.since_alert_id, message.consumes)
+        try:
+            connection.client_type = message.client_type
+            permit = self._grant(connection, stream_id, PRODUCIBLE)
+            self.hub.register_consumer(stream_id, connection, message.consumes)
+            connection.subscriptions[stream_id] = message.consumes
+            await self.broker.listening(stream_id)
+            if ALERT in message.consumes and not self.continuity.follows(stream_id):
+                await self._follow_alerts(stream_id)
+            previous = self.hub.register_producer(stream_id, connection)
+            if previous is not None:
+                replaced = previous.permits.get(stream_id)
+                if replaced is not None:
+                    replaced.producer = replaced.streaming = False
+                log.info("stream %s: producer %s replaced by %s", stream_id, previous.id, connection.id)
+            permit.producer, permit.streaming = True, False
+            connection.send({"type": "registered", "streamId": stream_id})
+            self.status.set(stream_id, "online")
+            log.info("register %s stream=%s peer=%s", connection.describe(), stream_id, connection.peer)
+        except BaseException:
+            connection.replaying.pop(stream_id, None)
+            raise
+        if replay_after is not None:
+            await self._replay(connection, stream_id, replay_after)
 
     async def subscribe(self, connection: Connection, message: Subscribe) -> None:
         """A consumer attaches; stored alerts after ``sinceAlertId`` come before live ones.
@@ -115,18 +126,8 @@ class Router:
         stream_id = message.stream_id
         if not await self.owns(connection, stream_id):
             raise _forbidden(stream_id)
-        replay_after: int | None = None
-        if message.since_alert_id is not None and ALERT in message.consumes:
-            replay_after = await self.store.alerts.stream_seq_of(stream_id, message.since_alert_id)
-            if replay_after is None:
-                raise ProtocolError(
-                    "invalid-message",
-                    f"sinceAlertId {message.since_alert_id} is not an alert of stream {stream_id}",
-                    stream_id=stream_id,
-                )
+        replay_after = await self._replay_start(connection, stream_id, message.since_alert_id, message.consumes)
         connection.client_type = message.client_type
-        if replay_after is not None:
-            connection.replaying[stream_id] = []
         try:
             binary = message.frame_format == "binary"
             self.hub.register_consumer(stream_id, connection, message.consumes, binary=binary)
@@ -148,6 +149,25 @@ class Router:
             raise
         if replay_after is not None:
             await self._replay(connection, stream_id, replay_after)
+
+    async def _replay_start(
+        self, connection: Connection, stream_id: str, since_alert_id: str | None, consumes: frozenset[str]
+    ) -> int | None:
+        """Where a replay of ``sinceAlertId`` starts (None: no replay); from now on live alerts are held back.
+
+        ``register`` and ``subscribe`` share it, so both replay alike.
+        """
+        if since_alert_id is None or ALERT not in consumes:
+            return None
+        replay_after = await self.store.alerts.stream_seq_of(stream_id, since_alert_id)
+        if replay_after is None:
+            raise ProtocolError(
+                "invalid-message",
+                f"sinceAlertId {since_alert_id} is not an alert of stream {stream_id}",
+                stream_id=stream_id,
+            )
+        connection.replaying[stream_id] = []
+        return replay_after
 
     async def _follow_alerts(self, stream_id: str) -> None:
         """Tell the node's continuity where the stream's alerts stand, as it gets its first consumer here."""
@@ -182,6 +202,28 @@ class Router:
         if self.hub.unregister(stream_id, connection):
             self.status.set(stream_id, "offline")
         connection.send({"type": "unsubscribed", "streamId": stream_id})
+
+    def stream_deleted(self, stream_id: str, connections: Iterable[Connection]) -> None:
+        """The stream is gone (deleted on any node): its producer's and consumers' part in it ends here.
+
+        Each local connection that registered it, consumed it or may produce
+        for it is told ``stream-deleted`` and stays open; from now on the
+        stream is no stream for this node's permission checks, so frames and
+        alerts for it are ``forbidden``.  Its status is not written: there is
+        no row left to write it to.
+        """
+        self.owners.forget(stream_id)
+        self.continuity.forget(stream_id)
+        self.hub.frames.forget(stream_id)  # no alert will ask for its snapshot now
+        for connection in connections:
+            if stream_id not in connection.permits and stream_id not in connection.subscriptions:
+                continue
+            log.info("stream %s deleted: telling %s", stream_id, connection.describe())
+            connection.permits.pop(stream_id, None)
+            connection.subscriptions.pop(stream_id, None)
+            connection.replaying.pop(stream_id, None)
+            self.hub.unregister(stream_id, connection)
+            connection.send({"type": STREAM_DELETED, "streamId": stream_id})
 
     def disconnect(self, connection: Connection) -> None:
         """Clean up after a closed connection; its streams go offline."""

@@ -91,6 +91,7 @@ class Session:
     def _admit(self, identity: Identified) -> None:
         connection = self.connection
         connection.user_id = identity.user_id
+        connection.token_hash = identity.token_hash
         self._cancel_deadline()
         connection.send({"type": "auth-ok", "userId": identity.user_id})
         self._link.admitted()

@@ -9,23 +9,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from relay.store.alerts import AlertFilter, Alerts, Page, Review, Snapshot, StoredAlert, UnknownStream
 from relay.store.database import create_engine, is_unavailable, migrate, session_factory
+from relay.store.jobs import Jobs, Pruned
 from relay.store.search import TextIndex, text_index
 from relay.store.statistics import Statistics
 from relay.store.streams import Streams
-from relay.store.users import NewToken, Users
+from relay.store.users import NewToken, Removed, TokenSummary, Users, UserSummary
 
 __all__ = [
     "AlertFilter",
     "Alerts",
+    "Jobs",
     "NewToken",
     "Page",
+    "Pruned",
+    "Removed",
     "Review",
     "Snapshot",
     "Statistics",
     "Store",
     "StoredAlert",
     "Streams",
+    "TokenSummary",
     "UnknownStream",
+    "UserSummary",
     "Users",
     "is_unavailable",
 ]
@@ -41,6 +47,7 @@ class Store:
         self.streams = Streams(sessions)
         self.alerts = Alerts(sessions, text_index)
         self.statistics = Statistics(engine)
+        self.jobs = Jobs(sessions)
 
     @classmethod
     async def open(cls, url: str, **engine_options: Any) -> Store:

@@ -41,6 +41,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     Dialect,
     ForeignKey,
@@ -51,6 +52,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.default import DefaultExecutionContext
@@ -103,7 +106,7 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """A bearer token, kept only as its SHA-256 hash."""
+    """A bearer token, kept only as its SHA-256 hash and its first characters (to tell tokens apart)."""
 
     __tablename__ = "api_token"
 
@@ -111,6 +114,10 @@ class ApiToken(Base):
     user_id: Mapped[str] = mapped_column("userId", ForeignKey("user.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column("tokenHash", String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime, default=utcnow)
+    prefix: Mapped[str | None] = mapped_column(String(16), index=True)
+    """:func:`~relay.identity.credentials.token_prefix` of the token (None for tokens older than revision 0006)."""
+    last_used_at: Mapped[datetime | None] = mapped_column("lastUsedAt", UTCDateTime)
+    """When a relay last verified it (to the minute: written at most once a minute)."""
 
 
 class VideoStream(Base):
@@ -200,3 +207,23 @@ class AlertSnapshot(Base):
     alert_id: Mapped[str] = mapped_column("alertId", ForeignKey("alert.id", ondelete="CASCADE"), primary_key=True)
     jpeg: Mapped[bytes] = mapped_column(LargeBinary)
     frame_timestamp: Mapped[int] = mapped_column("frameTimestamp", BigInteger)
+
+
+class JobRun(Base):
+    """When a job that one node at a time runs (the daily retention) last ran; see :mod:`relay.store.jobs`."""
+
+    __tablename__ = "job_run"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column("ranAt", UTCDateTime)
+
+
+def stored_day(dialect: str) -> ColumnElement[str]:
+    """The UTC day an alert was stored on, as ``YYYY-MM-DD`` text, in the SQL of ``dialect``.
+
+    SQLite keeps ``createdAt`` as UTC text already; PostgreSQL's ``timestamptz``
+    is converted to UTC first, whatever the session's time zone.
+    """
+    if dialect == "sqlite":
+        return func.substr(type_coerce(Alert.created_at, String), 1, 10)
+    return func.to_char(func.timezone("UTC", Alert.created_at), "YYYY-MM-DD")

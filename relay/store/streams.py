@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.clock import utcnow
 from relay.identity.ids import new_id
-from relay.store.models import VideoStream
+from relay.store.models import Alert, AlertSnapshot, VideoStream, stored_day
 
 
 class Streams:
@@ -47,6 +47,65 @@ class Streams:
     async def get(self, stream_id: str) -> VideoStream | None:
         async with self._sessions() as session:
             return await session.get(VideoStream, stream_id)
+
+    async def update(
+        self, stream_id: str, user_id: str, *, device_name: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> VideoStream | None:
+        """Rename the user's stream and/or replace its metadata; the stream as it is now (None: not theirs)."""
+        values: dict[str, object] = {"updated_at": utcnow()}
+        if device_name is not None:
+            values["device_name"] = device_name
+        if metadata is not None:
+            values["meta"] = metadata
+        async with self._sessions() as session:
+            stream = await session.scalar(
+                update(VideoStream)
+                .where(and_(VideoStream.id == stream_id, VideoStream.user_id == user_id))
+                .values(**values)
+                .returning(VideoStream)
+            )
+            await session.commit()
+            return stream
+
+    async def delete(self, stream_id: str, user_id: str) -> list[date] | None:
+        """Delete the user's stream with its alerts and their snapshots; the days (UTC) it had alerts on.
+
+        None if there is no such stream of theirs.  The rows go by explicit
+        statements rather than by trusting ``ON DELETE CASCADE``, so the result
+        is the same on a SQLite connection opened without ``foreign_keys``.  The
+        stream's row is locked first (the same lock :meth:`Alerts.add` takes),
+        so an alert being stored for it either commits before and is deleted
+        too, or finds the stream gone.
+        """
+        async with self._sessions() as session:
+            locked = await session.scalar(
+                update(VideoStream)
+                .where(and_(VideoStream.id == stream_id, VideoStream.user_id == user_id))
+                .values(last_alert_seq=VideoStream.last_alert_seq)
+                .returning(VideoStream.id)
+            )
+            if locked is None:
+                await session.rollback()
+                return None
+            day = stored_day(session.get_bind().dialect.name)
+            stored_on = await session.scalars(select(day).where(Alert.stream_id == stream_id).distinct())
+            days = sorted(date.fromisoformat(value) for value in stored_on)
+            alert_ids = select(Alert.id).where(Alert.stream_id == stream_id)
+            await session.execute(delete(AlertSnapshot).where(AlertSnapshot.alert_id.in_(alert_ids)))
+            await session.execute(delete(Alert).where(Alert.stream_id == stream_id))
+            await session.execute(delete(VideoStream).where(VideoStream.id == stream_id))
+            await session.commit()
+        return days
+
+    async def existing(self, stream_ids: Iterable[str]) -> set[str]:
+        """Which of these stream ids name a stream (a node checks the streams it carries after a broker outage)."""
+        ids = list(stream_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            async with self._sessions() as session:
+                rows = await session.scalars(select(VideoStream.id).where(VideoStream.id.in_(ids[start : start + 500])))
+                found.update(rows)
+        return found
 
     async def device_names(self, stream_ids: Iterable[str]) -> dict[str, str]:
         """Device name by stream id, for labelling."""

@@ -59,6 +59,11 @@ class Envelope:
     def for_message(cls, type: str, stream_id: str, text: bytes, *, origin: str = "", seq: int = 0) -> Envelope:
         return cls(type, stream_id, origin=origin, seq=seq, text=text)
 
+    @property
+    def payload(self) -> bytes | None:
+        """The JSON text of a message that is not a frame (None for a frame)."""
+        return self._text
+
     def wire(self, binary: bool = False) -> Wire:
         """The WebSocket frame for this message, in binary or JSON form, built once."""
         if binary:

@@ -104,6 +104,8 @@ class Register:
     client_type: str = "mobile"
     produces: frozenset[str] = frozenset({VIDEO_FRAME})
     consumes: frozenset[str] = frozenset({ALERT})
+    since_alert_id: str | None = None
+    """Replay the stream's stored alerts after this one before live ones, as on ``subscribe``."""
     token: str | None = None
 
 

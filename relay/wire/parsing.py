@@ -131,11 +131,13 @@ def _parse_auth(obj: dict[str, Any], _received_ms: int | None) -> Auth:
 
 
 def _parse_register(obj: dict[str, Any], _received_ms: int | None) -> Register:
+    stream_id = _stream_id(obj)
     return Register(
-        stream_id=_stream_id(obj),
+        stream_id=stream_id,
         client_type=_client_type(obj, "mobile"),
         produces=_message_types(obj, "produces", PRODUCIBLE, frozenset({VIDEO_FRAME})),
         consumes=_message_types(obj, "consumes", CONSUMABLE, frozenset({ALERT})),
+        since_alert_id=_since_alert_id(obj, stream_id),
         token=_optional_token(obj),
     )
 
@@ -145,9 +147,7 @@ def _parse_subscribe(obj: dict[str, Any], _received_ms: int | None) -> Subscribe
     frame_format = obj.get("frameFormat", "json")
     if frame_format not in FRAME_FORMATS:
         raise ProtocolError("invalid-message", "frameFormat must be 'json' or 'binary'", stream_id=stream_id)
-    since = obj.get("sinceAlertId")
-    if since is not None and not (isinstance(since, str) and _URL_SAFE_ID.fullmatch(since)):
-        raise ProtocolError("invalid-message", "sinceAlertId must be an alert id", stream_id=stream_id)
+    since = _since_alert_id(obj, stream_id)
     return Subscribe(
         stream_id=stream_id,
         client_type=_client_type(obj, "dashboard"),
@@ -157,6 +157,13 @@ def _parse_subscribe(obj: dict[str, Any], _received_ms: int | None) -> Subscribe
         since_alert_id=since,
         token=_optional_token(obj),
     )
+
+
+def _since_alert_id(obj: dict[str, Any], stream_id: str) -> str | None:
+    since = obj.get("sinceAlertId")
+    if since is not None and not (isinstance(since, str) and _URL_SAFE_ID.fullmatch(since)):
+        raise ProtocolError("invalid-message", "sinceAlertId must be an alert id", stream_id=stream_id)
+    return since
 
 
 def _parse_unsubscribe(obj: dict[str, Any], _received_ms: int | None) -> Unsubscribe:

@@ -123,6 +123,19 @@ async def test_rest_helpers_log_in_register_list_and_page_through_alerts(
     assert [alert.ref for alert in listed] == refs[::-1], "newest first, every page followed"
     assert len({alert.id for alert in listed}) == 5
 
+
+async def test_logging_in_again_replaces_the_clients_previous_token_only(
+    relay: RelayHarness, clients: Callable[..., RelayClient]
+) -> None:
+    await relay.user("carol", "pw")
+    _, given = await relay.user("carol")
+    client = clients(given)
+    first = await client.login("carol", "pw")
+    second = await client.login("carol", "pw")
+    assert (await relay.api("GET", "/api/streams/list", token=first)).status == 401, "replaced"
+    assert (await relay.api("GET", "/api/streams/list", token=second)).status == 200
+    assert (await relay.api("GET", "/api/streams/list", token=given)).status == 200, "not the constructor's token"
+
     with pytest.raises(AuthenticationError):
         await clients(None).login("alice", "wrong")
 

@@ -106,3 +106,38 @@ async def test_an_unknown_since_alert_id_is_refused(relay: RelayHarness) -> None
     client = await relay.connect(token)
     await client.send({"type": "subscribe", "streamId": stream_id, "sinceAlertId": "alert_nope"})
     await client.expect("error", code="invalid-message", streamId=stream_id)
+
+
+async def test_a_phone_that_registers_again_with_since_alert_id_gets_what_it_missed_once_then_live(
+    relay: RelayHarness,
+) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    ml = await relay.consumer(token, stream_id, consumes=[], produces=["alert"])
+    await ml.send({"type": "alert", "streamId": stream_id, "severity": "low", "message": "start", "ref": "start"})
+    start = (await ml.expect("alert-stored"))["id"]
+    total = 120
+
+    async def keep_sending() -> None:
+        for i in range(total):
+            await ml.send({"type": "alert", "streamId": stream_id, "severity": "low", "message": "m", "ref": f"n{i}"})
+            await ml.expect("alert-stored", ref=f"n{i}")
+
+    sender = asyncio.create_task(keep_sending())
+    await asyncio.sleep(0)  # let some alerts be stored before the registration
+    phone = await relay.connect(token)
+    await phone.send({"type": "register", "streamId": stream_id, "sinceAlertId": start})
+    await phone.expect("registered", streamId=stream_id)  # the replay comes after it
+    received = await collect_alerts(phone, total)
+    await sender
+    assert [a["ref"] for a in received] == [f"n{i}" for i in range(total)]
+    assert len({a["id"] for a in received}) == total
+
+    await phone.send({"type": "register", "streamId": stream_id, "sinceAlertId": "alert_nope"})
+    await phone.expect("error", code="invalid-message", streamId=stream_id)
+    await phone.send({"type": "register", "streamId": stream_id, "sinceAlertId": 5})
+    await phone.expect("error", code="invalid-message", streamId=stream_id)
+    _, stranger = await relay.user()
+    theirs = await relay.connect(stranger)
+    await theirs.send({"type": "register", "streamId": stream_id, "sinceAlertId": start})
+    await theirs.expect("error", code="forbidden", streamId=stream_id)

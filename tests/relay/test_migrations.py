@@ -8,6 +8,7 @@ way a relay does when it starts, and checks the data came through.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from relay.identity.credentials import token_hash
 from relay.store import AlertFilter, Snapshot, Store
 from relay.store.alerts import Review
 from relay.store.database import alembic_config, create_engine
@@ -160,5 +162,56 @@ async def test_0005_leaves_existing_alerts_unreviewed_and_without_snapshots(empt
         assert await store.alerts.snapshot("alert_1", "user_a") is None
         found = await store.alerts.search(AlertFilter(user_id="user_a", text="person 1"), limit=5)
         assert [alert.id for alert in found.alerts] == ["alert_1"], "the text index of 0004 still works"
+    finally:
+        await store.close()
+
+
+async def test_0006_keeps_existing_tokens_working_without_a_prefix(empty_database_url: str) -> None:
+    old_token = "vr_" + "A" * 43
+    await at_revision(
+        empty_database_url,
+        "0005",
+        """INSERT INTO "user" (id, username, "createdAt") VALUES ('user_a', 'ana', '2026-12-01 10:00:00')""",
+        f"""INSERT INTO api_token ("userId", "tokenHash", "createdAt")
+            VALUES ('user_a', '{token_hash(old_token)}', '2026-12-01 10:00:00')""",
+    )
+    store = await Store.open(empty_database_url)  # upgrades to the newest revision, as a relay does
+    try:
+        assert await store.users.user_for_token(old_token) == "user_a"
+        new_token = await store.users.issue_token("user_a")
+        tokens = await store.users.tokens_of("user_a")
+        assert (
+            [(token.prefix, token.last_used_at is not None) for token in tokens]
+            == [
+                (None, True),  # verified a moment ago
+                (new_token[3:11], False),
+            ]
+        )
+        assert [token.token_hash for token in await store.users.tokens_with_prefix(new_token[:7])] == [
+            token_hash(new_token)
+        ]
+        revoked = await store.users.revoke_all("user_a")
+        assert sorted(revoked) == sorted([token_hash(old_token), token_hash(new_token)])
+        assert await store.users.user_for_token(old_token) is None
+    finally:
+        await store.close()
+
+
+async def test_0007_adds_the_retention_job_due_at_once(empty_database_url: str) -> None:
+    await at_revision(
+        empty_database_url,
+        "0006",
+        """INSERT INTO "user" (id, username, "createdAt") VALUES ('user_a', 'ana', '2026-12-01 10:00:00')""",
+        'INSERT INTO video_stream (id, "userId", "deviceName", "deviceType", status, metadata, "createdAt", '
+        "\"updatedAt\", \"lastAlertSeq\") VALUES ('stream_a', 'user_a', 'cam', 'mobile', 'offline', '{}', "
+        "'2026-12-01 10:00:00', '2026-12-01 10:00:00', 1)",
+        'INSERT INTO alert (id, "streamId", "streamSeq", severity, message, metadata, timestamp, "createdAt") '
+        "VALUES ('alert_1', 'stream_a', 1, 'high', 'old', '{}', 1, '2020-01-01 10:00:00')",
+    )
+    store = await Store.open(empty_database_url)  # upgrades to the newest revision, as a relay does
+    try:
+        assert await store.jobs.claim("retention", timedelta(days=1)), "never ran: due"
+        pruned = await store.jobs.prune(datetime(2021, 1, 1, tzinfo=UTC))
+        assert (pruned.deleted, pruned.days) == (1, [date(2020, 1, 1)])
     finally:
         await store.close()

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.workbench.support import GUARD, WorkbenchServer, expect, http
+from relay.store import Store
+from tests.workbench.support import GUARD, WorkbenchServer, expect, http, run_async
 
 COMMANDS = {
     "panel serve workbench": [],
@@ -106,3 +107,42 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
+
+
+def test_a_session_by_login_cookie_ends_when_its_user_is_removed(tmp_path: Path) -> None:
+    """No token to revoke: the relay's watch notices the user is gone (as ``relay users remove`` leaves it)."""
+    server = WorkbenchServer(tmp_path).start()
+    try:
+        analyst = server.user()
+        cookies = CookieJar()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies), NoRedirect())
+        form = urllib.parse.urlencode({"username": analyst.name, "password": analyst.password}).encode()
+        with pytest.raises(urllib.error.HTTPError):  # 302 to the page: logged in
+            browser.open(server.base + "/login", data=form, timeout=GUARD)
+        cookie = "; ".join(f"{c.name}={c.value}" for c in cookies)
+        ws = websocket.create_connection(
+            server.base.replace("http", "ws") + "/api/streams/ws",
+            header=[f"Cookie: {cookie}"],
+            origin=server.base,
+            timeout=GUARD,
+        )
+        try:
+            assert expect(ws, "auth-ok")["type"] == "auth-ok"
+
+            async def remove() -> None:
+                store = await Store.open(server.database_url)
+                try:
+                    user = await store.users.by_name(analyst.name)
+                    assert user is not None
+                    await store.users.remove(user.id)
+                finally:
+                    await store.close()
+
+            run_async(remove)
+            opcode, data = ws.recv_data(control_frame=True)
+            assert opcode == websocket.ABNF.OPCODE_CLOSE
+            assert (int.from_bytes(data[:2], "big"), data[2:].decode()) == (1008, "user removed")
+        finally:
+            ws.close()
+    finally:
+        server.stop()
