@@ -1,6 +1,8 @@
 """``make demo``: the whole loop on this machine, from one command.
 
-1. A demo database in ``.demo/`` (its streams and alerts; it starts empty on every run).
+1. The relay's default database, ``relay.db`` in the project folder (or ``RELAY_DATABASE_URL``):
+   the one ``relay serve``, ``panel serve workbench`` and ``relay export``/``relay report``
+   read when run from here, so the demo's history is there to export, and kept across runs.
 2. The user ``demo`` with password ``demo``, and a token for the phones and the ML service.
 3. ``panel serve workbench``: the workbench and the relay in one process, on port 5006.
 4. Four simulated phones streaming real footage (``examples/mobile/simulate.py``).
@@ -8,14 +10,13 @@
 
 Then it prints the address and the login, and waits.  Ctrl-C stops everything;
 so does any part stopping on its own (its log's end is printed).  Each part logs
-to a file in ``.demo/``.
+to a file in ``.demo/``, which also keeps the workbench's cookie secret.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +27,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
+
+from relay.config import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEMO = PROJECT / ".demo"
@@ -80,16 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: port {args.port} is in use (another workbench?); stop it or use --port")
         return 1
 
-    shutil.rmtree(DEMO, ignore_errors=True)
-    DEMO.mkdir()
+    DEMO.mkdir(exist_ok=True)
     environment = {
         **os.environ,
-        "RELAY_DATABASE_URL": f"sqlite+aiosqlite:///{DEMO / 'relay.db'}",
+        "RELAY_DATABASE_URL": database_url(),
         "WORKBENCH_SECRET_FILE": str(DEMO / "cookie-secret"),
         "PYTHONUNBUFFERED": "1",
     }
     token = create_user(environment)
-    print(f"demo: user {USER!r}, password {PASSWORD!r}")
+    print(f"demo: user {USER!r}, password {PASSWORD!r}; database {environment['RELAY_DATABASE_URL']}")
 
     url = f"http://127.0.0.1:{args.port}"
     parts = [Part("workbench", [bin_path("panel"), "serve", "workbench", "--port", str(args.port)], environment)]
@@ -132,10 +134,17 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def database_url() -> str:
+    """The relay's own default (``relay.db`` in the working folder, which is the project folder for the
+    parts), unless ``RELAY_DATABASE_URL`` names another: the database every ``relay`` command run here reads."""
+    return Settings.from_env().database_url
+
+
 def create_user(environment: dict[str, str]) -> str:
     """``relay users add demo --password demo``; its token (the last line it prints)."""
     done = subprocess.run(
         [bin_path("relay"), "users", "add", USER, "--password", PASSWORD],
+        cwd=PROJECT,
         env=environment,
         capture_output=True,
         text=True,
