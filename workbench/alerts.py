@@ -31,6 +31,8 @@ class LiveAlert:
     """When the relay stored it (UTC)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     ref: str | None = None
+    has_snapshot: bool = False
+    """Whether the relay stored a frame with it (``GET /api/alerts/{id}/snapshot``)."""
 
     @property
     def event_time(self) -> datetime | None:
@@ -64,6 +66,7 @@ class LiveAlert:
             created_at=alert.created_at,
             metadata=dict(alert.meta or {}),
             ref=alert.ref,
+            has_snapshot=bool(alert.has_snapshot),
         )
 
     @classmethod
@@ -102,6 +105,7 @@ class LiveAlert:
             created_at=parse_iso(created),
             metadata=metadata,
             ref=ref,
+            has_snapshot=message.get("hasSnapshot") is True,
         )
 
 
