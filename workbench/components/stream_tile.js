@@ -48,7 +48,6 @@ class Tile {
     this.canvas.height = 480;
     this.context = this.canvas.getContext("2d");
     this.alerts = element("div", "alerts", frame);
-    this.caption = null;
     const caption = element("div", "caption", root);
     this.caption = caption;
     this.name = element("span", "name", caption);
@@ -162,12 +161,13 @@ class Tile {
     for (const label of this.alerts.querySelectorAll(".alert-box .alert-label, .alert-point .alert-label")) {
       label.style.top = label.style.left = "";
       label.style.maxWidth = `${tile.width}px`;
-      const box = label.parentElement.getBoundingClientRect();
+      const marker = label.parentElement, box = marker.getBoundingClientRect();
       const own = label.getBoundingClientRect();
       const top = Math.min(Math.max(box.top - own.height, floor), tile.bottom - own.height);
       const left = Math.min(Math.max(box.left, tile.left), tile.right - own.width);
-      label.style.top = `${top - box.top}px`;
-      label.style.left = `${left - box.left}px`;
+      // The label's top and left count from inside the marker's border.
+      label.style.top = `${top - box.top - marker.clientTop}px`;
+      label.style.left = `${left - box.left - marker.clientLeft}px`;
     }
   }
 
