@@ -59,7 +59,6 @@ HISTORY_PER_STREAM: Final = 500
 MAX_POINTS: Final = 5_000
 SOURCE_NAME: Final = "timeline-alerts"
 PLOT_NAME: Final = "timeline-plot"
-RANGE_NAME: Final = "timeline-range"
 _NO_STREAMS: Final = (
     "No streams yet: a phone registers one with <code>POST /api/streams/register</code>, and its alerts appear here."
 )
@@ -94,7 +93,6 @@ class TimelinePage(Page):
             value=self._shown,
             allow_input=True,
             width=340,
-            css_classes=["timeline-range"],
         )
         self.range_picker.param.watch(self._range_picked, "value")
         self._last_day = pn.widgets.Button(label="Last 24 hours and live", color="primary", align="end")

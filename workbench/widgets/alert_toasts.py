@@ -82,10 +82,11 @@ class AlertToasts:
         self._shown = [toast for toast in self._shown if toast in on_screen]
         if self._more not in on_screen:
             self._more, self._hidden = None, 0  # dismissed: the analyst has seen the count
-        while len(self._shown) >= MAX_VISIBLE:
-            self._shown.pop(0).destroy()
-            self._hidden += 1
-        if self._hidden:
+        if len(self._shown) >= MAX_VISIBLE:
+            for toast in self._shown[: len(self._shown) - MAX_VISIBLE + 1]:
+                toast.destroy()
+                self._hidden += 1
+            self._shown = self._shown[len(self._shown) - MAX_VISIBLE + 1 :]
             self._count_hidden()
         self._shown.append(
             self._notifications.send(
