@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make demo    set up, then run the workbench with the relay, 4 simulated phones and the ML service"
+	@echo "             (PORT=5007: another port; FRESH=1: without the history of earlier runs)"
 	@echo "make serve   set up, then run the relay on http://127.0.0.1:8000 (creates user 'demo')"
 	@echo "make test    set up, then run ruff, mypy and the test suite"
 	@echo "make lint    ruff and mypy only"
@@ -24,8 +25,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make demo PORT=5007 picks the port; make demo FRESH=1 starts without the history of earlier runs.
 demo: install
-	@$(BIN)/python examples/demo.py
+	@$(BIN)/python examples/demo.py $(if $(PORT),--port $(PORT)) $(if $(filter 1 yes true,$(FRESH)),--fresh)
 
 serve: install
 	@$(BIN)/relay users add demo --password demo | tail -n 1 > .demo-token

@@ -1,14 +1,19 @@
 """``make demo``: the whole loop on this machine, from one command.
 
-1. A demo database in ``.demo/`` (its streams and alerts; it starts empty on every run).
-2. The user ``demo`` with password ``demo``, and a token for the phones and the ML service.
-3. ``panel serve workbench``: the workbench and the relay in one process, on port 5006.
+1. The relay's default database, ``relay.db`` in the project folder (or ``RELAY_DATABASE_URL``):
+   the one ``relay serve``, ``panel serve workbench`` and ``relay export``/``relay report``
+   read when run from here, so the demo's history is there to export, and kept across runs;
+   ``--fresh`` (``make demo FRESH=1``) removes it first.
+2. The user ``demo`` with password ``demo``, and a token for the phones and the ML service
+   (in their environment: command lines are anyone's to read with ``ps``).
+3. ``panel serve workbench``: the workbench and the relay in one process, on port 5006
+   (``--port``, ``make demo PORT=…``).
 4. Four simulated phones streaming real footage (``examples/mobile/simulate.py``).
 5. The OpenCV ML service (``examples/ml-service/client.py``), whose alerts reach the workbench.
 
 Then it prints the address and the login, and waits.  Ctrl-C stops everything;
 so does any part stopping on its own (its log's end is printed).  Each part logs
-to a file in ``.demo/``.
+to a file in ``.demo/``, which also keeps the workbench's cookie secret.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
+
+from sqlalchemy import make_url
+
+from relay.config import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEMO = PROJECT / ".demo"
@@ -64,48 +73,61 @@ class Part:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The demo's options; ``make demo PORT=… FRESH=1`` passes ``--port`` and ``--fresh``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=5006, help="the workbench's port (default 5006)")
+    parser.add_argument("--port", type=int, default=5006, help="the workbench's port (default 5006; make demo PORT=…)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="start from an empty database (make demo FRESH=1); else history is kept"
+    )
     parser.add_argument("--streams", type=int, default=4, help="simulated phones (default 4)")
     parser.add_argument("--fps", type=float, default=10, help="frames per second of each phone (default 10)")
-    args = parser.parse_args(argv)
-    stop_on_signals()
+    return parser.parse_args(argv)
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     missing = [str(path.relative_to(PROJECT)) for path in (SIMULATOR, ML_SERVICE) if not path.exists()]
     if missing:
         print(f"demo: {' and '.join(missing)} missing (the phone simulator and ML service of the clients issue)")
         return 1
     if not port_is_free(args.port):
-        print(f"demo: port {args.port} is in use (another workbench?); stop it or use --port")
+        print(
+            f"demo: port {args.port} is in use (another workbench?); stop it, or choose another port: "
+            f"make demo PORT={args.port + 1} (python examples/demo.py --port {args.port + 1})"
+        )
         return 1
 
-    shutil.rmtree(DEMO, ignore_errors=True)
-    DEMO.mkdir()
+    stop_on_signals()
+    DEMO.mkdir(exist_ok=True)
     environment = {
         **os.environ,
-        "RELAY_DATABASE_URL": f"sqlite+aiosqlite:///{DEMO / 'relay.db'}",
+        "RELAY_DATABASE_URL": database_url(),
         "WORKBENCH_SECRET_FILE": str(DEMO / "cookie-secret"),
         "PYTHONUNBUFFERED": "1",
     }
+    environment.pop("RELAY_TOKEN", None)  # only the phones and the ML service get one, the demo's
+    if args.fresh:
+        try:
+            removed = start_fresh(environment["RELAY_DATABASE_URL"])
+        except ValueError as error:
+            print(f"demo: {error}")
+            return 1
+        print(f"demo: starting fresh: removed {', '.join(map(str, removed)) or 'nothing (there was no database)'}")
     token = create_user(environment)
-    print(f"demo: user {USER!r}, password {PASSWORD!r}")
+    print(f"demo: user {USER!r}, password {PASSWORD!r}; database {environment['RELAY_DATABASE_URL']}")
 
     url = f"http://127.0.0.1:{args.port}"
     parts = [Part("workbench", [bin_path("panel"), "serve", "workbench", "--port", str(args.port)], environment)]
     try:
         if not wait_until_healthy(url, parts[0]):
             return 1
-        phones = [
-            sys.executable, str(SIMULATOR), "--url", url, "--token", token,
-            "--streams", str(args.streams), "--sample", "all", "--fps", f"{args.fps:g}", "--width", "640",
-        ]  # fmt: skip
-        parts.append(Part("phones", phones, environment))
-        parts.append(Part("ml-service", [sys.executable, str(ML_SERVICE), "--url", url, "--token", token], environment))
+        for name, command, part_environment in clients(url, token, args, environment):
+            parts.append(Part(name, command, part_environment))
         print(
             f"\ndemo: open http://localhost:{args.port}/workbench and log in as {USER} / {PASSWORD}\n"
             f"demo: {args.streams} phones stream to it and the ML service sends alerts; logs in {DEMO}/\n"
-            "demo: Ctrl-C stops everything\n",
+            "demo: Ctrl-C stops everything (the history stays; make demo FRESH=1 starts without it)\n",
             flush=True,
         )
         return watch(parts)
@@ -115,6 +137,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for part in reversed(parts):
             part.stop()
+
+
+def clients(
+    url: str, token: str, args: argparse.Namespace, environment: dict[str, str]
+) -> list[tuple[str, list[str], dict[str, str]]]:
+    """The phones' and the ML service's names, command lines and environments.
+
+    The token travels in ``RELAY_TOKEN``, never on the command line: any user of
+    the machine can read every process's arguments (``ps``), only its owner its environment.
+    """
+    with_token = {**environment, "RELAY_TOKEN": token}
+    phones = [
+        sys.executable, str(SIMULATOR), "--url", url,
+        "--streams", str(args.streams), "--sample", "all", "--fps", f"{args.fps:g}", "--width", "640",
+    ]  # fmt: skip
+    ml_service = [sys.executable, str(ML_SERVICE), "--url", url]
+    return [("phones", phones, with_token), ("ml-service", ml_service, with_token)]
+
+
+def start_fresh(url: str) -> list[Path]:
+    """Remove the demo's SQLite database (with its journal files) and its analytics copy; what was removed.
+
+    Only a SQLite file is the demo's to remove: another database (``RELAY_DATABASE_URL``
+    naming PostgreSQL) is the operator's, and ValueError says so.
+    """
+    settings = Settings.from_env({"RELAY_DATABASE_URL": url})
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        raise ValueError(f"--fresh removes only a SQLite database file, not {parsed.render_as_string()}")
+    database = PROJECT / Path(parsed.database).expanduser()  # a relative path is the parts' (the project folder)
+    analytics = PROJECT / settings.analytics_folder()
+    removed = []
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    if analytics.exists():
+        shutil.rmtree(analytics)
+        removed.append(analytics)
+    return removed
 
 
 def stop_on_signals() -> None:
@@ -132,10 +194,17 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def database_url() -> str:
+    """The relay's own default (``relay.db`` in the working folder, which is the project folder for the
+    parts), unless ``RELAY_DATABASE_URL`` names another: the database every ``relay`` command run here reads."""
+    return Settings.from_env().database_url
+
+
 def create_user(environment: dict[str, str]) -> str:
     """``relay users add demo --password demo``; its token (the last line it prints)."""
     done = subprocess.run(
         [bin_path("relay"), "users", "add", USER, "--password", PASSWORD],
+        cwd=PROJECT,
         env=environment,
         capture_output=True,
         text=True,

@@ -377,7 +377,7 @@ def _analyze(args: argparse.Namespace) -> int:
     """``ANALYZE`` now, stale or not: opening the store analyses only what looks stale from its counts."""
 
     async def analyze() -> None:
-        store = await Store.open(Settings.from_env(database_url=args.database_url).database_url)
+        store = await Store.open(_existing_database_url(args))
         try:
             await store.statistics.refresh()
         finally:
@@ -478,10 +478,7 @@ def _report(args: argparse.Namespace) -> int:
 async def _history_source(args: argparse.Namespace) -> tuple[Engine, AlertFilter]:
     """A blocking engine on the database the settings name, and the filter ``--user``, ``--stream``,
     ``--since`` and ``--until`` make.  A database that does not exist is an error, not a new empty one."""
-    url = Settings.from_env(database_url=args.database_url).database_url
-    missing = _missing_sqlite_file(url)
-    if missing is not None:
-        raise ValueError(f"there is no database at {missing} (give --database-url or set RELAY_DATABASE_URL)")
+    url = _existing_database_url(args)
     store = await Store.open(url)  # brings an older database to the schema the export reads
     try:
         user_id = None
@@ -494,6 +491,20 @@ async def _history_source(args: argparse.Namespace) -> tuple[Engine, AlertFilter
         await store.close()
     where = AlertFilter(user_id=user_id, stream_ids=args.stream, since=args.since, until=args.until)
     return create_sync_engine(url), where
+
+
+def _existing_database_url(args: argparse.Namespace) -> str:
+    """The database URL the settings name, which a command that only reads must find there: opening a
+    SQLite file that is not there would make an empty one (a typo, or another folder's ``relay.db``)
+    and answer from it as if there were no alerts."""
+    url = Settings.from_env(database_url=args.database_url).database_url
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        raise ValueError(
+            f"there is no database at {missing.resolve()} (run from the folder of its relay.db, "
+            "give --database-url or set RELAY_DATABASE_URL)"
+        )
+    return url
 
 
 def _missing_sqlite_file(url: str) -> Path | None:

@@ -126,7 +126,7 @@ class Workbench:
         Every page stays in the document, hidden or not: a Bokeh plot taken out
         of the document and put back can miss the updates sent meanwhile.  Pages
         join the document visible and are hidden here, in the same callback: a
-        Bokeh plot first laid out while hidden settles its layout (the legend
+        Bokeh plot first laid out while hidden settles its layout (the toolbar
         above it) only a while after it is shown, and clicks meanwhile miss.
         """
         for title, page in self._pages.items():

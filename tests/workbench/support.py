@@ -210,12 +210,14 @@ RED, BLUE = (220, 30, 30), (30, 30, 220)
 
 
 class Phone:
-    """A producer on a thread: registers its stream, then sends frames alternating red and blue."""
+    """A producer on a thread: registers its stream, then sends frames of ``size`` alternating red and blue."""
 
-    def __init__(self, analyst: Analyst, stream_id: str, *, fps: float = 10.0) -> None:
+    def __init__(
+        self, analyst: Analyst, stream_id: str, *, fps: float = 10.0, size: tuple[int, int] = (320, 240)
+    ) -> None:
         self.stream_id = stream_id
         self.frames_sent = 0
-        self._frames = [colour_frame(RED), colour_frame(BLUE)]
+        self._frames = [colour_frame(RED, size), colour_frame(BLUE, size)]
         self._interval = 1 / fps
         self._stop = threading.Event()
         self._ws = websocket.create_connection(

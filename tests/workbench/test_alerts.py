@@ -105,6 +105,8 @@ def test_an_alert_from_the_browser_is_read_as_the_relay_sent_it() -> None:
         "alert_1", "stream_1", "high", 0.5, "r1",
     )  # fmt: skip
     assert alert.created_at.isoformat() == "2026-11-25T20:09:14.123000+00:00"
+    assert not alert.has_snapshot
+    assert LiveAlert.from_message({**GOOD, "hasSnapshot": True}).has_snapshot
 
 
 @pytest.mark.parametrize(
@@ -144,3 +146,34 @@ def test_device_names_and_alert_text_are_shown_as_text_never_run(workbench: Work
     page.locator(".choices:visible").click()
     expect(page.locator(".choices__item--choice:visible", has_text=f"camera {planted}")).to_be_visible()
     assert page.evaluate("window.planted") is None
+
+
+@pytest.mark.browser
+def test_toasts_show_three_at_most_count_the_rest_and_show_the_alerts_frame(
+    workbench: WorkbenchServer, page: Page
+) -> None:
+    analyst = workbench.user()
+    stream_id = analyst.register("Car park")
+    phone = Phone(analyst, stream_id).stream()  # frames the relay keeps, for the alerts' snapshots
+    try:
+        analyst.login(page)
+        expect(page.locator(f".tile[data-stream-id='{stream_id}']")).to_have_attribute("data-status", "streaming")
+        wait_for_alert_feed(page, stream_id)
+        for number in range(1, 6):
+            send_alert(analyst, stream_id, severity="critical", message=f"intruder {number}")
+            expect(page.locator(".notyf__toast", has_text=f"intruder {number}")).to_be_visible()
+    finally:
+        phone.close()
+    toasts = page.locator(".notyf__toast.vigil-toast-critical")
+    expect(toasts).to_have_count(3)
+    for number in (3, 4, 5):  # the newest stay
+        expect(toasts.filter(has_text=f"intruder {number}")).to_be_visible()
+    expect(page.locator(".notyf__toast.vigil-toast-more")).to_have_text(re.compile(r"\+2 more alerts"))
+
+    picture = toasts.filter(has_text="intruder 5").locator("img.vigil-toast-snapshot")
+    expect(picture).to_have_attribute("src", re.compile(r"^/api/alerts/alert_[\w-]+/snapshot$"))
+    size = page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0 && [img.naturalWidth, img.naturalHeight]",
+        arg=picture.element_handle(),
+    ).json_value()
+    assert size == [320, 240], "the toast shows the phone's frame, loaded with the login cookie"

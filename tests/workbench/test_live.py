@@ -139,3 +139,50 @@ def test_another_analysts_streams_and_alerts_never_appear(workbench: WorkbenchSe
         expect(page.get_by_text("Bob's secret room")).to_have_count(0)
     finally:
         phone.close()
+
+
+RECTANGLES = """([tile, alertId]) => {
+  const canvas = tile.querySelector("canvas"), marker = tile.querySelector(`.alert[data-alert-id="${alertId}"]`);
+  if (!marker || canvas.width !== 640) return null;
+  const shown = canvas.getBoundingClientRect();
+  const scale = Math.min(shown.width / canvas.width, shown.height / canvas.height);
+  const width = canvas.width * scale, height = canvas.height * scale;
+  const rect = element => { const r = element.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  return {
+    picture: [shown.left + (shown.width - width) / 2, shown.top + (shown.height - height) / 2, width, height],
+    tile: rect(tile), box: rect(marker), label: rect(marker.querySelector(".alert-label")),
+    name: rect(tile.querySelector(".name")), badge: rect(tile.querySelector(".badge")),
+  };
+}"""
+
+
+def test_an_alert_box_is_drawn_on_the_letterboxed_picture_and_its_label_stays_in_the_tile(
+    workbench: WorkbenchServer, page: Page
+) -> None:
+    """A 640×272 picture in a 4:3 tile has black bars above and below; the box is the picture's."""
+    analyst = workbench.user()
+    stream_id = analyst.register("Wide camera")
+    phone = Phone(analyst, stream_id, size=(640, 272)).stream()
+    try:
+        analyst.login(page)
+        expect(tile(page, stream_id)).to_have_attribute("data-status", "streaming")
+        wait_for_alert_feed(page, stream_id)
+        location = {"x": 0.5, "y": 0.0, "width": 0.25, "height": 0.5}  # at the picture's top edge
+        alert_id = send_alert(analyst, stream_id, severity="high", message="a car", metadata={"location": location})
+        found = page.wait_for_function(RECTANGLES, arg=[tile(page, stream_id).element_handle(), alert_id]).json_value()
+    finally:
+        phone.close()
+    left, top, width, height = found["picture"]
+    assert height < 0.6 * width, "the picture is letterboxed: bars above and below it"
+    wanted = [left + 0.5 * width, top, left + 0.75 * width, top + 0.5 * height]
+    assert found["box"] == pytest.approx(wanted, abs=2), (found["box"], wanted)
+    label_left, label_top, label_right, label_bottom = found["label"]
+    tile_left, tile_top, tile_right, tile_bottom = found["tile"]
+    assert tile_left <= label_left < label_right <= tile_right
+    assert tile_top <= label_top < label_bottom <= tile_bottom, "the label is not cut off at the tile's top"
+    for covered in (found["name"], found["badge"]):
+        assert label_top >= covered[3] or label_right <= covered[0] or label_left >= covered[2], (
+            "the label covers the stream's name or status",
+            found["label"],
+            covered,
+        )

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, WebSocket, expect
+from playwright.sync_api import Page, Request, WebSocket, expect
 
 from tests.workbench.support import WorkbenchServer
 from workbench.server.login import persistent_secret
@@ -44,6 +44,33 @@ def test_login_refuses_a_wrong_password_then_admits_and_logs_out(workbench: Work
     expect(page).to_have_url(re.compile(r"/login"))
     answer = page.evaluate("fetch('/api/streams/list').then(r => r.status)")
     assert answer == 401
+
+
+@pytest.mark.browser
+def test_the_login_page_is_vigil_relays_own_and_asks_nothing_of_another_host(
+    workbench: WorkbenchServer, page: Page
+) -> None:
+    """On a network without the internet the login page is whole: no CDN logo, no web font."""
+    requested: list[str] = []
+
+    def record(request: Request) -> None:
+        requested.append(request.url)
+
+    page.on("request", record)
+    page.goto(workbench.base + "/workbench", wait_until="networkidle")
+    expect(page).to_have_url(re.compile(r"/login"))
+    expect(page).to_have_title(re.compile("Vigil Relay"))
+    expect(page.get_by_role("heading", name="Vigil Relay")).to_be_visible()
+    expect(page.get_by_label("Username")).to_be_visible()
+    expect(page.get_by_label("Password")).to_be_visible()
+    elsewhere = [url for url in requested if not url.startswith(workbench.base + "/") and not url.startswith("data:")]
+    assert not elsewhere, f"the login page asked other hosts for {elsewhere}"
+    assert any("/login" in url for url in requested)
+
+    page.get_by_label("Username").fill("nobody")
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text("Invalid username or password!")
 
 
 @pytest.mark.browser

@@ -167,6 +167,40 @@ async def test_the_timeline_plots_stored_then_live_alerts_once_each(analyst: Ana
     assert list(page.figure.y_range.factors) == [kitchen, door, gate]
 
 
+async def test_the_timeline_shows_the_range_picked_and_says_why_it_is_empty(analyst: Analyst) -> None:
+    page = TimelinePage(analyst.session)
+    assert page.empty.visible
+    assert "No streams yet" in page.empty.object
+    (gate,) = await analyst.register("Gate")
+    assert "No alerts between" in page.empty.object
+    assert "and now." in page.empty.object
+    now = await analyst.alert(gate, "now")
+    analyst.session.receive(now)
+    assert list(page.source.data["id"]) == [now.id]
+    assert not page.empty.visible
+
+    days_ago = datetime.now(UTC) - timedelta(days=3)
+    page.param.update(since=days_ago, until=days_ago + timedelta(days=1))
+    assert page.range_picker.value == (
+        days_ago.replace(tzinfo=None),
+        (days_ago + timedelta(days=1)).replace(tzinfo=None),
+    )
+    await settle(lambda: page.empty.visible)
+    later = await analyst.alert(gate, "live, but after the range")
+    analyst.session.receive(later)
+    assert list(page.source.data["id"]) == []
+    assert "No alerts between" in page.empty.object
+    assert "and now" not in page.empty.object
+
+    page.range_picker.value = (
+        days_ago.replace(tzinfo=None),
+        datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1),
+    )
+    assert page.until is None, "an end from now on is live"
+    await settle(lambda: set(page.source.data["id"]) == {now.id, later.id})
+    assert not page.empty.visible
+
+
 # ------------------------------------------------------------------ History
 
 

@@ -49,12 +49,17 @@ class Tile {
     this.context = this.canvas.getContext("2d");
     this.alerts = element("div", "alerts", frame);
     const caption = element("div", "caption", root);
+    this.caption = caption;
     this.name = element("span", "name", caption);
     this.name.textContent = model.device_name;
     this.badge = element("span", "badge", caption);
     this.stats = element("div", "stats", root);
     this.stats.textContent = "no frames yet";
     this.setStatus("connecting");
+    this.placePicture();
+    // The tile's size changes with the layout and the window; the labels' places (in pixels) follow.
+    this.resizes = new ResizeObserver(() => this.placePicture());
+    this.resizes.observe(this.canvas);
 
     this.ticker = setInterval(() => this.tick(), 1000);
     this.socket = new RelaySocket({
@@ -108,6 +113,7 @@ class Tile {
       if (this.canvas.width !== bitmap.width || this.canvas.height !== bitmap.height) {
         this.canvas.width = bitmap.width;
         this.canvas.height = bitmap.height;
+        this.placePicture();
       }
       this.context.drawImage(bitmap, 0, 0);
       bitmap.close();
@@ -130,8 +136,43 @@ class Tile {
     this.delays = [];
   }
 
+  // The canvas letterboxes the picture into the 4:3 tile (object-fit: contain), so the
+  // alerts' layer is laid over the picture's displayed rectangle, not the tile: an
+  // alert's normalised coordinates are the picture's.  The rectangle is in percent
+  // of the tile, which depend only on the two aspect ratios, so it holds at any size.
+  placePicture() {
+    const tile = this.canvas.clientWidth && this.canvas.clientHeight
+      ? this.canvas.clientWidth / this.canvas.clientHeight : 4 / 3;
+    const picture = this.canvas.width / this.canvas.height;
+    const width = picture >= tile ? 1 : picture / tile;
+    const height = picture >= tile ? tile / picture : 1;
+    Object.assign(this.alerts.style, {
+      left: `${((1 - width) / 2) * 100}%`, top: `${((1 - height) / 2) * 100}%`,
+      width: `${width * 100}%`, height: `${height * 100}%`,
+    });
+    this.placeLabels();
+  }
+
+  // A label sits above its box, but inside the tile and below the caption (the stream's
+  // name and status): moved down and sideways as far as needed, never out of the tile.
+  placeLabels() {
+    const tile = this.root.getBoundingClientRect();
+    const floor = this.caption.getBoundingClientRect().bottom;
+    for (const label of this.alerts.querySelectorAll(".alert-box .alert-label, .alert-point .alert-label")) {
+      label.style.top = label.style.left = "";
+      label.style.maxWidth = `${tile.width}px`;
+      const marker = label.parentElement, box = marker.getBoundingClientRect();
+      const own = label.getBoundingClientRect();
+      const top = Math.min(Math.max(box.top - own.height, floor), tile.bottom - own.height);
+      const left = Math.min(Math.max(box.left, tile.left), tile.right - own.width);
+      // The label's top and left count from inside the marker's border.
+      label.style.top = `${top - box.top - marker.clientTop}px`;
+      label.style.left = `${left - box.left - marker.clientLeft}px`;
+    }
+  }
+
   // The latest alert replaces the one before.  x, y are the top-left corner of the
-  // box when width and height are given, else a point.
+  // box when width and height are given, else a point; all in [0, 1] of the picture.
   showAlert(alert) {
     const metadata = alert.metadata || {};
     const location = metadata.location;
@@ -150,6 +191,7 @@ class Tile {
         marker.style.width = `${location.width * 100}%`;
         marker.style.height = `${location.height * 100}%`;
       }
+      this.placeLabels();
     } else {
       marker.classList.add("alert-banner");
     }
@@ -159,6 +201,7 @@ class Tile {
   close() {
     this.closed = true;
     clearInterval(this.ticker);
+    this.resizes.disconnect();
     this.socket.close();
   }
 }

@@ -1,7 +1,9 @@
 """Logging in to the workbench with the relay's own users.
 
-Panel's login page posts a username and password; :class:`WorkbenchLoginHandler`
-checks them against the relay's users (the same scrypt hashes ``POST
+The login page is the workbench's own (``templates/login.html``: the Vigil Relay
+name, inline CSS, nothing fetched from another host, so it loads offline), where
+Panel's has a logo and a font from a CDN.  It posts a username and password;
+:class:`WorkbenchLoginHandler` checks them against the relay's users (the same scrypt hashes ``POST
 /api/auth/token`` checks, off the event loop) and sets Panel's signed ``user``
 cookie, which admits the browser to the pages and, through
 :mod:`workbench.server.cookie_auth`, to the relay's ``/api/...``.
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+import jinja2
 import panel as pn
 from panel.auth import BasicLoginHandler
+from panel.io.resources import BASIC_LOGIN_TEMPLATE
 from tornado.escape import url_escape
 
 from workbench.server.runtime import relay
@@ -35,9 +39,26 @@ PROVIDER: Final = "workbench"
 SECRET_FILE_VARIABLE: Final = "WORKBENCH_SECRET_FILE"
 DEFAULT_SECRET_FILE: Final = ".workbench-secret"
 
+LOGIN_TEMPLATE: Final = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True
+).get_template("login.html")
+"""The workbench's login page, rendered with the variables Panel gives its own
+(``login_endpoint``, ``errormessage``)."""
+
 
 class WorkbenchLoginHandler(BasicLoginHandler):
-    """Panel's login form; only the password check is the relay's."""
+    """Panel's login handler with the workbench's page; only the page and the password check are the relay's."""
+
+    def get(self) -> None:
+        """Panel's login page, drawn from :data:`LOGIN_TEMPLATE`.
+
+        Panel's auth provider gives the handler its template when the server starts
+        (Panel's own, or the operator's ``--basic-login-template FILE``, the way Panel
+        offers to brand a login); Panel's own is replaced here, an operator's is kept.
+        """
+        if self._login_template is BASIC_LOGIN_TEMPLATE:
+            self._login_template = LOGIN_TEMPLATE
+        super().get()  # type: ignore[no-untyped-call]
 
     async def post(self) -> None:
         username = self.get_argument("username", "")
