@@ -43,6 +43,10 @@ class TokenBucket:
         self._tokens = tokens - 1.0
         return True
 
+    def give_back(self) -> None:
+        """Return the token an event took (it turned out not to count), up to the burst."""
+        self._tokens = min(self._tokens + 1.0, self.burst)
+
 
 class KeyedBudgets:
     """One :class:`TokenBucket` per key, the ``max_keys`` most recently used kept (an LRU).
@@ -71,6 +75,12 @@ class KeyedBudgets:
         else:
             buckets.move_to_end(key)
         return bucket.allow()
+
+    def give_back(self, key: str) -> None:
+        """Return the token ``key``'s last event took (see :meth:`TokenBucket.give_back`)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.give_back()
 
     def __len__(self) -> int:
         return len(self._buckets)

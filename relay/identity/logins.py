@@ -2,7 +2,9 @@
 
 A budget per address alone lets an attacker who spreads over many addresses
 try one user's password as fast as they have addresses (measured before: 26
-guesses a second from 16 addresses).  So every attempt also takes from the
+guesses a second from 16 addresses).  Only attempts that fail spend a budget: a
+right password gives its token back, so an office of analysts behind one address
+all log in in the morning while guesses from that address stay limited.  So every attempt also takes from the
 *user's* budget, whichever address it comes from: 10 at once, then one every 6
 seconds.  When a user's budget is spent, attempts for that user are refused
 (``429`` with ``Retry-After``) until it refills — except from an address that
@@ -48,7 +50,10 @@ class LoginGuard:
         return 1 / PER_USER[0]
 
     def succeeded(self, username: str, address: str) -> None:
-        """The password was right: this address is a good one for this user for a day."""
+        """The password was right: the attempt costs nothing, and this address is a good one for this user
+        for a day."""
+        self._per_address.give_back(address)
+        self._per_user.give_back(username)
         key = (username, address)
         self._good[key] = time.monotonic() + GOOD_ADDRESS_SECONDS
         self._good.move_to_end(key)

@@ -175,9 +175,29 @@ async def test_a_user_attacked_from_many_addresses_is_slowed_and_still_gets_in_f
 
         assert (await login("right password", "10.0.0.1")).status == 200  # the user's usual address
         answers = [(await login("guess", f"10.9.0.{index}")).status for index in range(12)]
-        assert answers[:9] == [401] * 9, "the user's budget: 10 attempts at once (one was the user's own)"
-        assert answers[9:] == [429] * 3, "then one every 6 s, from whichever address"
+        assert answers[:10] == [401] * 10, "the user's budget: 10 attempts at once (the user's own login cost none)"
+        assert answers[10:] == [429] * 2, "then one every 6 s, from whichever address"
         refused = await login("right password", "10.8.0.1")
         assert refused.status == 429
         assert int(refused.headers["Retry-After"]) > 0
         assert (await login("right password", "10.0.0.1")).status == 200, "a good address still gets in"
+
+
+async def test_an_office_behind_one_address_logs_in_all_morning_and_its_guesses_are_still_limited(
+    database_url: str,
+) -> None:
+    """Only failed attempts spend an address's budget: thirty analysts behind one NAT all get in."""
+    async with running_relay(database_url, ping_interval=0, behind_proxy=True) as relay:
+        names = [f"analyst{n}" for n in range(30)]
+        for name in names:
+            await relay.user(name, "their password")
+
+        async def login(name: str, password: str) -> int:
+            body = {"username": name, "password": password}
+            answer = await relay.api("POST", "/api/auth/token", body=body, headers={"X-Real-Ip": "10.1.1.1"})
+            return answer.status
+
+        assert [await login(name, "their password") for name in names] == [200] * 30
+        guesses = [await login(f"analyst{n}", "guess") for n in range(12)]
+        assert guesses[:10] == [401] * 10
+        assert guesses[10:] == [429] * 2, "the address's budget still limits guesses"

@@ -143,7 +143,7 @@ def test_another_analysts_streams_and_alerts_never_appear(workbench: WorkbenchSe
 
 RECTANGLES = """([tile, alertId]) => {
   const canvas = tile.querySelector("canvas"), marker = tile.querySelector(`.alert[data-alert-id="${alertId}"]`);
-  if (!marker || canvas.width !== 640) return null;
+  if (!marker || canvas.width !== 640 || canvas.height !== 272) return null;
   const shown = canvas.getBoundingClientRect();
   const scale = Math.min(shown.width / canvas.width, shown.height / canvas.height);
   const width = canvas.width * scale, height = canvas.height * scale;
