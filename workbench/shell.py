@@ -1,6 +1,6 @@
 """The workbench in one browser tab: the template, its navigation, and what all pages share.
 
-One Panel template holds the four pages (Live, Timeline, History, Analytics; the page on
+One Panel template holds the five pages (Live, Timeline, History, Analytics, Streams; the page on
 screen is kept in the URL as ``?page=``, the others are hidden) and, in its
 header, what belongs on every page: the count of unreviewed alerts, the analyst's
 name with a logout link, and the invisible alert feed whose alerts become
@@ -23,6 +23,7 @@ from workbench.pages.analytics import AnalyticsPage
 from workbench.pages.history import HistoryPage
 from workbench.pages.live import LivePage
 from workbench.pages.page import Page
+from workbench.pages.streams import StreamsPage
 from workbench.pages.timeline import TimelinePage
 from workbench.server import runtime
 from workbench.session import STREAM_REFRESH_SECONDS, AnalystSession
@@ -47,7 +48,7 @@ class Workbench:
             sizing_mode="stretch_width",
         )
         self.navigation = pn.widgets.RadioButtonGroup(
-            options=["Live", "Timeline", "History", "Analytics"],
+            options=["Live", "Timeline", "History", "Analytics", "Streams"],
             value="Live",
             orientation="vertical",
             button_type="primary",
@@ -99,7 +100,10 @@ class Workbench:
             history.show_unreviewed()
             self.navigation.value = history.title
 
-        pages: list[Page] = [LivePage(session), TimelinePage(session), history, AnalyticsPage(session, open_history)]
+        pages: list[Page] = [
+            *(LivePage(session), TimelinePage(session), history, AnalyticsPage(session, open_history)),
+            StreamsPage(session),
+        ]
         self._pages = {page.title: page for page in pages}
         self._header.objects = [
             pn.layout.HSpacer(),
