@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -24,8 +25,21 @@ def load_demo() -> ModuleType:
 
 
 def make_demo(*variables: str) -> str:
-    """The command ``make demo VARIABLES`` would run (``make -n`` runs nothing)."""
-    done = subprocess.run(["make", "-n", "demo", *variables], cwd=PROJECT, capture_output=True, text=True, check=True)
+    """The command ``make demo VARIABLES`` would run (``make -n`` runs nothing).
+
+    Not as a sub-make of the ``make test`` that may be running these tests: that one's
+    flags would make this make print "Entering/Leaving directory" lines."""
+    environment = {
+        name: value for name, value in os.environ.items() if name not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo", *variables],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+    )
     return done.stdout.strip().splitlines()[-1]
 
 

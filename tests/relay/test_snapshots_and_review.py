@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator
 
 import orjson
 import pyarrow.parquet as pq
@@ -12,7 +11,7 @@ import pytest
 
 from relay.store import AlertFilter
 from relay.store.alerts import Review
-from tests.support import Client, RelayHarness, make_jpeg, running_relay, service_url
+from tests.support import Client, RelayHarness, make_jpeg, running_relay
 
 
 async def _phone_and_ml(relay: RelayHarness, token: str, stream_id: str) -> tuple[Client, Client]:
@@ -277,13 +276,6 @@ async def test_a_batch_review_is_bounded_and_says_there_is_more(relay: RelayHarn
     changed, more = await alerts.review_matching(AlertFilter(user_id=user_id), Review("ana", reviewed=True), limit=3)
     assert (len(changed), more) == (2, False)
     assert await alerts.unreviewed(user_id) == 0
-
-
-@pytest.fixture
-async def two_nodes(database_url: str) -> AsyncIterator[tuple[RelayHarness, RelayHarness]]:
-    options = {"ping_interval": 0, "broker_url": service_url("RELAY_TEST_REDIS_URL", "Redis")}
-    async with running_relay(database_url, **options) as first, running_relay(database_url, **options) as second:
-        yield first, second
 
 
 @pytest.mark.redis

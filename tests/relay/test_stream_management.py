@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import func, select
 
 from relay.store.models import Alert, AlertSnapshot
 from tests.services import private_redis
-from tests.support import JPEG, Client, RelayHarness, running_relay, service_url
+from tests.support import JPEG, Client, RelayHarness, running_relay
 
 
 async def _alert(client: Client, stream_id: str, message: str = "person") -> dict[str, object]:
@@ -112,13 +110,6 @@ async def test_a_deleted_streams_alerts_leave_the_analytics_copy(relay: RelayHar
     assert (await relay.api("DELETE", f"/api/streams/{gone}", token=token)).status == 204
     mix = (await relay.api("GET", "/api/analytics/severity-mix", token=token)).json["rows"]
     assert [row[0] for row in mix] == [kept]
-
-
-@pytest.fixture
-async def two_nodes(database_url: str) -> AsyncIterator[tuple[RelayHarness, RelayHarness]]:
-    options = {"ping_interval": 0, "broker_url": service_url("RELAY_TEST_REDIS_URL", "Redis")}
-    async with running_relay(database_url, **options) as first, running_relay(database_url, **options) as second:
-        yield first, second
 
 
 @pytest.mark.redis
