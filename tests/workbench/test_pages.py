@@ -291,6 +291,24 @@ async def test_history_pages_back_and_forth_and_a_filter_goes_back_to_the_first(
     assert page.page_starts == [None]
 
 
+async def test_ticked_rows_are_reviewed_and_a_new_page_ticks_nothing(analyst: Analyst) -> None:
+    (gate,) = await analyst.register("Gate")
+    for n in range(30):
+        await analyst.alert(gate, f"alert {n}")
+    page = HistoryPage(analyst.session)
+    page.on_screen = True
+    await settle(lambda: status(page) == "alerts 1–25 of 30")
+    page.table.selection = [0, 2]
+    find(page, pn.widgets.Button, css_classes=["review-false"]).clicks += 1
+    await settle(lambda: "2 alerts marked false positive" in str(page.review_status.object))
+    announced = [alert.message for alert in analyst.session.relay.announced]  # type: ignore[attr-defined]
+    assert sorted(announced) == ["alert 27", "alert 29"], "the newest and the third newest"
+    page.table.selection = [1]
+    find(page, pn.widgets.Button, name="Older ▶").clicks += 1
+    await settle(lambda: status(page) == "alerts 26–30 of 30")
+    assert page.table.selection == [], "a tick belongs to the alert that was in that row"
+
+
 # ------------------------------------------------------------------ widgets
 
 

@@ -244,7 +244,10 @@ class HistoryPage(Page):
         if len(self.page_starts) == 1:
             self._newest_seq = page[0].seq if page else 0
             self.new_alerts.visible = False
-        self._rows = [LiveAlert.from_row(row) for row in page]
+        rows_now = [LiveAlert.from_row(row) for row in page]
+        if [alert.id for alert in rows_now] != [alert.id for alert in self._rows]:
+            self.table.selection = []  # ticks are by row number: other alerts in those rows are not ticked
+        self._rows = rows_now
         self.table.value = self._frame(self._rows)
         first = (len(self.page_starts) - 1) * size
         self.status.object = f"alerts {first + 1}–{first + len(page)} of {total}" if page else "no alerts match"
