@@ -35,7 +35,7 @@ class RecentFrames:
         self._total = 0
 
     def remember(self, frame: VideoFrame) -> None:
-        if self.max_frames <= 0 or _size(frame) > self.max_bytes:
+        if self.max_frames <= 0 or frame.size > self.max_bytes:
             return  # off, or a frame too big to keep: the stream keeps its smaller ones
         stream_id = frame.stream_id
         kept = self._frames.get(stream_id)
@@ -46,9 +46,9 @@ class RecentFrames:
             self._frames.move_to_end(stream_id)
         kept.append(frame)
         before = self._bytes[stream_id]
-        held = before + _size(frame)
+        held = before + frame.size
         while kept and (len(kept) > self.max_frames or held > self.max_bytes):
-            held -= _size(kept.popleft())
+            held -= kept.popleft().size
         self._bytes[stream_id] = held
         self._total += held - before
         while self._total > self.max_total_bytes and len(self._frames) > 1:
@@ -76,7 +76,3 @@ class RecentFrames:
 
     def __len__(self) -> int:
         return sum(len(kept) for kept in self._frames.values())
-
-
-def _size(frame: VideoFrame) -> int:
-    return frame.size

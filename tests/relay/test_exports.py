@@ -6,7 +6,6 @@ import asyncio
 import io
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -22,22 +21,8 @@ from relay.history import export, table
 from relay.history.formats import CsvEncoder
 from relay.history.service import History, TooManyExports
 from relay.store import AlertFilter, Snapshot, Store
-from relay.store.database import create_sync_engine
 from relay.wire import AlertIn
 from tests.support import GUARD, RelayHarness
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    asyncio.run(_migrate(database_url))
-    engine = create_sync_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-async def _migrate(url: str) -> None:
-    store = await Store.open(url)
-    await store.close()
 
 
 async def test_the_json_export_is_the_listed_alerts_oldest_first(relay: RelayHarness) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,19 +21,6 @@ from relay.store.database import create_sync_engine
 from relay.wire import AlertIn
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    asyncio.run(_migrate(database_url))
-    engine = create_sync_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-async def _migrate(url: str) -> None:
-    store = await Store.open(url)
-    await store.close()
 
 
 def _files(folder: Path) -> dict[str, int]:

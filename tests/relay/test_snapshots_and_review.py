@@ -298,3 +298,27 @@ async def test_a_review_on_one_node_reaches_the_dashboards_on_another(
     update = await dashboard.until("alert-updated", id=stored["id"])
     assert update["reviewed"] is True
     assert update["falsePositive"] is False
+
+
+@pytest.mark.parametrize("value", [-1, 2**63, 1e300, "5", True, [5], {"t": 1}])
+async def test_a_hostile_frame_timestamp_is_refused_and_the_connection_stays(
+    relay: RelayHarness, value: object
+) -> None:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    ml = await relay.consumer(token, stream_id, consumes=[], produces=["alert"])
+    await ml.send(
+        {
+            "type": "alert",
+            "streamId": stream_id,
+            "severity": "high",
+            "message": "m",
+            "ref": "r",
+            "frameTimestamp": value,
+        }
+    )
+    refused = await ml.expect("error", code="invalid-message", ref="r")
+    assert "frameTimestamp" in refused["message"]
+    await ml.send({"type": "ping"})
+    await ml.expect("pong")
+    assert (await relay.api("GET", "/api/alerts", token=token)).json["alerts"] == []

@@ -69,6 +69,11 @@ def test_subscribe_with_every_field() -> None:
     )
 
 
+_ALERT_WITH_FRAME_TIMESTAMP = (
+    '{"type": "alert", "streamId": "s", "severity": "low", "message": "m", "frameTimestamp": VALUE}'
+)
+
+
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
@@ -87,6 +92,10 @@ def test_subscribe_with_every_field() -> None:
         ('{"type": "alert", "streamId": "s", "severity": "urgent", "message": "m"}', "invalid-message"),
         ('{"type": "alert", "streamId": "s", "severity": "low", "message": ""}', "invalid-message"),
         ('{"type": "alert", "streamId": "s", "severity": "low", "message": "m", "metadata": []}', "invalid-message"),
+        *(
+            (_ALERT_WITH_FRAME_TIMESTAMP.replace("VALUE", value), "invalid-message")
+            for value in ("-1", "9223372036854775808", "1e300", '"5"', "true", "[5]", "{}")
+        ),
     ],
 )
 def test_bad_text_messages_get_the_contract_codes(raw: str, code: str) -> None:
