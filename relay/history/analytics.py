@@ -260,6 +260,10 @@ def _conditions(where: AlertFilter) -> tuple[list[str], list[Any]]:
         add("reviewed = ?", where.reviewed)
     if where.false_positive is not None:
         add("falsePositive = ?", where.false_positive)
+    if where.min_confidence is not None:
+        add("confidence >= ?", where.min_confidence)
+    if where.max_confidence is not None:
+        add("confidence <= ?", where.max_confidence)
     return conditions, parameters
 
 

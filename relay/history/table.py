@@ -24,10 +24,10 @@ from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Float, Select, String, Text, case, cast, func, select, type_coerce
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, Select, String, Text, cast, func, select, type_coerce
 
 from relay.store.alerts import AlertFilter, matching
+from relay.store.metadata_values import MetadataNumber, MetadataText
 from relay.store.models import Alert, VideoStream, stored_day
 
 ROWS_PER_BATCH: Final = 50_000
@@ -76,31 +76,8 @@ lies beyond year 9999 (which no reader's calendar holds)."""
 MAX_EVENT_MILLIS: Final = 253_402_300_800_000
 """0001-01-01 .. 9999-12-31 is what pandas, DuckDB and Python can all show; beyond is null."""
 
-_NUMBERS: Final = {
-    "confidence": ("confidence",),
-    "locationX": ("location", "x"),
-    "locationY": ("location", "y"),
-    "locationWidth": ("location", "width"),
-    "locationHeight": ("location", "height"),
-}
-
-
-def _number(dialect: str, path: Sequence[str]) -> ColumnElement[Any]:
-    """A metadata key as a number, or NULL when it is missing or not a number (a string "0.9" is not)."""
-    if dialect == "sqlite":
-        json_path = "$." + ".".join(f'"{part}"' for part in path)
-        return case(
-            (func.json_type(Alert.meta, json_path).in_(["real", "integer"]), func.json_extract(Alert.meta, json_path))
-        )
-    node = Alert.meta[tuple(path)] if len(path) > 1 else Alert.meta[path[0]]
-    return case((func.jsonb_typeof(node) == "number", cast(node.as_string(), Float)))
-
-
-def _text(dialect: str, key: str) -> ColumnElement[Any]:
-    """A metadata key as text, or NULL when it is missing or not a string."""
-    if dialect == "sqlite":
-        return case((func.json_type(Alert.meta, f'$."{key}"') == "text", func.json_extract(Alert.meta, f'$."{key}"')))
-    return case((func.jsonb_typeof(Alert.meta[key]) == "string", Alert.meta[key].as_string()))
+_NUMBERS: Final = ("confidence", "location.x", "location.y", "location.width", "location.height")
+"""The metadata's well-known numbers, in the order of the table's columns ``confidence``, ``locationX``, ..."""
 
 
 def query(where: AlertFilter, dialect: str) -> Select[*tuple[Any, ...]]:
@@ -121,8 +98,8 @@ def query(where: AlertFilter, dialect: str) -> Select[*tuple[Any, ...]]:
             Alert.timestamp,
             created,
             Alert.ref,
-            *(_number(dialect, path) for path in _NUMBERS.values()),
-            _text(dialect, "objectType"),
+            *(MetadataNumber(path) for path in _NUMBERS),
+            MetadataText("objectType"),
             cast(Alert.meta, Text),
             Alert.frame_timestamp,
             Alert.has_snapshot,

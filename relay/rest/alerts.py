@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from datetime import datetime
@@ -32,7 +33,12 @@ log = logging.getLogger("relay.rest")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_FILTER_CHARS = 200
-FILTER_ARGUMENTS = ("streamId", "severity", "since", "until", "objectType", "q", "reviewed", "falsePositive")
+FILTER_ARGUMENTS = (
+    *("streamId", "severity", "since", "until", "objectType", "q", "reviewed", "falsePositive"),
+    *("minConfidence", "maxConfidence"),
+)
+_NUMBER_FIELDS = frozenset({"minConfidence", "maxConfidence"})
+"""The filter fields a JSON filter may give as numbers."""
 _CURSOR_PREFIX = "a1:"
 
 
@@ -93,6 +99,8 @@ class AlertQueryMixin(ApiHandler):
             text=_short_text("q", one("q")),
             reviewed=_yes_or_no("reviewed", one("reviewed")),
             false_positive=_yes_or_no("falsePositive", one("falsePositive")),
+            min_confidence=_confidence("minConfidence", one("minConfidence")),  # an empty range matches nothing
+            max_confidence=_confidence("maxConfidence", one("maxConfidence")),
         )
 
     async def _owns(self, stream_id: str) -> bool:
@@ -113,6 +121,18 @@ def _instant(name: str, value: str | None) -> datetime | None:
         return parse_iso(value)
     except ValueError:
         raise ApiError(400, f"{name} must be an ISO 8601 time such as 2026-11-25T20:00:00Z") from None
+
+
+def _confidence(name: str, value: str | None) -> float | None:
+    if not value:  # empty, as any other filter left blank: no bound
+        return None
+    try:
+        number = float(value) if len(value) <= 32 else math.nan
+    except ValueError:
+        number = math.nan
+    if not 0 <= number <= 1:  # NaN and infinities are not in [0, 1] either
+        raise ApiError(400, f"{name} must be a number from 0 to 1")
+    return number
 
 
 def _yes_or_no(name: str, value: str | None) -> bool | None:
@@ -292,7 +312,11 @@ def _as_arguments(raw: Mapping[str, object]) -> dict[str, list[str]]:
                 texts.append("true" if item else "false")
             elif isinstance(item, str):
                 texts.append(item)
+            elif isinstance(item, int | float) and name in _NUMBER_FIELDS:
+                texts.append(repr(float(item)) if abs(item) < 2**63 else "nan")
             elif item is not None:
-                raise ApiError(400, f"filter field {name} must be text, a list of text, or (reviewed) true or false")
+                raise ApiError(
+                    400, f"filter field {name} must be text, a list of text, a number (confidences) or a boolean"
+                )
         arguments[name] = texts
     return arguments

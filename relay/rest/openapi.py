@@ -79,8 +79,21 @@ _ALERT_FILTERS: list[dict[str, Any]] = [
         "description": "Only alerts marked (true) or not marked (false) a false positive.",
         "schema": {"type": "string", "enum": ["true", "false"]},
     },
+    {
+        "name": "minConfidence",
+        "in": "query",
+        "description": "Only alerts whose metadata.confidence is a number at least this (inclusive).",
+        "schema": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+    {
+        "name": "maxConfidence",
+        "in": "query",
+        "description": "Only alerts whose metadata.confidence is a number at most this (inclusive).",
+        "schema": {"type": "number", "minimum": 0, "maximum": 1},
+    },
 ]
 
+_SEVERITY = "|".join(SEVERITIES)
 _NO_NUL = "^[^\\u0000]*$"
 _BLANK = "\\t\\n\\u000b\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 """What Python's str.strip() takes away, spelled out (ECMA-262's \\s differs)."""
@@ -625,13 +638,21 @@ DOCUMENT: dict[str, Any] = {
                 "description": "The filters of GET /api/alerts, as JSON.",
                 "properties": {
                     "streamId": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-                    "severity": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "severity": {
+                        "oneOf": [
+                            {"type": "string", "pattern": f"^({_SEVERITY})(,({_SEVERITY}))*$"},
+                            {"type": "array", "items": {"type": "string", "enum": list(SEVERITIES)}},
+                        ],
+                        "description": "One severity, several comma-separated, or a list.",
+                    },
                     "since": {"type": "string", "format": "date-time"},
                     "until": {"type": "string", "format": "date-time"},
                     "objectType": {"type": "string", "maxLength": 200},
                     "q": {"type": "string", "maxLength": 200},
                     "reviewed": {"type": "boolean"},
                     "falsePositive": {"type": "boolean"},
+                    "minConfidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "maxConfidence": {"type": "number", "minimum": 0, "maximum": 1},
                 },
             },
             "AlertPage": {

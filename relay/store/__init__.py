@@ -7,10 +7,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from relay.store.alerts import AlertFilter, Alerts, Page, Review, Snapshot, StoredAlert, UnknownStream
+from relay.store.alerts import AlertFilter, Alerts, Page, Review, Snapshot, SortedPage, StoredAlert, UnknownStream
 from relay.store.database import create_engine, is_unavailable, migrate, session_factory
 from relay.store.jobs import Jobs, Pruned
 from relay.store.search import TextIndex, text_index
+from relay.store.sorting import Sort, SortKey
 from relay.store.statistics import Statistics
 from relay.store.streams import Streams
 from relay.store.users import NewToken, Removed, TokenSummary, Users, UserSummary
@@ -25,6 +26,9 @@ __all__ = [
     "Removed",
     "Review",
     "Snapshot",
+    "Sort",
+    "SortKey",
+    "SortedPage",
     "Statistics",
     "Store",
     "StoredAlert",

@@ -20,15 +20,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from relay.clock import utcnow
 from relay.identity.ids import new_id
+from relay.store.metadata_values import MetadataNumber
 from relay.store.models import OBJECT_TYPE_CHARS, Alert, AlertSnapshot, VideoStream
 from relay.store.search import ALERT_TEXT, TextIndex, fts_pattern, usable_for
+from relay.store.sorting import Cursor, Sort, SortKey, sort_expression
 from relay.wire import AlertIn
 
 SCAN_BUDGET = 100_000
@@ -45,6 +48,8 @@ class AlertFilter:
     ``user_id`` limits to that user's streams (None: every user's, for the CLI).
     ``since`` is inclusive and ``until`` exclusive, both on ``createdAt``.
     ``text`` matches anywhere in the message, case-insensitively.
+    ``min_confidence`` and ``max_confidence`` are inclusive bounds on the metadata's
+    numeric ``confidence``; with either, an alert without one does not match.
     """
 
     user_id: str | None = None
@@ -56,6 +61,8 @@ class AlertFilter:
     text: str | None = None
     reviewed: bool | None = None
     false_positive: bool | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
 
 
 MAX_REVIEWED_PER_CALL = 5000
@@ -106,6 +113,17 @@ class Page:
 
     alerts: list[Alert]
     next_before: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SortedPage:
+    """A page of history in a :class:`~relay.store.sorting.Sort`'s order, and where the next one starts.
+
+    ``next_after`` is the cursor to read after for more (None: nothing further matches).
+    """
+
+    alerts: list[Alert]
+    next_after: Cursor | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +226,40 @@ class Alerts:
             query = query.where(order < before_seq)
         async with self._sessions() as session:
             return list(await session.scalars(query))
+
+    async def sorted_page(
+        self, where: AlertFilter, sort: Sort, *, limit: int, after: Cursor | None = None
+    ) -> SortedPage:
+        """Up to ``limit`` matching alerts in ``sort``'s order over the whole filtered history, after ``after``.
+
+        Sorting by anything but storage order reads every matching alert (no index
+        holds a metadata key or a rank), so it costs what a count costs, not a page.
+        """
+        query, order = self._ordered(where)
+        ascending = not sort.descending
+        if sort.key is SortKey.STORED:
+            key: ColumnElement[Any] = order
+            if after is not None:
+                query = query.where(order > after[1] if ascending else order < after[1])
+            ordering = [order.asc() if ascending else order.desc()]
+        else:
+            key = sort_expression(sort.key)
+            if after is not None:
+                position, start = tuple_(key, order), tuple_(*after)
+                query = query.where(position > start if ascending else position < start)
+            ordering = [key.asc(), order.asc()] if ascending else [key.desc(), order.desc()]
+        keyed = query.add_columns(key, order).order_by(*ordering).limit(limit + 1)
+        async with self._sessions() as session:
+            rows: list[Any] = list((await session.execute(keyed)).all())
+        alerts = [row[0] for row in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        return SortedPage(alerts, (last[1], last[2]) if last is not None else None)
+
+    async def newest_seq(self, where: AlertFilter) -> int:
+        """The storage position of the newest alert ``where`` selects (0: none), to count newer ones from."""
+        query, order = self._ordered(where)
+        async with self._sessions() as session:
+            return int(await session.scalar(query.with_only_columns(func.max(order)).order_by(None)) or 0)
 
     async def search(self, where: AlertFilter, *, limit: int, before_seq: int | None = None) -> Page:
         """A page of ``GET /api/alerts``: :meth:`page`, except that a search no index serves is bounded.
@@ -400,6 +452,10 @@ def _filtered(where: AlertFilter) -> Select[Alert]:
         query = query.where(Alert.reviewed.is_(where.reviewed))
     if where.false_positive is not None:
         query = query.where(Alert.false_positive.is_(where.false_positive))
+    if where.min_confidence is not None:
+        query = query.where(MetadataNumber("confidence") >= where.min_confidence)
+    if where.max_confidence is not None:
+        query = query.where(MetadataNumber("confidence") <= where.max_confidence)
     return query
 
 
