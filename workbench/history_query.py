@@ -35,7 +35,7 @@ REVIEW_STATES: Final[dict[str, tuple[bool | None, bool | None]]] = {
 class HistoryQuery:
     """Alerts stored in ``[since, until)`` of these streams and severities (empty: all),
     of this object type, whose message contains ``text``, in this review state (a key of
-    :data:`REVIEW_STATES`)."""
+    :data:`REVIEW_STATES`), whose confidence is in ``confidence``."""
 
     severities: tuple[str, ...] = ()
     stream_ids: tuple[str, ...] = ()
@@ -44,6 +44,8 @@ class HistoryQuery:
     object_type: str = ""
     text: str = ""
     review: str = "all"
+    confidence: tuple[float, float] = (0.0, 1.0)
+    """The confidence range; the whole of ``[0, 1]`` is no filter (alerts without a confidence too)."""
 
     def problem(self) -> str | None:
         """Why this query cannot be asked (as the REST API would answer 400), or None."""
@@ -62,7 +64,16 @@ class HistoryQuery:
             text=self.text.strip() or None,
             reviewed=REVIEW_STATES[self.review][0],
             false_positive=REVIEW_STATES[self.review][1],
+            min_confidence=self._confidence_bounds()[0],
+            max_confidence=self._confidence_bounds()[1],
         )
+
+    def _confidence_bounds(self) -> tuple[float | None, float | None]:
+        """``minConfidence`` and ``maxConfidence``; the whole of ``[0, 1]`` bounds nothing."""
+        low, high = self.confidence
+        if low <= 0 and high >= 1:
+            return None, None
+        return max(low, 0.0), min(high, 1.0)
 
     def export_url(self, format: str) -> str:
         """The URL of ``GET /api/alerts/export`` for these alerts as ``format`` (csv, parquet, json)."""
@@ -89,4 +100,7 @@ class HistoryQuery:
         for name, value in zip(("reviewed", "falsePositive"), REVIEW_STATES[self.review], strict=True):
             if value is not None:
                 arguments.append((name, "true" if value else "false"))
+        for name, bound in zip(("minConfidence", "maxConfidence"), self._confidence_bounds(), strict=True):
+            if bound is not None:
+                arguments.append((name, repr(bound)))
         return arguments

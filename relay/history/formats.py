@@ -154,14 +154,15 @@ def _iso(times: pa.Array) -> pa.Array:
 
 
 _JSON_COLUMNS: Final = (
-    "id", "streamId", "severity", "message", "metadata", "timestamp", "ref", "frameTimestamp", "hasSnapshot",
-    "reviewed", "falsePositive", "reviewedBy", "keep", "note",
+    "id", "streamId", "deviceName", "severity", "message", "metadata", "timestamp", "ref", "frameTimestamp",
+    "hasSnapshot", "reviewed", "falsePositive", "reviewedBy", "keep", "note",
 )  # fmt: skip
-"""What :class:`JsonEncoder` reads, besides the times, in the order of :func:`relay.representation.alert_json`."""
+"""What :class:`JsonEncoder` reads, besides the times, in the order of :func:`relay.representation.alert_json`
+(with the stream's ``deviceName`` beside its id, which an export is read without)."""
 
 
 class JsonEncoder:
-    """A JSON array of alerts as ``GET /api/alerts`` lists them, oldest first."""
+    """A JSON array of alerts as ``GET /api/alerts`` lists them, and their stream's ``deviceName``, oldest first."""
 
     def __init__(self) -> None:
         self._started = False
@@ -174,13 +175,14 @@ class JsonEncoder:
         items = []
         columns = [batch.column(name).to_pylist() for name in _JSON_COLUMNS]
         for (
-            alert_id, stream_id, severity, message, metadata, timestamp, ref, frame_timestamp, snapshot,
+            alert_id, stream_id, device_name, severity, message, metadata, timestamp, ref, frame_timestamp, snapshot,
             reviewed, false_positive, reviewed_by, keep, note,
         ), stored, reviewed_when in zip(zip(*columns, strict=True), created.to_pylist(), reviewed_at.to_pylist(),
                                         strict=True):  # fmt: skip
             item = {
                 "id": alert_id,
                 "streamId": stream_id,
+                "deviceName": device_name,
                 "severity": severity,
                 "message": message,
                 "metadata": orjson.Fragment(metadata),

@@ -50,7 +50,10 @@ async def test_the_json_export_is_the_listed_alerts_oldest_first(relay: RelayHar
     listed = (await relay.api("GET", "/api/alerts?limit=500", token=token)).json["alerts"]
     exported = await relay.api("GET", "/api/alerts/export?format=json", token=token)
     assert exported.status == 200
-    assert orjson.loads(exported.body) == listed[::-1], "the same objects, field for field, oldest first"
+    assert orjson.loads(exported.body) == [{**alert, "deviceName": "Gate"} for alert in listed[::-1]], (
+        "the same objects, field for field, oldest first, and the stream's name"
+    )
+    assert list(orjson.loads(exported.body)[0])[:3] == ["id", "streamId", "deviceName"], "beside the stream id"
     assert "chunked" in exported.headers.get("Transfer-Encoding", ""), "streamed, not buffered"
 
     parquet = pq.read_table(io.BytesIO((await relay.api("GET", "/api/alerts/export?format=parquet", token=token)).body))
@@ -66,6 +69,7 @@ async def test_the_json_export_is_the_listed_alerts_oldest_first(relay: RelayHar
     csv = pd.read_csv(io.BytesIO((await relay.api("GET", "/api/alerts/export?format=csv", token=token)).body))
     assert list(csv["createdAt"]) == [alert["createdAt"] for alert in listed[::-1]], "times written as the API does"
     assert list(csv["message"]) == [alert["message"] for alert in listed[::-1]]
+    assert set(csv["deviceName"]) == {"Gate"}
 
 
 async def test_an_empty_export_is_a_valid_file_in_every_format(relay: RelayHarness) -> None:

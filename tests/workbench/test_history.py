@@ -165,6 +165,34 @@ def test_history_pages_on_the_server_and_exports_the_filtered_rows(
     assert set(frame["severity"]) == {"high", "medium"}
 
 
+@pytest.mark.browser
+def test_a_header_click_sorts_the_whole_filtered_history(
+    seeded: tuple[list[Seeded], dict[str, str]], page: Page
+) -> None:
+    alerts, _streams = seeded
+    shows(page, alerts)
+    by_message = sorted(alerts, key=lambda alert: alert["message"])
+    assert by_message[0] not in list(reversed(alerts))[:25], "the first by message is not on the newest page"
+    header = page.locator(".tabulator-col[tabulator-field='Message'] .tabulator-col-title")
+    header.click()
+    expect(page.locator(".tabulator-row").first).to_contain_text(by_message[0]["message"])
+    assert column(page, "Message") == [alert["message"] for alert in by_message[:25]]
+    expect(page.locator(".history-status")).to_contain_text("alerts 1–25 of 40")
+    page.get_by_role("button", name="Older ▶").click()
+    expect(page.locator(".history-status")).to_contain_text("alerts 26–40 of 40")
+    assert column(page, "Message") == [alert["message"] for alert in by_message[25:]]
+
+    header.click()  # the other way round, from the first page
+    expect(page.locator(".history-status")).to_contain_text("alerts 1–25 of 40")
+    expect(page.locator(".tabulator-row").first).to_contain_text(by_message[-1]["message"])
+    assert column(page, "Message") == [alert["message"] for alert in reversed(by_message[15:])]
+
+    page.get_by_role("button", name="critical", exact=True).click()  # a filter keeps the order
+    critical = [alert for alert in by_message if alert["severity"] == "critical"]
+    expect(page.locator(".history-status")).to_contain_text(f"of {len(critical)}")
+    assert column(page, "Message") == [alert["message"] for alert in reversed(critical)]
+
+
 def test_a_history_query_asks_the_export_for_what_it_asks_the_store() -> None:
     since = datetime(2026, 11, 24, 8, tzinfo=UTC)
     query = HistoryQuery(

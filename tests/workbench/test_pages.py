@@ -16,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+import pandas as pd
 import panel as pn
 import pytest
 
 from relay.clock import now_ms
-from relay.store import AlertFilter, Store
+from relay.store import AlertFilter, Sort, SortKey, Store
 from relay.wire import AlertIn
 from tests.workbench.support import GUARD
 from workbench.alerts import LiveAlert, ReviewUpdate
@@ -241,13 +242,15 @@ FILTERS: dict[str, Any] = {
     "until": None,
     "object_type": "",
     "text": "",
+    "review": "all",
+    "confidence": (0.0, 1.0),
 }
 """Every filter of the History page, as Clear leaves it."""
 
 
 async def test_history_clear_resets_every_filter_in_one_update(analyst: Analyst) -> None:
     (north,) = await analyst.register("North gate")
-    await analyst.alert(north, "north", severity="high", objectType="car")
+    await analyst.alert(north, "north", severity="high", objectType="car", confidence=0.9)
     await analyst.alert(north, "another")
     page = HistoryPage(analyst.session)
     page.param.update(
@@ -257,6 +260,8 @@ async def test_history_clear_resets_every_filter_in_one_update(analyst: Analyst)
         until=datetime(2999, 1, 1),
         object_type="car",
         text="north",
+        review="unreviewed",
+        confidence=(0.5, 1.0),
     )
     await settle(lambda: status(page) == "alerts 1–1 of 1")
     batches: list[set[str]] = []
@@ -289,6 +294,52 @@ async def test_history_pages_back_and_forth_and_a_filter_goes_back_to_the_first(
     page.page_size = 50
     await settle(lambda: status(page) == "alerts 1–30 of 30")
     assert page.page_starts == [None]
+
+
+async def test_a_header_click_sorts_the_whole_history_on_the_server(analyst: Analyst) -> None:
+    (gate,) = await analyst.register("Gate")
+    confidences = [round((n * 37 % 30) / 30, 3) for n in range(30)]  # the highest are not the newest
+    for n, confidence in enumerate(confidences):
+        await analyst.alert(gate, f"alert {n}", confidence=confidence)
+    await analyst.alert(gate, "no confidence")
+    page = HistoryPage(analyst.session)
+    page.on_screen = True
+    await settle(lambda: status(page) == "alerts 1–25 of 31")
+    table = find(page, pn.widgets.Tabulator)
+
+    table.sorters = [{"field": "Confidence", "dir": "desc"}]  # what Tabulator sends when the header is clicked
+    assert page.sort == Sort(SortKey.CONFIDENCE, descending=True)
+    highest_first = sorted(confidences, reverse=True)
+    await settle(lambda: list(table.value["Confidence"]) == highest_first[:25])
+    find(page, pn.widgets.Button, name="Older ▶").clicks += 1
+    await settle(lambda: status(page) == "alerts 26–31 of 31")
+    shown = list(table.value["Confidence"])
+    assert shown[:5] == highest_first[25:]
+    assert pd.isna(shown[5]), "no confidence sorts last"
+
+    table.sorters = [{"field": "Severity", "dir": "asc"}]
+    await settle(lambda: page.page_starts == [None] and status(page) == "alerts 1–25 of 31")
+    table.sorters = []
+    assert page.sort == Sort()
+    await settle(lambda: table.value["Message"].iloc[0] == "no confidence")
+
+
+async def test_the_confidence_range_narrows_the_rows(analyst: Analyst) -> None:
+    (gate,) = await analyst.register("Gate")
+    for confidence in (0.1, 0.4, 0.6, 0.9):
+        await analyst.alert(gate, f"seen {confidence}", confidence=confidence)
+    await analyst.alert(gate, "no confidence")
+    page = HistoryPage(analyst.session)
+    page.on_screen = True
+    await settle(lambda: status(page) == "alerts 1–5 of 5")
+    slider = find(page, pn.widgets.EditableRangeSlider, name="Confidence")
+    slider.value = (0.3, 0.7)
+    assert page.confidence == (0.3, 0.7)
+    await settle(lambda: status(page) == "alerts 1–2 of 2")
+    assert "minConfidence=0.3" in page.query().export_url("csv")
+    slider.value = (0.0, 1.0)
+    await settle(lambda: status(page) == "alerts 1–5 of 5")
+    assert "Confidence" not in page.query().export_url("csv"), "the whole range is no filter"
 
 
 async def test_ticked_rows_are_reviewed_and_a_new_page_ticks_nothing(analyst: Analyst) -> None:

@@ -1,10 +1,17 @@
 """The History page: the analyst's stored alerts, filtered, paged on the server, reviewed, exportable.
 
 Filters (severity, stream, time range, object type, text in the message, review
-state) make a :class:`~workbench.history_query.HistoryQuery`.  Only one page of
-rows is ever read, with the query of ``GET /api/alerts`` (newest first, keyset
-paging on the storage order, so pages do not shift while alerts arrive), plus a
-count of all matches; the browser never holds more than that page.  Clicking a
+state, confidence range) make a :class:`~workbench.history_query.HistoryQuery`.
+Only one page of rows is ever read, with the query of ``GET /api/alerts``
+(newest first, keyset paging on the storage order, so pages do not shift while
+alerts arrive), plus a count of all matches; the browser never holds more than
+that page.
+
+**Sorting is the server's.**  A click on a column header does not sort the rows
+the browser holds (Tabulator's ``sortMode`` is ``remote``): it asks the store
+for the first page of the *whole* filtered history in that column's order
+(:meth:`relay.store.Alerts.sorted_page`, keyset on the column and the storage
+order), and the pages after it follow that order.  Clicking a
 row shows the alert's details and its snapshot; the export links download every
 matching alert as CSV or Parquet from ``GET /api/alerts/export`` with the same
 filters.
@@ -35,6 +42,8 @@ import param
 from param.parameterized import Event
 
 from relay.history.palette import SEVERITY_COLOURS
+from relay.store import Sort, SortKey
+from relay.store.sorting import Cursor
 from relay.wire import SEVERITIES
 from workbench.alerts import LiveAlert, ReviewUpdate, format_time
 from workbench.components.shortcuts import Shortcuts
@@ -48,6 +57,16 @@ _TABLE_COLUMNS: Final = [
     *("Snapshot", "Stored (UTC)", "Stream", "Severity", "Message", "Object", "Confidence", "Review", "id"),
 ]
 _KEYS: Final = {"r": "reviewed", "f": "false positive", "u": "unreviewed"}
+_SORT_KEYS: Final = {
+    "Stored (UTC)": SortKey.STORED,
+    "Stream": SortKey.STREAM,
+    "Severity": SortKey.SEVERITY,
+    "Message": SortKey.MESSAGE,
+    "Object": SortKey.OBJECT_TYPE,
+    "Confidence": SortKey.CONFIDENCE,
+    "Review": SortKey.REVIEW,
+}
+"""What a click on each column's header sorts the history by (the snapshot column sorts nothing)."""
 
 
 class HistoryPage(Page):
@@ -68,19 +87,26 @@ class HistoryPage(Page):
     review: param.Selector[str] = param.Selector(
         objects=list(REVIEW_STATES), default="all", label="Review", doc="Only alerts in this review state."
     )
+    confidence = param.Range(
+        default=(0.0, 1.0),
+        bounds=(0.0, 1.0),
+        label="Confidence",
+        doc="Only alerts whose confidence is in this range; the whole range: every alert, with a confidence or not.",
+    )
+    sort = param.ClassSelector(class_=Sort, default=Sort(), doc="The order of the rows: newest first by default.")
     page_size: param.Selector[int] = param.Selector(
         objects=list(PAGE_SIZES), default=PAGE_SIZES[0], label="Rows", doc="Alerts per page."
     )
-    page_starts = param.List[int | None](
+    page_starts = param.List[Cursor | None](
         default=[None],
-        doc="For each page visited since the filters last changed, the storage position its alerts come "
-        "before (None: the newest); the last is the page shown.",
+        doc="For each page visited since the filters or the order last changed, the cursor its alerts come "
+        "after (None: the first page); the last is the page shown.",
     )
 
     def __init__(self, session: AnalystSession, **params: Any) -> None:
         super().__init__(session, **params)
         self._rows: list[LiveAlert] = []
-        self._next_page: int | None = None
+        self._next_page: Cursor | None = None
         self._generation = 0
         self._newest_seq: int | None = None
         self._offer_streams()
@@ -94,6 +120,9 @@ class HistoryPage(Page):
         object_type = pn.widgets.TextInput.from_param(self.param.object_type, placeholder="e.g. person", width=140)
         text = pn.widgets.TextInput.from_param(self.param.text, placeholder="search text", width=200)
         review = pn.widgets.RadioButtonGroup.from_param(self.param.review, button_type="default")
+        confidence = pn.widgets.EditableRangeSlider.from_param(
+            self.param.confidence, step=0.05, format="0.00", width=260, css_classes=["history-confidence"]
+        )
         page_size = pn.widgets.Select.from_param(self.param.page_size, width=80)
         clear = pn.widgets.Button(name="Clear filters", button_type="light", align="end")
         clear.on_click(lambda _event: self._clear_filters())
@@ -136,12 +165,15 @@ class HistoryPage(Page):
             formatters={"Severity": {"type": "html"}, "Snapshot": {"type": "html"}, "Review": {"type": "html"}},
             header_filters=False,
             layout="fit_data_stretch",
-            configuration={"renderVertical": "basic"},  # a page is at most 100 rows: render them all
+            # A page is at most 100 rows: render them all.  Sorting is asked of the store (see the module).
+            configuration={"renderVertical": "basic", "sortMode": "remote"},
+            sortable={"Snapshot": False},
             sizing_mode="stretch_width",
             css_classes=["history-table"],
         )
         self.table.on_click(self._clicked)
         self.table.param.watch(self._selection_changed, "selection")
+        self.table.param.watch(self._sorters_changed, "sorters")
         self.detail = AlertDetail(session)
         self.detail.param.watch(self._selection_changed, "alert")
         session.param.watch(lambda _event: self._offer_streams(), "streams")
@@ -153,7 +185,7 @@ class HistoryPage(Page):
         self._page = pn.Column(
             pn.Row(severity, streams, sizing_mode="stretch_width"),
             pn.Row(since, until, object_type, text, clear),
-            pn.Row(review, align="start"),
+            pn.Row(review, confidence, align="start"),
             self.problem,
             pn.Row(self._newer, self._older, page_size, self.status, self.new_alerts, self.exports, align="center"),
             pn.Row(*self._review_buttons.values(), self.review_all, self.review_status, align="center"),
@@ -176,16 +208,33 @@ class HistoryPage(Page):
             object_type=self.object_type,
             text=self.text,
             review=self.review,
+            confidence=self.confidence,
         )
 
     def _clear_filters(self) -> None:
         """Every filter back to "all" in one update, so the first page is read once."""
-        self.param.update(severities=[], stream_ids=[], since=None, until=None, object_type="", text="", review="all")
+        self.param.update(
+            severities=[],
+            stream_ids=[],
+            since=None,
+            until=None,
+            object_type="",
+            text="",
+            review="all",
+            confidence=(0.0, 1.0),
+        )
 
     def show_unreviewed(self) -> None:
         """Every unreviewed alert of the analyst (from the header's counter)."""
         self.param.update(
-            severities=[], stream_ids=[], since=None, until=None, object_type="", text="", review="unreviewed"
+            severities=[],
+            stream_ids=[],
+            since=None,
+            until=None,
+            object_type="",
+            text="",
+            review="unreviewed",
+            confidence=(0.0, 1.0),
         )
 
     def _offer_streams(self) -> None:
@@ -202,7 +251,9 @@ class HistoryPage(Page):
             self._restart()
 
     @param.depends(
-        "severities", "stream_ids", "since", "until", "object_type", "text", "review", "page_size", watch=True
+        *("severities", "stream_ids", "since", "until", "object_type", "text", "review", "confidence"),
+        *("sort", "page_size"),
+        watch=True,
     )
     def _restart(self) -> None:
         """Go back to the first page of what the filters now ask for."""
@@ -232,17 +283,22 @@ class HistoryPage(Page):
         alerts = self._session.relay.store.alerts
         self.table.loading = True
         try:
-            rows = await alerts.page(where, limit=size + 1, before_seq=self.page_starts[-1])
+            sorted_page = await alerts.sorted_page(where, self.sort, limit=size, after=self.page_starts[-1])
             total = await alerts.count(where)
+            newest = None
+            if len(self.page_starts) == 1:
+                newest_first = self.sort == Sort()
+                newest = sorted_page.alerts[0].seq if newest_first and sorted_page.alerts else None
+                newest = newest if newest is not None else await alerts.newest_seq(where)
         finally:
             if generation == self._generation:
                 self.table.loading = False
         if generation != self._generation:
             return
-        page = rows[:size]
-        self._next_page = page[-1].seq if len(rows) > size else None
-        if len(self.page_starts) == 1:
-            self._newest_seq = page[0].seq if page else 0
+        page = sorted_page.alerts
+        self._next_page = sorted_page.next_after
+        if newest is not None:
+            self._newest_seq = newest
             self.new_alerts.visible = False
         rows_now = [LiveAlert.from_row(row) for row in page]
         if [alert.id for alert in rows_now] != [alert.id for alert in self._rows]:
@@ -272,6 +328,12 @@ class HistoryPage(Page):
             ],
             columns=_TABLE_COLUMNS,
         )
+
+    def _sorters_changed(self, event: Event) -> None:
+        """A header was clicked: the order of the whole history changes, from its first page."""
+        sorters: list[dict[str, Any]] = event.new or []
+        key = _SORT_KEYS.get(sorters[0].get("field", "")) if sorters else None
+        self.sort = Sort() if key is None else Sort(key, descending=sorters[0].get("dir") != "asc")
 
     def _clicked(self, event: Any) -> None:
         if 0 <= event.row < len(self._rows) and event.column != "_selection":
