@@ -22,6 +22,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -78,6 +79,7 @@ async def _measure(run: IdleRun, target: Target, sessions: int, processes: int, 
                 "url": target.ws_url,
                 "token": target.token,
                 "count": count,
+                "first": sum(counts[:index]),
                 "concurrency": max(1, CONCURRENCY // processes),
                 "deadline": connect_timeout + hold + 60,
             }
@@ -117,10 +119,19 @@ async def _measure(run: IdleRun, target: Target, sessions: int, processes: int, 
 # --------------------------------------------------------------------------- the worker
 
 
-async def open_session(url: str, token: str) -> ClientConnection:
-    """One session, authenticated by a first ``auth`` message; returns once ``auth-ok`` came."""
+SOURCE_ADDRESSES = [f"127.0.0.{host}" for host in range(2, 255)]
+"""Where the sessions come from, as phones come from many addresses.  Every 127/8 address is the
+loopback here; from one address the relay would refuse (429) all but
+``RELAY_MAX_UNAUTHENTICATED_PER_ADDRESS`` (50) sessions that are still authenticating."""
+
+
+async def open_session(url: str, token: str, number: int) -> ClientConnection:
+    """Session ``number``, authenticated by a first ``auth`` message; returns once ``auth-ok`` came."""
+    source = None
+    if urlsplit(url).hostname == "127.0.0.1":
+        source = (SOURCE_ADDRESSES[number % len(SOURCE_ADDRESSES)], 0)
     async with asyncio.timeout(SESSION_TIMEOUT):
-        ws = await connect(url, compression=None, ping_interval=None, close_timeout=1)
+        ws = await connect(url, compression=None, ping_interval=None, close_timeout=1, local_addr=source)
         await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
         while True:
             message = orjson.loads(await ws.recv(decode=False))
@@ -140,9 +151,9 @@ async def hold_sessions(config: Message) -> None:
     remaining = iter(range(count))
 
     async def opener() -> None:
-        for _ in remaining:
+        for number in remaining:
             try:
-                sessions.append(await open_session(url, token))
+                sessions.append(await open_session(url, token, config["first"] + number))
             except (OSError, TimeoutError, WorkerError, WebSocketException) as error:
                 errors[f"{type(error).__name__}: {error}"[:120]] += 1
 
