@@ -6,6 +6,7 @@ The tests start the same :class:`RelayServer` on an ephemeral port.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -18,10 +19,26 @@ from tornado.web import Application
 
 from relay.app import Relay
 from relay.config import Settings
+from relay.tornado.accepting import PacedAcceptor
 
 log = logging.getLogger("relay")
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def freeze_the_heap() -> None:
+    """Put every object alive now out of the garbage collector's sight (:func:`gc.freeze`), once serving.
+
+    A serving process holds a few hundred thousand objects that live as long as
+    it does (the modules of Tornado, SQLAlchemy, pandas, Bokeh, DuckDB; the
+    application).  Every full collection walks them all, and connections
+    coming and going trigger full collections: with a thousand sessions
+    opening at once that was a pause of 160-240 ms each time, during which no
+    frame moves (``benchmarks/flood.py``).  Frozen, they are never walked;
+    they are still freed by reference counting if they die.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -47,6 +64,7 @@ class RelayServer:
         self.port = settings.port
         self._ssl_context = ssl_context
         self._server: HTTPServer | None = None
+        self._acceptor: PacedAcceptor | None = None
 
     def application(self, **tornado_settings: Any) -> Application:
         return Application(self.relay.routes(), **tornado_settings)
@@ -64,12 +82,19 @@ class RelayServer:
             idle_connection_timeout=self.settings.header_timeout,  # Tornado's header timeout too
             body_timeout=self.settings.body_timeout,
         )
-        self._server.add_sockets(sockets)
+        if self._ssl_context is None:
+            self._acceptor = PacedAcceptor(self._server, sockets)
+            self._acceptor.start()
+        else:
+            self._server.add_sockets(sockets)
         log.info("relay listening on http://%s:%d", self.settings.host, self.port)
         return self.port
 
     async def stop(self) -> None:
         if self._server is not None:
+            if self._acceptor is not None:
+                self._acceptor.stop()
+                self._acceptor = None
             self._server.stop()
             await self.relay.stop()
             await self._server.close_all_connections()
@@ -82,6 +107,7 @@ class RelayServer:
         this one when it is back) and their streams are written ``offline``.
         """
         await self.start()
+        freeze_the_heap()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):

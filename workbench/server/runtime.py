@@ -18,6 +18,7 @@ import logging
 
 from relay.app import Relay
 from relay.config import Settings
+from relay.tornado.server import freeze_the_heap
 from workbench.server.cookie_auth import LoginCookieAuthenticator
 
 log = logging.getLogger("workbench")
@@ -56,6 +57,7 @@ async def _start(node: Relay) -> None:
         log.critical("the relay could not start; stopping the workbench", exc_info=True)
         asyncio.get_running_loop().stop()
         raise
+    freeze_the_heap()  # Panel, Bokeh and the relay are all loaded by now
 
 
 def stop() -> None:

@@ -1,0 +1,78 @@
+"""Accepting connections a few at a time, so that a burst of them cannot stall the streams.
+
+Tornado's own accept handler takes up to 128 connections each time the
+listening socket is readable, and every one of them then costs a header parse
+and an upgrade (about half a millisecond of Python each) before the loop gets
+back to the frames of the streams it already carries.  A thousand sessions
+arriving at once — a reconnect storm after a network blip, or an attacker
+that upgrades and never authenticates, whose sessions the relay closes after
+``RELAY_AUTH_TIMEOUT`` all at once and who comes straight back — then hold a
+live stream's frames for hundreds of milliseconds (``benchmarks/flood.py``).
+
+:class:`PacedAcceptor` takes at most :data:`ACCEPTS_PER_TURN` per turn of the
+loop and leaves the rest in the kernel's accept queue (the listening socket is
+level-triggered, so the loop comes back for them on its next turn, after the
+frames).  On an idle loop a turn lasts microseconds, so thousands of
+connections a second are still accepted; on a busy one, new connections wait
+their turn instead of the streams waiting for them.
+
+It hands each connection to the :class:`~tornado.httpserver.HTTPServer` through
+its public ``handle_stream``, as Tornado's ``TCPServer`` does for plain TCP;
+TLS, which only the tests use, keeps Tornado's own accept path.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from typing import Final
+
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.iostream import IOStream
+
+log = logging.getLogger("relay.server")
+
+ACCEPTS_PER_TURN: Final = 8
+"""Connections accepted per turn of the loop (Tornado: 128).  Measured in benchmarks/RESULTS.md."""
+
+
+class PacedAcceptor:
+    """Feeds ``server`` the connections of ``sockets``, at most ``per_turn`` per turn of the loop."""
+
+    def __init__(self, server: HTTPServer, sockets: Sequence[socket.socket], per_turn: int = ACCEPTS_PER_TURN) -> None:
+        self._server = server
+        self._sockets = list(sockets)
+        self._per_turn = per_turn
+        self._loop: IOLoop | None = None
+
+    def start(self) -> None:
+        self._loop = IOLoop.current()
+        for sock in self._sockets:
+            sock.setblocking(False)
+            self._loop.add_handler(sock, self._readable, IOLoop.READ)
+
+    def stop(self) -> None:
+        """Stop accepting and close the listening sockets (connections already made stay)."""
+        for sock in self._sockets:
+            if self._loop is not None:
+                self._loop.remove_handler(sock)
+            sock.close()
+        self._sockets = []
+
+    def _readable(self, sock: socket.socket, _events: int) -> None:
+        for _ in range(self._per_turn):
+            try:
+                connection, address = sock.accept()
+            except BlockingIOError:
+                return  # none left waiting
+            except ConnectionAbortedError:
+                continue  # gone while it waited in the queue
+            except OSError as error:  # out of descriptors, say: the rest wait for the next turn
+                log.warning("accept failed: %s", error)
+                return
+            stream = IOStream(
+                connection, max_buffer_size=self._server.max_buffer_size, read_chunk_size=self._server.read_chunk_size
+            )
+            self._server.handle_stream(stream, address)
