@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 
 from relay.store.models import Alert, User, VideoStream
 
@@ -97,6 +97,36 @@ def seed(
         for stream_id, last in zip(stream_ids, next_seq, strict=True):
             connection.execute(update(VideoStream).where(VideoStream.id == stream_id).values(last_alert_seq=last))
     return seeded
+
+
+def add_days(engine: Engine, seeded: Seeded, alerts: int, *, days: int = 1, random_seed: int = 11) -> int:
+    """About ``alerts`` more alerts on ``seeded``'s streams, on the ``days`` days after its last one.
+
+    What a day of live traffic adds, numbered on from where each stream stopped
+    (as the relay numbers them) and stored after everything else: what an
+    incremental export must pick up.  Returns how many were added.
+    """
+    rng = np.random.default_rng(random_seed)
+    start = seeded.start + timedelta(days=seeded.days)
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                select(VideoStream.id, VideoStream.last_alert_seq).where(VideoStream.id.in_(seeded.stream_ids))
+            ).all()
+        )
+    next_seq = [int(stored[stream_id]) for stream_id in seeded.stream_ids]
+    counts = _hourly_counts(rng, alerts, len(seeded.stream_ids), days)
+    added = 0
+    for rows in _rows(rng, counts, seeded.stream_ids, start, next_seq):
+        with engine.begin() as connection:
+            connection.execute(insert(Alert), rows)
+        added += len(rows)
+    with engine.begin() as connection:
+        for stream_id, last in zip(seeded.stream_ids, next_seq, strict=True):
+            connection.execute(update(VideoStream).where(VideoStream.id == stream_id).values(last_alert_seq=last))
+    seeded.days += days
+    seeded.alerts += added
+    return added
 
 
 def _hourly_counts(rng: np.random.Generator, alerts: int, streams: int, days: int) -> np.ndarray:
