@@ -47,6 +47,8 @@ class Seeded:
     days: int
     alerts: int = 0
     bursts: list[Burst] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    """Each stream's rate relative to the others: a day added later keeps them (else it looks unusual)."""
 
 
 def seed(
@@ -82,7 +84,9 @@ def seed(
                 for index, stream_id in enumerate(stream_ids)
             ],
         )
-    counts = _hourly_counts(rng, alerts, streams, days)
+    weights = rng.uniform(0.3, 1.7, streams)
+    seeded.weights = [float(weight) for weight in weights]
+    counts = _hourly_counts(weights, alerts / days, days, rng)
     for _ in range(bursts):
         stream, hour = int(rng.integers(streams)), int(rng.integers(24, days * 24 - 24))
         extra = int(max(40, 8 * counts[stream].mean()))
@@ -115,7 +119,7 @@ def add_days(engine: Engine, seeded: Seeded, alerts: int, *, days: int = 1, rand
             ).all()
         )
     next_seq = [int(stored[stream_id]) for stream_id in seeded.stream_ids]
-    counts = _hourly_counts(rng, alerts, len(seeded.stream_ids), days)
+    counts = _hourly_counts(np.array(seeded.weights), alerts / days, days, rng)
     added = 0
     for rows in _rows(rng, counts, seeded.stream_ids, start, next_seq):
         with engine.begin() as connection:
@@ -129,13 +133,11 @@ def add_days(engine: Engine, seeded: Seeded, alerts: int, *, days: int = 1, rand
     return added
 
 
-def _hourly_counts(rng: np.random.Generator, alerts: int, streams: int, days: int) -> np.ndarray:
-    """Alerts per stream and hour: Poisson around each stream's rate times the hour's profile."""
-    weights = rng.uniform(0.3, 1.7, streams)
-    profile = np.tile(HOURLY_PROFILE, days)
-    rates = np.outer(weights, profile)
-    rates *= alerts / rates.sum()
-    return rng.poisson(rates)
+def _hourly_counts(weights: np.ndarray, per_day: float, days: int, rng: np.random.Generator) -> np.ndarray:
+    """Alerts per stream and hour: Poisson around each stream's rate times the hour's profile, ``per_day`` a day."""
+    rates = np.outer(weights, HOURLY_PROFILE)
+    rates *= per_day / rates.sum()
+    return rng.poisson(np.tile(rates, days))
 
 
 def _rows(
