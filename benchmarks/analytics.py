@@ -80,6 +80,8 @@ NEIGHBOUR_PAUSE: Final = 0.05
 AFTER_SECONDS: Final = 3.0
 """How long after an HTTP export the server's RSS is read as "after"."""
 CHILD_TIMEOUT: Final = 3600.0
+LARGE: Final = 5_000_000
+"""From this many alerts the queries are judged by issue 10's 10M targets (≤ 2 s each, DuckDB ≤ 1 GB)."""
 
 
 # ---------------------------------------------------------------------------- figures
@@ -258,6 +260,64 @@ def seed(url: str, alerts: int) -> Seeding:
             await store.close()
 
     return Seeding(seeded, neighbour.alerts, seconds, asyncio.run(tokens()))
+
+
+def write_copy(folder: Path, alerts: int) -> Seeding:
+    """The analyst's history written straight into a partitioned copy, by day, without a database (``--copy-only``).
+
+    The same rows :func:`seed` would store (``history_data.plan``), made into
+    record batches by the export's own :func:`relay.history.table.to_batch`
+    (as the rows PostgreSQL hands it), :data:`~relay.history.table.ROWS_PER_BATCH`
+    rows a row group, one file a day as :mod:`relay.history.partitioned` lays
+    them out: what the queries read after ``relay export --partitioned``, made
+    in minutes where filling a database of 10M alerts takes most of an hour here.
+    """
+    from benchmarks.history_data import device_name, plan
+    from relay.history import table
+    from relay.history.formats import DayWriter
+    from relay.history.partitioned import DAY_FILE, partition
+
+    began = time.perf_counter()
+    seeded, batches = plan(alerts, days=DAYS, username=ANALYST)
+    names = {stream_id: device_name(index) for index, stream_id in enumerate(seeded.stream_ids)}
+    pending: list[tuple[Any, ...]] = []
+    writer: DayWriter | None = None
+    day: datetime.date | None = None
+    seq = 0
+
+    def flush() -> None:
+        if pending and writer is not None:
+            writer.write(table.to_batch(pending, "postgresql"))
+            pending.clear()
+
+    for rows in batches:
+        for row in rows:
+            created: datetime.datetime = row["createdAt"]
+            if created.date() != day:
+                flush()
+                if writer is not None:
+                    writer.close()
+                day = created.date()
+                partition(folder, day).mkdir(parents=True, exist_ok=True)
+                writer = DayWriter(partition(folder, day) / DAY_FILE)
+            seq += 1
+            meta = row["metadata"]
+            location = meta["location"]
+            pending.append(
+                (
+                    seq, row["id"], row["streamId"], names[row["streamId"]], seeded.user_id, row["streamSeq"],
+                    row["severity"], row["message"], row["timestamp"], created, row["ref"], meta["confidence"],
+                    location["x"], location["y"], location["width"], location["height"], meta["objectType"],
+                    orjson.dumps(meta).decode(), None, False, False, False, None, None, False, None,
+                )
+            )  # fmt: skip
+            if len(pending) == table.ROWS_PER_BATCH:
+                flush()
+        seeded.alerts += len(rows)
+    flush()
+    if writer is not None:
+        writer.close()
+    return Seeding(seeded, 0, time.perf_counter() - began, {})
 
 
 # ---------------------------------------------------------------------------- 1. exports
@@ -542,6 +602,7 @@ def measure_queries(
     from relay.clock import iso
 
     user_id = str(seeding.seeded.user_id)
+    large = int(seeding.seeded.alerts) >= LARGE
     bursts = [(burst.stream_id, iso(burst.hour)) for burst in seeding.seeded.bursts]
     sides = ["_duckdb", "_pandas"] if pandas else ["_duckdb"]
     figures: dict[str, Any] = {}
@@ -568,7 +629,7 @@ def measure_queries(
     faster = 0
     for name, mine in duck["queries"].items():
         mean = statistics.fmean(mine["times_ms"])
-        limit = 250 if name == "time-between-alerts" else 50
+        limit = 2000 if large else 250 if name == "time-between-alerts" else 50
         line = f"{name}: first {mine['first_ms']:.1f} ms, mean {mean:.1f} ms"
         if reference is not None:
             theirs = reference["queries"][name]
@@ -595,13 +656,16 @@ def measure_queries(
             _judge_unusual(results, mine["rows"], bursts)
         mine["rows_count"] = len(mine.pop("rows"))
     total = statistics.fmean(duck["totals_ms"])
-    results.check("queries", f"all 7 together: mean {total:.0f} ms", "≤ 400 ms", total <= 400)
+    results.check(
+        "queries", f"all 7 together: mean {total:.0f} ms", "" if large else "≤ 400 ms", None if large else total <= 400
+    )
+    duckdb_mb = duck["peak_mb"] - duck["baseline_mb"]
     results.check(
         "queries",
-        f"DuckDB process: peak RSS {duck['peak_mb']:.0f} MB ({duck['peak_mb'] - duck['baseline_mb']:.0f} MB above "
-        f"its {duck['baseline_mb']:.0f} MB after imports)",
-        "≤ 1 GB (at 10M)",
-        duck["peak_mb"] <= 1024,
+        f"DuckDB process: peak RSS {duck['peak_mb']:.0f} MB, of which {duckdb_mb:.0f} MB above its "
+        f"{duck['baseline_mb']:.0f} MB after imports (DuckDB's share)",
+        "≤ 1 GB" if large else "(≤ 1 GB at 10M)",
+        duckdb_mb <= 1024 if large else None,
     )
     if reference is not None:
         results.check(
@@ -946,6 +1010,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas reference (10M: it loads it all)")
     parser.add_argument("--smoke", action="store_true", help="20,000 alerts, no browser: seconds, for CI")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--copy-only",
+        action="store_true",
+        help="no database: write the analyst's alerts straight into a partitioned copy and run the queries (10M)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the SQLite files and the partitioned folder")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -957,24 +1026,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def _scratch(base: Path, *, keep: bool) -> Iterator[Path]:
-    """The run's folder: removed at the end, unless ``keep`` (to look at the data afterwards)."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-analytics-", dir=base))
-    try:
-        yield folder
-    finally:
-        if keep:
-            print(f"kept {folder}", file=sys.stderr)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    results = Results()
-    began = time.perf_counter()
-    load_before = os.getloadavg()
-    base = Path(os.environ.get("RELAY_BENCH_TMP", tempfile.gettempdir()))
+def _run_on_database(args: argparse.Namespace, results: Results, base: Path) -> None:
+    """Every step but the copy-only one: seed a database, then measure its readers."""
     with _scratch(base, keep=args.keep) as scratch, database(args.database, scratch, "big") as url:
         seeding = seed(url, args.alerts)
         total = seeding.total
@@ -1012,6 +1065,47 @@ def run(args: argparse.Namespace) -> int:
             results.raw["report"] = measure_report(results, url, scratch, seeding, smoke=args.smoke)
         if "browser" in args.steps:
             results.raw["browser"] = measure_browser(results, url, folder, scratch)
+
+
+def _run_copy_only(args: argparse.Namespace, results: Results, base: Path) -> None:
+    """``--copy-only``: the queries over a copy written straight from the generator (see :func:`write_copy`)."""
+    with _scratch(base, keep=args.keep) as scratch:
+        folder = scratch / "partitioned"
+        seeding = write_copy(folder, args.alerts)
+        rows, days, largest = folder_rows(folder)
+        results.check(
+            "copy",
+            f"{rows:,} alerts of the analyst written straight into {days} day files (no database) in "
+            f"{seeding.seconds:.0f} s; largest row group {largest:,}",
+        )
+        results.raw["copy"] = {"seconds": seeding.seconds, "alerts": rows, "days": days, "largest_group": largest}
+        results.raw["queries"] = measure_queries(
+            results, folder, seeding, args.repeats, pandas=not args.no_pandas, scratch=scratch
+        )
+
+
+@contextlib.contextmanager
+def _scratch(base: Path, *, keep: bool) -> Iterator[Path]:
+    """The run's folder: removed at the end, unless ``keep`` (to look at the data afterwards)."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-analytics-", dir=base))
+    try:
+        yield folder
+    finally:
+        if keep:
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = Results()
+    began = time.perf_counter()
+    load_before = os.getloadavg()
+    base = Path(os.environ.get("RELAY_BENCH_TMP", tempfile.gettempdir()))
+    if args.copy_only:
+        _run_copy_only(args, results, base)
+    else:
+        _run_on_database(args, results, base)
     elapsed = time.perf_counter() - began
     load_after = os.getloadavg()
     print(

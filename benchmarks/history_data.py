@@ -49,6 +49,8 @@ class Seeded:
     bursts: list[Burst] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     """Each stream's rate relative to the others: a day added later keeps them (else it looks unusual)."""
+    last_seqs: list[int] = field(default_factory=list)
+    """Each stream's last ``streamSeq`` so far (filled in as the rows are made)."""
 
 
 def seed(
@@ -63,27 +65,60 @@ def seed(
     random_seed: int = 7,
 ) -> Seeded:
     """About ``alerts`` alerts for a new user ``username`` on ``streams`` new streams (ids ``stream_<n>``)."""
-    rng = np.random.default_rng(random_seed)
-    user_id = f"user_{username}"
-    stream_ids = [f"stream_{username}_{index:02d}" for index in range(streams)]
-    seeded = Seeded(user_id, stream_ids, start, days)
+    seeded, batches = plan(
+        alerts, streams=streams, days=days, bursts=bursts, start=start, username=username, random_seed=random_seed
+    )
     with engine.begin() as connection:
-        connection.execute(insert(User).values(id=user_id, username=username))
+        connection.execute(insert(User).values(id=seeded.user_id, username=username))
         connection.execute(
             insert(VideoStream),
             [
                 {
                     "id": stream_id,
-                    "userId": user_id,
-                    "deviceName": f"Camera {index + 1}",
+                    "userId": seeded.user_id,
+                    "deviceName": device_name(index),
                     "deviceType": "mobile",
                     "metadata": {},
                     "status": "offline",
                     "lastAlertSeq": 0,
                 }
-                for index, stream_id in enumerate(stream_ids)
+                for index, stream_id in enumerate(seeded.stream_ids)
             ],
         )
+    for rows in batches:
+        with engine.begin() as connection:
+            connection.execute(insert(Alert), rows)
+        seeded.alerts += len(rows)
+    with engine.begin() as connection:
+        for stream_id, last in zip(seeded.stream_ids, seeded.last_seqs, strict=True):
+            connection.execute(update(VideoStream).where(VideoStream.id == stream_id).values(last_alert_seq=last))
+    return seeded
+
+
+def device_name(index: int) -> str:
+    return f"Camera {index + 1}"
+
+
+def plan(
+    alerts: int,
+    *,
+    streams: int = 10,
+    days: int = 30,
+    bursts: int = 6,
+    start: datetime = datetime(2026, 10, 1, tzinfo=UTC),
+    username: str = "analyst",
+    random_seed: int = 7,
+) -> tuple[Seeded, Iterator[list[dict[str, Any]]]]:
+    """What :func:`seed` stores, without a database: the history and its alert rows in insert batches.
+
+    ``seed`` stores exactly these rows; the analytics benchmark also writes them
+    straight into a partitioned copy, where a database of that size would take
+    too long to fill.  ``alerts`` is not counted here (the caller counts the rows).
+    """
+    rng = np.random.default_rng(random_seed)
+    user_id = f"user_{username}"
+    stream_ids = [f"stream_{username}_{index:02d}" for index in range(streams)]
+    seeded = Seeded(user_id, stream_ids, start, days)
     weights = rng.uniform(0.3, 1.7, streams)
     seeded.weights = [float(weight) for weight in weights]
     counts = _hourly_counts(weights, alerts / days, days, rng)
@@ -92,15 +127,8 @@ def seed(
         extra = int(max(40, 8 * counts[stream].mean()))
         counts[stream, hour] += extra
         seeded.bursts.append(Burst(stream_ids[stream], start + timedelta(hours=hour), int(counts[stream, hour])))
-    next_seq = [0] * streams
-    for rows in _rows(rng, counts, stream_ids, start, next_seq):
-        with engine.begin() as connection:
-            connection.execute(insert(Alert), rows)
-        seeded.alerts += len(rows)
-    with engine.begin() as connection:
-        for stream_id, last in zip(stream_ids, next_seq, strict=True):
-            connection.execute(update(VideoStream).where(VideoStream.id == stream_id).values(last_alert_seq=last))
-    return seeded
+    seeded.last_seqs = [0] * streams
+    return seeded, _rows(rng, counts, stream_ids, start, seeded.last_seqs)
 
 
 def add_days(engine: Engine, seeded: Seeded, alerts: int, *, days: int = 1, random_seed: int = 11) -> int:
