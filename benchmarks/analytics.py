@@ -35,7 +35,7 @@ Each figure is printed with issue 10's target and whether this run met it;
 ``--json FILE`` keeps every raw figure.  Nothing is asserted but the answers
 (a wrong answer, a failed command or a file with the wrong row count is an
 error and the exit status 1): a shared machine gives no stable times.
-``--smoke`` runs every step but the browser at 20,000 alerts in seconds (what
+``--smoke`` runs every step but the browser at 20,000 alerts in about a minute (what
 ``tests/examples/test_analytics_benchmark_smoke.py`` runs, so it cannot rot).
 """
 
@@ -1008,7 +1008,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, help="warm runs of each DuckDB query (default 10, smoke 2)")
     parser.add_argument("--only", action="append", choices=STEPS, help="these steps only (repeatable; default all)")
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas reference (10M: it loads it all)")
-    parser.add_argument("--smoke", action="store_true", help="20,000 alerts, no browser: seconds, for CI")
+    parser.add_argument("--smoke", action="store_true", help="20,000 alerts, no browser: about a minute, for CI")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument(
         "--copy-only",
