@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,13 @@ from relay.history.analytics import (
 Rows = list[list[Any]]
 _SEVERITY_ORDER = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 _HOUR = pd.Timedelta(hours=1)
+
+
+def half_away(value: float, digits: int) -> float:
+    """``value`` rounded as DuckDB's ``round`` does, halves away from zero (Python's ``round`` sends them to even,
+    so 11.125 would be 11.12 here and 11.13 there: a difference of a whole last digit, beyond any tolerance)."""
+    exact = Decimal(float(value))  # the double's own value: 2.675 is 2.67499…, which rounds down in both
+    return float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def _iso(moments: pd.Series) -> list[str]:
@@ -86,14 +94,14 @@ def time_between_alerts(alerts: pd.DataFrame) -> Rows:
     rows = []
     for stream, group in alerts.sort_values("seq").groupby("streamId", sort=True):
         micros = group["createdAt"].dt.as_unit("us").astype("int64")
-        gaps = micros.diff().dropna() / 1e6
+        gaps = micros.diff().dropna()  # in µs, divided after the mean as the query does, so both round alike
         rows.append(
             [
                 stream,
                 len(group),
-                round(gaps.mean(), 3) if len(gaps) else None,
-                round(gaps.median(), 3) if len(gaps) else None,
-                round(gaps.max(), 3) if len(gaps) else None,
+                half_away(gaps.mean() / 1e6, 3) if len(gaps) else None,
+                half_away(gaps.median() / 1e6, 3) if len(gaps) else None,
+                half_away(gaps.max() / 1e6, 3) if len(gaps) else None,
             ]
         )
     return rows
@@ -113,7 +121,9 @@ def unusual_hours(alerts: pd.DataFrame) -> Rows:
         threshold = mean + UNUSUAL_SIGMAS * spread
         flagged = (filled >= UNUSUAL_MIN_ALERTS) & (filled > threshold) & (days >= UNUSUAL_MIN_DAYS)
         for moment in filled.index[flagged]:
-            found.append([stream, moment, int(filled[moment]), round(mean[moment], 2), round(threshold[moment], 2)])
+            found.append(
+                [stream, moment, int(filled[moment]), half_away(mean[moment], 2), half_away(threshold[moment], 2)]
+            )
     found.sort(key=lambda row: (row[1], row[0]))
     return [[stream, _iso(pd.Series([moment]))[0], *rest] for stream, moment, *rest in found]
 

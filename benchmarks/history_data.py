@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 
 from relay.store.models import Alert, User, VideoStream
 
@@ -47,6 +47,10 @@ class Seeded:
     days: int
     alerts: int = 0
     bursts: list[Burst] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    """Each stream's rate relative to the others: a day added later keeps them (else it looks unusual)."""
+    last_seqs: list[int] = field(default_factory=list)
+    """Each stream's last ``streamSeq`` so far (filled in as the rows are made)."""
 
 
 def seed(
@@ -61,51 +65,107 @@ def seed(
     random_seed: int = 7,
 ) -> Seeded:
     """About ``alerts`` alerts for a new user ``username`` on ``streams`` new streams (ids ``stream_<n>``)."""
-    rng = np.random.default_rng(random_seed)
-    user_id = f"user_{username}"
-    stream_ids = [f"stream_{username}_{index:02d}" for index in range(streams)]
-    seeded = Seeded(user_id, stream_ids, start, days)
+    seeded, batches = plan(
+        alerts, streams=streams, days=days, bursts=bursts, start=start, username=username, random_seed=random_seed
+    )
     with engine.begin() as connection:
-        connection.execute(insert(User).values(id=user_id, username=username))
+        connection.execute(insert(User).values(id=seeded.user_id, username=username))
         connection.execute(
             insert(VideoStream),
             [
                 {
                     "id": stream_id,
-                    "userId": user_id,
-                    "deviceName": f"Camera {index + 1}",
+                    "userId": seeded.user_id,
+                    "deviceName": device_name(index),
                     "deviceType": "mobile",
                     "metadata": {},
                     "status": "offline",
                     "lastAlertSeq": 0,
                 }
-                for index, stream_id in enumerate(stream_ids)
+                for index, stream_id in enumerate(seeded.stream_ids)
             ],
         )
-    counts = _hourly_counts(rng, alerts, streams, days)
+    for rows in batches:
+        with engine.begin() as connection:
+            connection.execute(insert(Alert), rows)
+        seeded.alerts += len(rows)
+    with engine.begin() as connection:
+        for stream_id, last in zip(seeded.stream_ids, seeded.last_seqs, strict=True):
+            connection.execute(update(VideoStream).where(VideoStream.id == stream_id).values(last_alert_seq=last))
+    return seeded
+
+
+def device_name(index: int) -> str:
+    return f"Camera {index + 1}"
+
+
+def plan(
+    alerts: int,
+    *,
+    streams: int = 10,
+    days: int = 30,
+    bursts: int = 6,
+    start: datetime = datetime(2026, 10, 1, tzinfo=UTC),
+    username: str = "analyst",
+    random_seed: int = 7,
+) -> tuple[Seeded, Iterator[list[dict[str, Any]]]]:
+    """What :func:`seed` stores, without a database: the history and its alert rows in insert batches.
+
+    ``seed`` stores exactly these rows; the analytics benchmark also writes them
+    straight into a partitioned copy, where a database of that size would take
+    too long to fill.  ``alerts`` is not counted here (the caller counts the rows).
+    """
+    rng = np.random.default_rng(random_seed)
+    user_id = f"user_{username}"
+    stream_ids = [f"stream_{username}_{index:02d}" for index in range(streams)]
+    seeded = Seeded(user_id, stream_ids, start, days)
+    weights = rng.uniform(0.3, 1.7, streams)
+    seeded.weights = [float(weight) for weight in weights]
+    counts = _hourly_counts(weights, alerts / days, days, rng)
     for _ in range(bursts):
         stream, hour = int(rng.integers(streams)), int(rng.integers(24, days * 24 - 24))
         extra = int(max(40, 8 * counts[stream].mean()))
         counts[stream, hour] += extra
         seeded.bursts.append(Burst(stream_ids[stream], start + timedelta(hours=hour), int(counts[stream, hour])))
-    next_seq = [0] * streams
-    for rows in _rows(rng, counts, stream_ids, start, next_seq):
+    seeded.last_seqs = [0] * streams
+    return seeded, _rows(rng, counts, stream_ids, start, seeded.last_seqs)
+
+
+def add_days(engine: Engine, seeded: Seeded, alerts: int, *, days: int = 1, random_seed: int = 11) -> int:
+    """About ``alerts`` more alerts on ``seeded``'s streams, on the ``days`` days after its last one.
+
+    What a day of live traffic adds, numbered on from where each stream stopped
+    (as the relay numbers them) and stored after everything else: what an
+    incremental export must pick up.  Returns how many were added.
+    """
+    rng = np.random.default_rng(random_seed)
+    start = seeded.start + timedelta(days=seeded.days)
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                select(VideoStream.id, VideoStream.last_alert_seq).where(VideoStream.id.in_(seeded.stream_ids))
+            ).all()
+        )
+    next_seq = [int(stored[stream_id]) for stream_id in seeded.stream_ids]
+    counts = _hourly_counts(np.array(seeded.weights), alerts / days, days, rng)
+    added = 0
+    for rows in _rows(rng, counts, seeded.stream_ids, start, next_seq):
         with engine.begin() as connection:
             connection.execute(insert(Alert), rows)
-        seeded.alerts += len(rows)
+        added += len(rows)
     with engine.begin() as connection:
-        for stream_id, last in zip(stream_ids, next_seq, strict=True):
+        for stream_id, last in zip(seeded.stream_ids, next_seq, strict=True):
             connection.execute(update(VideoStream).where(VideoStream.id == stream_id).values(last_alert_seq=last))
-    return seeded
+    seeded.days += days
+    seeded.alerts += added
+    return added
 
 
-def _hourly_counts(rng: np.random.Generator, alerts: int, streams: int, days: int) -> np.ndarray:
-    """Alerts per stream and hour: Poisson around each stream's rate times the hour's profile."""
-    weights = rng.uniform(0.3, 1.7, streams)
-    profile = np.tile(HOURLY_PROFILE, days)
-    rates = np.outer(weights, profile)
-    rates *= alerts / rates.sum()
-    return rng.poisson(rates)
+def _hourly_counts(weights: np.ndarray, per_day: float, days: int, rng: np.random.Generator) -> np.ndarray:
+    """Alerts per stream and hour: Poisson around each stream's rate times the hour's profile, ``per_day`` a day."""
+    rates = np.outer(weights, HOURLY_PROFILE)
+    rates *= per_day / rates.sum()
+    return rng.poisson(np.tile(rates, days))
 
 
 def _rows(

@@ -30,9 +30,13 @@ from relay.store.alerts import AlertFilter, matching
 from relay.store.metadata_values import MetadataNumber, MetadataText
 from relay.store.models import Alert, VideoStream, stored_day
 
-ROWS_PER_BATCH: Final = 50_000
+ROWS_PER_BATCH: Final = 20_000
 """Rows per database read and per Arrow batch (and so per Parquet row group): big enough
-that per-batch costs vanish, small enough that memory stays a few tens of MB."""
+that per-batch costs vanish, small enough that memory stays flat and low.  A batch held
+as rows, columns and (for JSON) alert objects costs about 3.5 KB of Python memory per
+row, and the process's RSS grows about twice that: at 50,000 rows ``relay export``
+peaked at 395 (Parquet) to 460 MB (JSON) at 1M alerts, over issue 10's 400 MB; at
+20,000, 280–290 MB, no slower (benchmarks/analytics.py)."""
 
 SEVERITY = pa.dictionary(pa.int8(), pa.string())
 UTC_MICROS = pa.timestamp("us", tz="UTC")

@@ -148,6 +148,18 @@ def test_duckdb_answers_as_pandas_does(seeded_copy: tuple[Path, str], name: str)
     assert same_rows(ours, REFERENCE[name](mine))
 
 
+def test_the_reference_rounds_halves_as_duckdb_does() -> None:
+    """At 1M alerts an hour's usual count was 11.125: DuckDB says 11.13, Python's round 11.12 (to even)."""
+    import duckdb
+
+    from benchmarks.analytics_reference import half_away
+
+    values = [11.125, 0.5, 2.675, -1.5, 193.0, 0.0625]
+    with duckdb.connect() as connection:
+        theirs = [connection.execute("SELECT round(?::DOUBLE, 2)", [value]).fetchone()[0] for value in values]
+    assert [half_away(value, 2) for value in values] == theirs
+
+
 async def test_the_report_draws_the_answers_of_the_callers_streams(relay: RelayHarness) -> None:
     _, token = await relay.user()
     gate = await relay.stream(token, "Gate <north>")

@@ -6,6 +6,7 @@ import asyncio
 import io
 import subprocess
 import sys
+import tracemalloc
 from contextlib import aclosing
 from pathlib import Path
 
@@ -104,6 +105,30 @@ def test_a_big_export_is_written_in_batches_each_a_row_group(engine: Engine, tmp
     assert set(frame["streamId"]) == {seeded.stream_ids[1]}
     assert set(frame["severity"]) == {"high"}
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_batch_of_the_export_fits_its_memory_budget(engine: Engine) -> None:
+    """:data:`table.ROWS_PER_BATCH` bounds an export's memory, and a batch of it must fit 100 MB of Python objects.
+
+    ``relay export`` must stay under 400 MB (issue 10): about 115 MB are the
+    imports, and RSS grows about twice what one batch holds (the allocator
+    keeps what it freed).  The JSON export holds the most per row (rows,
+    columns, one object per alert); at 50,000 rows a batch it peaked at 460 MB.
+    Measured on small batches, once warm (SQLAlchemy's caches filled), per row.
+    """
+    seed(engine, 6_000, streams=3, days=2, bursts=0)
+    small = 2_000
+    for _ in export.chunks(engine, AlertFilter(), "json", rows_per_batch=small):
+        pass  # warm: compiled statements and the like are not the batch's
+    tracemalloc.start()
+    try:
+        for _ in export.chunks(engine, AlertFilter(), "json", rows_per_batch=small):
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    per_row = peak / small
+    assert per_row * table.ROWS_PER_BATCH <= 100 * 2**20, f"{per_row:.0f} bytes a row × {table.ROWS_PER_BATCH}"
 
 
 async def test_a_user_runs_at_most_two_exports_at_once(engine: Engine, database_url: str, tmp_path: Path) -> None:
