@@ -79,7 +79,10 @@ def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]
     frame["bucket"] = frame["hour"].dt.floor(f"{hours}h")
     table = frame.pivot_table(index="bucket", columns="streamId", values="alerts", aggfunc="sum", fill_value=0)
     streams = [str(stream) for stream in table.columns]
-    source = ColumnDataSource({"bucket": list(table.index), **{stream: list(table[stream]) for stream in streams}})
+    # Arrays, not lists: Bokeh sends them to the browser as binary buffers (a month is 7,200 bars).
+    source = ColumnDataSource(
+        {"bucket": table.index.to_numpy(), **{stream: table[stream].to_numpy() for stream in streams}}
+    )
     stacked = plot.vbar_stack(
         streams,
         x="bucket",
