@@ -157,7 +157,10 @@ class AnalyticsPage(Page):
         answers = {name: await history.query(name, where) for name in QUERIES}
         if generation != self._generation:
             return
-        self._draw(answers, query)
+        # One update of the document for all six charts: each pane's change alone makes Bokeh walk
+        # every model of the tab (most of the page's time at a month of alerts, by py-spy).
+        with pn.io.hold(freeze=True):
+            self._draw(answers, query)
 
     def _draw(self, answers: dict[str, Answer], query: HistoryQuery) -> None:
         names = {stream.id: self._session.label(stream.id) for stream in self._session.streams}
