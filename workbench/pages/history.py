@@ -69,6 +69,20 @@ _SORT_KEYS: Final = {
 """What a click on each column's header sorts the history by (the snapshot column sorts nothing)."""
 
 
+def _no_filters() -> dict[str, Any]:
+    """Every filter of the page as "Clear filters" leaves it (new lists each time: params keep what they get)."""
+    return {
+        "severities": [],
+        "stream_ids": [],
+        "since": None,
+        "until": None,
+        "object_type": "",
+        "text": "",
+        "review": "all",
+        "confidence": (0.0, 1.0),
+    }
+
+
 class HistoryPage(Page):
     """One page of the alerts the filters ask for, the newest first; its detail; its export."""
 
@@ -213,29 +227,11 @@ class HistoryPage(Page):
 
     def _clear_filters(self) -> None:
         """Every filter back to "all" in one update, so the first page is read once."""
-        self.param.update(
-            severities=[],
-            stream_ids=[],
-            since=None,
-            until=None,
-            object_type="",
-            text="",
-            review="all",
-            confidence=(0.0, 1.0),
-        )
+        self.param.update(_no_filters())
 
     def show_unreviewed(self) -> None:
         """Every unreviewed alert of the analyst (from the header's counter)."""
-        self.param.update(
-            severities=[],
-            stream_ids=[],
-            since=None,
-            until=None,
-            object_type="",
-            text="",
-            review="unreviewed",
-            confidence=(0.0, 1.0),
-        )
+        self.param.update(_no_filters(), review="unreviewed")
 
     def _offer_streams(self) -> None:
         """Offer every stream by name; Bokeh's MultiChoice renders option labels as HTML, so they are escaped."""
