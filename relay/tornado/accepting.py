@@ -36,6 +36,9 @@ log = logging.getLogger("relay.server")
 
 ACCEPTS_PER_TURN: Final = 8
 """Connections accepted per turn of the loop (Tornado: 128).  Measured in benchmarks/RESULTS.md."""
+ACCEPT_PAUSE: Final = 0.5
+"""Seconds without accepting after ``accept`` failed (out of descriptors, say): the listening socket
+stays readable, so trying again at once would spin the loop and fill the log."""
 
 
 class PacedAcceptor:
@@ -46,6 +49,7 @@ class PacedAcceptor:
         self._sockets = list(sockets)
         self._per_turn = per_turn
         self._loop: IOLoop | None = None
+        self._paused: dict[socket.socket, object] = {}  # each paused socket and the timeout that resumes it
 
     def start(self) -> None:
         self._loop = IOLoop.current()
@@ -57,7 +61,10 @@ class PacedAcceptor:
         """Stop accepting and close the listening sockets (connections already made stay)."""
         for sock in self._sockets:
             if self._loop is not None:
-                self._loop.remove_handler(sock)
+                if sock in self._paused:
+                    self._loop.remove_timeout(self._paused.pop(sock))
+                else:
+                    self._loop.remove_handler(sock)
             sock.close()
         self._sockets = []
 
@@ -69,10 +76,21 @@ class PacedAcceptor:
                 return  # none left waiting
             except ConnectionAbortedError:
                 continue  # gone while it waited in the queue
-            except OSError as error:  # out of descriptors, say: the rest wait for the next turn
-                log.warning("accept failed: %s", error)
+            except OSError as error:  # out of descriptors, say
+                log.warning("accept failed (%s); not accepting for %g s", error, ACCEPT_PAUSE)
+                self._pause(sock)
                 return
             stream = IOStream(
                 connection, max_buffer_size=self._server.max_buffer_size, read_chunk_size=self._server.read_chunk_size
             )
             self._server.handle_stream(stream, address)
+
+    def _pause(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        self._loop.remove_handler(sock)
+        self._paused[sock] = self._loop.call_later(ACCEPT_PAUSE, self._resume, sock)
+
+    def _resume(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        del self._paused[sock]
+        self._loop.add_handler(sock, self._readable, IOLoop.READ)
