@@ -61,9 +61,11 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("mixed", "1 × 10, 100 KB, max rate, binary in, 5 JSON + 5 binary out", 1, 10, 100, 0, "binary", "mixed"),
     Workload("paced-100k", "1 × 10, 100 KB, 300 fps, binary (all delivered)", 1, 10, 100, 300, "binary", "binary"),
     Workload("paced-2k", "1 × 10, 2 KB, 1000 fps, binary (10k messages/s out)", 1, 10, 2, 1000, "binary", "binary"),
+    Workload("phones", "20 × 2, 40 KB, 15 fps, binary (VGA phones, for sizing)", 20, 2, 40, 15, "binary", "binary"),
 )
 """``paced-*`` are issue 12's steady rates, the way phones send: each frame arrives alone in its loop
-turn, so batching cannot help and the cost per read and per consumer write shows."""
+turn, so batching cannot help and the cost per read and per consumer write shows.  ``phones`` is what
+docs/DEPLOYMENT.md's sizing table is computed from: 640×480 JPEGs at 15 fps, two consumers each."""
 
 FULL_TIMING = Timing(warmup=1.0, seconds=5.0, drain=2.0, pause=1.0)
 SMOKE_TIMING = Timing(warmup=0.1, seconds=0.5, drain=0.3, pause=0.1)
