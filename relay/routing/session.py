@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable
 from typing import Protocol
 
@@ -51,6 +52,8 @@ from relay.wire import (
 log = logging.getLogger("relay.session")
 
 UNAUTHORIZED = "Unauthorized"
+AUTH_TIMEOUT_SPREAD = 0.2
+"""A silent session is closed between ``auth_timeout`` and 1.2 times it after its upgrade (never sooner)."""
 
 
 class SessionLink(Protocol):
@@ -86,7 +89,10 @@ class Session:
         elif identity is not None:
             self._admit(identity)
         elif auth_timeout > 0:
-            self._deadline = asyncio.get_running_loop().call_later(auth_timeout, self._timed_out)
+            # Up to a fifth later, at random: sessions that arrived together (a reconnect storm, a flood
+            # of silent ones) are not all closed in the same moment, and so do not all come back in it.
+            deadline = auth_timeout * (1 + AUTH_TIMEOUT_SPREAD * random.random())
+            self._deadline = asyncio.get_running_loop().call_later(deadline, self._timed_out)
 
     def _admit(self, identity: Identified) -> None:
         connection = self.connection
