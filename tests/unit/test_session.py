@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import orjson
@@ -72,6 +73,23 @@ async def test_no_token_in_time_closes_with_1008(node: Node) -> None:
     session.begin(None, auth_timeout=0.01)
     await closer.closed.wait()
     assert closer.closes == [(1008, "Unauthorized")]
+
+
+async def test_silent_sessions_that_arrived_together_are_closed_spread_over_a_fifth_of_the_timeout(
+    node: Node,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = []
+    for _ in range(200):
+        session, _, _ = node.session()
+        started = loop.time()
+        session.begin(None, auth_timeout=10)
+        assert session._deadline is not None
+        deadlines.append(session._deadline.when() - started)
+        session._cancel_deadline()
+    assert min(deadlines) >= 10, "never before the timeout the contract gives"
+    assert max(deadlines) <= 12
+    assert max(deadlines) - min(deadlines) > 1, "spread, not all at once"
 
 
 async def test_another_users_token_on_an_authenticated_connection_is_refused(node: Node) -> None:
