@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.protocol import State
 
+from relay.logs import LimitRefusals
 from relay.tornado.connection import UNAUTHENTICATED_MESSAGE_BYTES
 from tests.support import GUARD, JPEG, RelayHarness, running_relay
 
@@ -188,3 +190,24 @@ async def test_connections_waiting_to_authenticate_are_bounded_per_address(sqlit
         with pytest.raises(InvalidStatus):
             await relay.connect()
         assert len(relay.relay.waiting) == 3
+
+
+async def test_a_flood_of_refused_upgrades_writes_a_few_log_lines_not_one_each(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_relay(sqlite_url, ping_interval=0, max_unauthenticated_per_address=1) as relay:
+        access = logging.getLogger("tornado.access")  # a window of its own: other tests' 429s do not count
+        filters = [LimitRefusals() if isinstance(f, LimitRefusals) else f for f in access.filters]
+        assert any(isinstance(f, LimitRefusals) for f in filters), "the relay installed the limit"
+        monkeypatch.setattr(access, "filters", filters)
+        await relay.connect()
+        with caplog.at_level(logging.WARNING, logger="tornado.access"):
+            for _ in range(60):
+                with pytest.raises(InvalidStatus) as refused:
+                    await relay.connect()
+                assert refused.value.response.status_code == 429
+            not_found = await relay.api("GET", "/api/nothing-here")
+        assert not_found.status == 404
+        lines = [record.getMessage() for record in caplog.records if record.name == "tornado.access"]
+        assert len([line for line in lines if line.startswith("429 ")]) == 20, "the first 20 in ten seconds"
+        assert any(line.startswith("404 ") for line in lines), "other answers are all logged"
