@@ -21,6 +21,15 @@ counted), while alerts and status messages wait here, in order, up to
 subscription comes back after an outage, ``on_reconnect`` is called: the node
 then reads from the database the alerts it missed meanwhile
 (:mod:`relay.routing.continuity`).
+
+The pub/sub connection is read by one task and its subscriptions changed by
+another.  After an outage, whichever touches it first reconnects it, and the
+reconnect's handshake reads Redis's answers while the connection already counts
+as open: the other task may then start a read of its own, which redis-py (an
+asyncio stream allows one reader) refuses with a ``RuntimeError``.  Both tasks
+take that for what it is, the connection not being ready yet, and try again
+(:data:`CONNECTION_BUSY`); neither may die of it, or the node would never hear
+from Redis again, or never change its subscriptions.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ CHANNEL_PREFIX: Final = "vigil:stream:"
 ALIVE_PREFIX: Final = "vigil:alive:"
 SUBSCRIBE_WAIT: Final = 5.0
 RETRY_DELAY: Final = 0.5
+CONNECTION_BUSY: Final = (RedisError, RuntimeError)
+"""What a pub/sub call raises when Redis is away, or when the other task is still reconnecting (see above)."""
 MAX_RETAINED: Final = 10_000
 """Alerts and status messages kept for the other nodes while Redis is unreachable; beyond, the oldest go."""
 
@@ -238,7 +249,7 @@ class RedisBroker:
                 if lost:
                     self._subscribed -= lost
                     await (self._pubsub.sunsubscribe if self.sharded else self._pubsub.unsubscribe)(*lost)
-            except RedisError as error:
+            except CONNECTION_BUSY as error:
                 log.warning("could not change Redis subscriptions: %s", error)
                 await asyncio.sleep(RETRY_DELAY)
                 self._interest_changed.set()
@@ -249,7 +260,7 @@ class RedisBroker:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except RedisError as error:
+            except CONNECTION_BUSY as error:
                 if not broken:
                     log.warning("Redis subscription failed: %s; retrying", error)
                 broken = True
