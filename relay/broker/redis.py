@@ -137,18 +137,25 @@ class RedisBroker:
     async def nodes_alive(self, node_ids: Sequence[str]) -> dict[str, bool] | None:
         """Which nodes' keys exist; None while Redis is unreachable or has lost this node's own key.
 
-        Redis restarted without its data has lost every node's key at once, for
-        up to a third of the time to live: no node is called dead on that.
+        Redis restarted without its data has lost every node's key at once: no
+        node is called dead on that until Redis has been up for a whole time to
+        live, so that every live node has renewed its key by then (it tries three
+        times per time to live, and its first try after the restart may fail on a
+        connection Redis closed).  Whichever node renewed first must not judge the
+        others meanwhile, which is why Redis's own uptime decides, not this node's key.
         """
         assert self._client is not None
         try:
             pipeline = self._client.pipeline(transaction=False)
+            pipeline.info("server")
             pipeline.exists(self._alive_key)
             for node_id in node_ids:
                 pipeline.exists(ALIVE_PREFIX + node_id)
-            own, *others = await pipeline.execute()
+            server, own, *others = await pipeline.execute()
             if not own:
                 await self._renew_liveness()
+                return None
+            if int(server.get("uptime_in_seconds", 0)) < self._liveness_ttl:
                 return None
         except RedisError as error:
             log.warning("cannot tell which nodes are alive: %s", error)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 
-from relay.broker.redis import RedisBroker
+from relay.broker.redis import ALIVE_PREFIX, RedisBroker
 from relay.wire import ALERT
 from relay.wire.envelope import Envelope
 from tests.services import private_redis
@@ -66,3 +67,36 @@ async def test_the_listener_survives_a_subscription_change_during_the_reconnect_
             await listener.close()
             await sender.close()
             await proxy.close()
+
+
+async def test_a_live_node_is_not_called_dead_because_redis_restarted_empty() -> None:
+    """Redis restarted without its data has lost every node's liveness key at once.
+
+    A node that finds its own key gone judges nobody (as before); but one whose
+    own renewal came first found its key and judged the others, whose renewal
+    had not come yet (or failed once on a connection Redis had closed), and
+    called a live node dead, taking its streams offline: the soak saw ``node … is
+    gone`` for a node that was serving.  Until Redis has been up a whole time to
+    live nobody may be judged; after that a node whose key is missing is dead.
+    """
+    ttl = 2.0
+    async with private_redis() as redis:
+        judge = RedisBroker(redis.url, "judge", liveness_ttl=ttl)
+        await judge.start(lambda _: None)
+        try:
+            await asyncio.sleep(ttl + 1)  # Redis has been up a time to live: nodes are judged
+            async with aioredis.from_url(redis.url) as plain:  # the other node, alive
+                await plain.set(ALIVE_PREFIX + "other", b"1", px=int(ttl * 1000))
+            assert await judge.nodes_alive(["other"]) == {"other": True}
+            await redis.stop()
+            await redis.start()  # empty: both keys are gone; the other node's renewal has not come yet
+            async with asyncio.timeout(GUARD), aioredis.from_url(redis.url) as plain:
+                while True:  # until the judge's own renewal came, first (a key in Redis: nothing to await)
+                    if await plain.exists(ALIVE_PREFIX + "judge"):
+                        break
+                    await asyncio.sleep(0.05)
+            assert await judge.nodes_alive(["other"]) is None, "Redis is younger than a time to live: nobody is judged"
+            await asyncio.sleep(ttl + 1)
+            assert await judge.nodes_alive(["other"]) == {"other": False}, "later, a missing key is a dead node"
+        finally:
+            await judge.close()
