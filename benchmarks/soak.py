@@ -370,8 +370,8 @@ class SoakClient:
     node: int
     link: Link
     client: TappedClient | None = None
-    wire_alerts: Counter[str] = field(default_factory=Counter)
-    """Alert id → how many times it came on the wire (replays and fills included)."""
+    wire_alerts: list[tuple[int, str]] = field(default_factory=list)
+    """Every alert that came on the wire (replays and fills included): (connection number, alert id)."""
     delivered: set[str] = field(default_factory=set)
     """Alert ids the library handed the application."""
     frames: int = 0
@@ -387,6 +387,14 @@ class SoakClient:
         return self.kind != "ml-service"
 
     @property
+    def connection_number(self) -> int:
+        """Which of its connections this is (1, 2, …): one is counted once its handshake (when replayed alerts
+        come) is over."""
+        assert self.client is not None
+        stats = self.client.stats
+        return stats.connections + (0 if stats.connected else 1)
+
+    @property
     def reconnects(self) -> int:
         """Connections made after the first (attempts that failed, while its node or link was down, are not counted)."""
         return max(0, self.client.stats.connections - 1) if self.client is not None else 0
@@ -398,7 +406,7 @@ class SoakClient:
     def on_wire(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "alert":
-            self.wire_alerts[str(message.get("id"))] += 1
+            self.wire_alerts.append((self.connection_number, str(message.get("id"))))
         elif kind == "alert-stored":
             self.confirmations.setdefault(str(message.get("ref")), set()).add(str(message.get("id")))
             self.changed.set()
@@ -496,7 +504,7 @@ class Soak:
         report = account(self.clients, rows, ending, self.plan)
         report["faults"] = asdict(self.faults)
         report["timing"] = {"connect_seconds": round(connected, 2), **settle}
-        report["logs"] = {node.index: node.log_tail(15) for node in self.nodes} if report["failures"] else {}
+        report["logs"] = {node.index: node.log_tail(60) for node in self.nodes} if report["failures"] else {}
         return report
 
     def _place(self) -> list[tuple[str, ClientKind, int, int]]:
@@ -638,7 +646,7 @@ class Soak:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(5.0, SETTLE_TIMEOUT - confirmed)):
                 for consumer in consumers:
-                    while not owed.get(consumer.stream_id, set()) <= set(consumer.wire_alerts):
+                    while not owed.get(consumer.stream_id, set()) <= consumer.delivered:
                         consumer.changed.clear()
                         await consumer.changed.wait()
         return {"confirm_seconds": round(confirmed, 2), "deliver_seconds": round(time.monotonic() - began, 2)}
@@ -732,6 +740,7 @@ def account(
     by_ref: dict[tuple[str, str | None], list[str]] = {}
     by_stream: dict[str, set[str]] = {}
     seqs: dict[str, list[int]] = {}
+    seq_of = {row["id"]: row["stream_seq"] for row in rows}
     for row in rows:
         by_ref.setdefault((row["stream_id"], row["ref"]), []).append(row["id"])
         by_stream.setdefault(row["stream_id"], set()).add(row["id"])
@@ -759,29 +768,67 @@ def account(
     )
 
     groups: dict[str, dict[str, int]] = {}
-    missing_examples: list[str] = []
+    missing_examples: list[dict[str, Any]] = []
     for client in clients:
         if not client.consumes_alerts:
             continue
         owed = by_stream.get(client.stream_id, set())
-        seen = set(client.wire_alerts)
+        seen = client.delivered
+        wire = Counter(alert_id for _, alert_id in client.wire_alerts)
+        on_one_connection = Counter(client.wire_alerts)
+        order_breaks = 0
+        previous: dict[int, int] = {}
+        for number, alert_id in client.wire_alerts:
+            seq = seq_of.get(alert_id, 0)
+            order_breaks += seq <= previous.get(number, 0)
+            previous[number] = seq
         missing = owed - seen
         group = groups.setdefault(
             client.kind,
-            {"consumers": 0, "owed": 0, "received": 0, "missing": 0, "doubles": 0, "reconnects": 0, "frames": 0},
+            {
+                "consumers": 0,
+                "owed": 0,
+                "received": 0,
+                "by_rest": 0,
+                "missing": 0,
+                "doubles": 0,
+                "again_after_reconnect": 0,
+                "out_of_order": 0,
+                "reconnects": 0,
+                "frames": 0,
+            },
         )
         group["consumers"] += 1
         group["owed"] += len(owed)
         group["received"] += len(owed & seen)
         group["missing"] += len(missing)
-        group["doubles"] += sum(count - 1 for count in client.wire_alerts.values())
+        group["doubles"] += sum(count - 1 for count in on_one_connection.values())
+        group["again_after_reconnect"] += sum(count - 1 for count in wire.values()) - sum(
+            count - 1 for count in on_one_connection.values()
+        )
+        group["out_of_order"] += order_breaks
+        group["by_rest"] += len(seen - set(wire))
         group["reconnects"] += client.reconnects
         group["frames"] += client.frames_sent if client.kind == "phone" else client.frames
-        missing_examples += [f"{client.name}: {alert_id}" for alert_id in sorted(missing)[:3]]
+        if missing:
+            missing_examples.append(
+                {
+                    "consumer": client.name,
+                    "node": client.node,
+                    "owed": len(owed),
+                    "missing_seqs": sorted(seq_of[alert_id] for alert_id in missing)[:30],
+                    "highest_seq_received": max((seq_of.get(i, 0) for i in seen), default=0),
+                    "reconnects": client.reconnects,
+                    "link_cuts": client.link.cuts,
+                }
+            )
 
     checks = {
         "lost": lost,
-        "doubled": doubled_in_db + confirmed_twice + sum(g["doubles"] for g in groups.values()),
+        "doubled": doubled_in_db
+        + confirmed_twice
+        + sum(g["doubles"] + g["again_after_reconnect"] for g in groups.values()),
+        "out_of_order": sum(g["out_of_order"] for g in groups.values()),
         "id_mismatch": id_mismatch,
         "unconfirmed": unconfirmed,
         "not_delivered": sum(g["missing"] for g in groups.values()),
@@ -820,6 +867,20 @@ def account(
     }
 
 
+CONSUMER_COLUMNS = (
+    "consumers",
+    "owed",
+    "received",
+    "by_rest",
+    "missing",
+    "doubles",
+    "again_after_reconnect",
+    "out_of_order",
+    "reconnects",
+    "frames",
+)
+
+
 def render(report: dict[str, Any]) -> str:
     """The account as plain-text tables."""
     plan, faults, alerts = report["plan"], report["faults"], report["alerts"]
@@ -852,33 +913,33 @@ def render(report: dict[str, Any]) -> str:
         ),
         "",
         _table(
-            ["consumers", "n", "alerts owed", "received", "missing", "doubles", "reconnects", "frames out/in"],
             [
-                [
-                    kind,
-                    g["consumers"],
-                    g["owed"],
-                    g["received"],
-                    g["missing"],
-                    g["doubles"],
-                    g["reconnects"],
-                    g["frames"],
-                ]
-                for kind, g in sorted(report["consumers"].items())
-            ]
+                "consumers",
+                "n",
+                "alerts owed",
+                "received",
+                "of them by REST",
+                "missing",
+                "doubles",
+                "again after reconnect",
+                "out of order",
+                "reconnects",
+                "frames out/in",
+            ],
+            [[kind, *(g[key] for key in CONSUMER_COLUMNS)] for kind, g in sorted(report["consumers"].items())]
             + [
                 [
                     "ml-service (senders)",
                     report["ml_services"]["clients"],
-                    "",
-                    "",
-                    "",
-                    "",
+                    *[""] * (len(CONSUMER_COLUMNS) - 3),
                     report["ml_services"]["reconnects"],
                     report["ml_services"]["frames"],
                 ]
             ],
         ),
+        "(received: what the client library handed its application, live, replayed, or fetched over REST on a "
+        "reconnect before any alert had come; doubles: the same alert twice on one connection; again after "
+        "reconnect: an alert the relay sent on an earlier connection replayed on a later one)",
         "",
         _table(
             [
@@ -917,7 +978,10 @@ def render(report: dict[str, Any]) -> str:
         "result: " + ("FAILED (" + ", ".join(report["failures"]) + ")" if report["failures"] else "ok"),
     ]
     if report["missing_examples"]:
-        lines.append("missing, for example: " + "; ".join(report["missing_examples"]))
+        lines += [
+            "missing, by consumer:",
+            *(f"  {orjson.dumps(example).decode()}" for example in report["missing_examples"]),
+        ]
     return "\n".join(lines)
 
 
