@@ -370,8 +370,9 @@ class SoakClient:
     node: int
     link: Link
     client: TappedClient | None = None
-    wire_alerts: list[tuple[int, str]] = field(default_factory=list)
-    """Every alert that came on the wire (replays and fills included): (connection number, alert id)."""
+    wire_alerts: list[tuple[int, str, float]] = field(default_factory=list)
+    """Every alert that came on the wire (replays and fills included): (connection number, alert id, when:
+    ``time.monotonic()``)."""
     delivered: set[str] = field(default_factory=set)
     """Alert ids the library handed the application."""
     frames: int = 0
@@ -406,7 +407,7 @@ class SoakClient:
     def on_wire(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "alert":
-            self.wire_alerts.append((self.connection_number, str(message.get("id"))))
+            self.wire_alerts.append((self.connection_number, str(message.get("id")), time.monotonic()))
         elif kind == "alert-stored":
             self.confirmations.setdefault(str(message.get("ref")), set()).add(str(message.get("id")))
             self.changed.set()
@@ -501,7 +502,7 @@ class Soak:
                 await asyncio.gather(*(node.stop() for node in self.nodes))
         finally:
             await store.close()
-        report = account(self.clients, rows, ending, self.plan)
+        report = account(self.clients, rows, ending, self.plan, self._traffic_started)
         report["faults"] = asdict(self.faults)
         report["timing"] = {"connect_seconds": round(connected, 2), **settle}
         report["logs"] = {node.index: node.log_tail(60) for node in self.nodes} if report["failures"] else {}
@@ -732,7 +733,7 @@ def rss_slack(baseline_mb: float) -> float:
 
 
 def account(
-    clients: list[SoakClient], rows: list[dict[str, Any]], ending: dict[str, Any], plan: Plan
+    clients: list[SoakClient], rows: list[dict[str, Any]], ending: dict[str, Any], plan: Plan, traffic_started: float
 ) -> dict[str, Any]:
     """Every figure and check of a run, from what the clients saw, what the database holds and how the nodes
     ended."""
@@ -769,19 +770,34 @@ def account(
 
     groups: dict[str, dict[str, int]] = {}
     missing_examples: list[dict[str, Any]] = []
+    anomalies: list[dict[str, Any]] = []
     for client in clients:
         if not client.consumes_alerts:
             continue
         owed = by_stream.get(client.stream_id, set())
         seen = client.delivered
-        wire = Counter(alert_id for _, alert_id in client.wire_alerts)
-        on_one_connection = Counter(client.wire_alerts)
+        wire = Counter(alert_id for _, alert_id, _ in client.wire_alerts)
+        on_one_connection = Counter((number, alert_id) for number, alert_id, _ in client.wire_alerts)
         order_breaks = 0
-        previous: dict[int, int] = {}
-        for number, alert_id in client.wire_alerts:
+        on_connection: dict[int, list[int]] = {}
+        for number, alert_id, when in client.wire_alerts:
             seq = seq_of.get(alert_id, 0)
-            order_breaks += seq <= previous.get(number, 0)
-            previous[number] = seq
+            before = on_connection.setdefault(number, [])
+            if before and seq <= before[-1] and seq not in before:
+                order_breaks += 1
+            if before and seq <= before[-1]:
+                anomalies.append(
+                    {
+                        "consumer": client.name,
+                        "node": client.node,
+                        "connection": number,
+                        "what": "double" if seq in before else "out of order",
+                        "seq": seq,
+                        "after_seqs": before[-6:],
+                        "at_second": round(when - traffic_started, 2),
+                    }
+                )
+            before.append(seq)
         missing = owed - seen
         group = groups.setdefault(
             client.kind,
@@ -861,6 +877,7 @@ def account(
         },
         "consumers": groups,
         "missing_examples": missing_examples[:20],
+        "order_anomalies": anomalies[:40],
         "nodes": nodes,
         "checks": checks,
         "failures": [name for name, value in checks.items() if value],
@@ -981,6 +998,11 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "missing, by consumer:",
             *(f"  {orjson.dumps(example).decode()}" for example in report["missing_examples"]),
+        ]
+    if report["order_anomalies"]:
+        lines += [
+            "doubles and alerts out of order on one connection (seconds into the traffic):",
+            *(f"  {orjson.dumps(anomaly).decode()}" for anomaly in report["order_anomalies"]),
         ]
     return "\n".join(lines)
 
