@@ -5,13 +5,15 @@ connection is accepted and dropped at once, as a phone without network sees
 it; :meth:`TcpProxy.attempt_while_cut` lets a test wait until the client has
 noticed and tried again.  ``restore()`` lets connections through again.
 Otherwise bytes go straight through, so the client and the relay behave
-exactly as they would without it.
+exactly as they would without it; with :attr:`TcpProxy.delay` set, what the
+target answers waits that long on the way (a slow network, to widen a race).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 
 class TcpProxy:
@@ -19,6 +21,8 @@ class TcpProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
+        self.delay = 0.0
+        """Seconds each chunk from the target waits before it goes on to the client."""
         self.port = 0
         self._server: asyncio.Server | None = None
         self._cut = False
@@ -66,8 +70,8 @@ class TcpProxy:
         writers = (client_writer, relay_writer)
         self._writers.update(writers)
         pipes = [
-            asyncio.ensure_future(_pipe(client_reader, relay_writer)),
-            asyncio.ensure_future(_pipe(relay_reader, client_writer)),
+            asyncio.ensure_future(_pipe(client_reader, relay_writer, lambda: 0.0)),
+            asyncio.ensure_future(_pipe(relay_reader, client_writer, lambda: self.delay)),
         ]
         try:
             await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
@@ -79,8 +83,10 @@ class TcpProxy:
                 writer.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: Callable[[], float]) -> None:
     with contextlib.suppress(ConnectionError):
         while data := await reader.read(65536):
+            if seconds := delay():
+                await asyncio.sleep(seconds)
             writer.write(data)
             await writer.drain()

@@ -21,6 +21,15 @@ counted), while alerts and status messages wait here, in order, up to
 subscription comes back after an outage, ``on_reconnect`` is called: the node
 then reads from the database the alerts it missed meanwhile
 (:mod:`relay.routing.continuity`).
+
+The pub/sub connection is read by one task and its subscriptions changed by
+another.  After an outage, whichever touches it first reconnects it, and the
+reconnect's handshake reads Redis's answers while the connection already counts
+as open: the other task may then start a read of its own, which redis-py (an
+asyncio stream allows one reader) refuses with a ``RuntimeError``.  Both tasks
+take that for what it is, the connection not being ready yet, and try again
+(:data:`CONNECTION_BUSY`); neither may die of it, or the node would never hear
+from Redis again, or never change its subscriptions.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ CHANNEL_PREFIX: Final = "vigil:stream:"
 ALIVE_PREFIX: Final = "vigil:alive:"
 SUBSCRIBE_WAIT: Final = 5.0
 RETRY_DELAY: Final = 0.5
+CONNECTION_BUSY: Final = (RedisError, RuntimeError)
+"""What a pub/sub call raises when Redis is away, or when the other task is still reconnecting (see above)."""
 MAX_RETAINED: Final = 10_000
 """Alerts and status messages kept for the other nodes while Redis is unreachable; beyond, the oldest go."""
 
@@ -126,18 +137,25 @@ class RedisBroker:
     async def nodes_alive(self, node_ids: Sequence[str]) -> dict[str, bool] | None:
         """Which nodes' keys exist; None while Redis is unreachable or has lost this node's own key.
 
-        Redis restarted without its data has lost every node's key at once, for
-        up to a third of the time to live: no node is called dead on that.
+        Redis restarted without its data has lost every node's key at once: no
+        node is called dead on that until Redis has been up for a whole time to
+        live, so that every live node has renewed its key by then (it tries three
+        times per time to live, and its first try after the restart may fail on a
+        connection Redis closed).  Whichever node renewed first must not judge the
+        others meanwhile, which is why Redis's own uptime decides, not this node's key.
         """
         assert self._client is not None
         try:
             pipeline = self._client.pipeline(transaction=False)
+            pipeline.info("server")
             pipeline.exists(self._alive_key)
             for node_id in node_ids:
                 pipeline.exists(ALIVE_PREFIX + node_id)
-            own, *others = await pipeline.execute()
+            server, own, *others = await pipeline.execute()
             if not own:
                 await self._renew_liveness()
+                return None
+            if int(server.get("uptime_in_seconds", 0)) < self._liveness_ttl:
                 return None
         except RedisError as error:
             log.warning("cannot tell which nodes are alive: %s", error)
@@ -238,7 +256,7 @@ class RedisBroker:
                 if lost:
                     self._subscribed -= lost
                     await (self._pubsub.sunsubscribe if self.sharded else self._pubsub.unsubscribe)(*lost)
-            except RedisError as error:
+            except CONNECTION_BUSY as error:
                 log.warning("could not change Redis subscriptions: %s", error)
                 await asyncio.sleep(RETRY_DELAY)
                 self._interest_changed.set()
@@ -249,7 +267,7 @@ class RedisBroker:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-            except RedisError as error:
+            except CONNECTION_BUSY as error:
                 if not broken:
                     log.warning("Redis subscription failed: %s; retrying", error)
                 broken = True

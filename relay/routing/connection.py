@@ -70,6 +70,7 @@ class Connection:
 
     __slots__ = (
         "alerts",
+        "alerts_sent",
         "alive",
         "client_type",
         "id",
@@ -100,9 +101,20 @@ class Connection:
         self.permits: dict[str, Permit] = {}
         self.subscriptions: dict[str, frozenset[str]] = {}
         self.replaying: dict[str, list[Envelope]] = {}
+        self.alerts_sent: dict[str, int] = {}
+        """Per stream, the number (``streamSeq``) of the last alert this connection was sent."""
         self.alerts = TokenBucket(max_alerts_per_second, burst=max(1.0, 2 * max_alerts_per_second))
         self.quiet_until = 0.0  # no rate-limit warning before this (monotonic) time
         self.alive = True
+
+    def alert_is_new(self, stream_id: str, seq: int) -> bool:
+        """Whether the alert ``seq`` of ``stream_id`` comes after every one this connection was sent (then it
+        counts as sent).  A node's gap fill after a broker outage can bring alerts that a consumer which
+        reconnected meanwhile has already replayed: they are not sent twice, nor out of order."""
+        if seq and seq <= self.alerts_sent.get(stream_id, 0):
+            return False
+        self.alerts_sent[stream_id] = seq
+        return True
 
     def send(self, message: dict[str, object]) -> None:
         """Send a control message (never dropped)."""

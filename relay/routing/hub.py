@@ -113,7 +113,9 @@ class Hub:
         Frames go to the dropping frame queue, everything else to the queue that
         never drops.  An alert is not sent back to the connection
         it came from, and is held back for a consumer still replaying stored alerts
-        of that stream (see :class:`relay.routing.router.Router`).
+        of that stream (see :class:`relay.routing.router.Router`); one that a
+        connection already had (a gap fill after a broker outage, of alerts it
+        replayed when it reconnected meanwhile) is not sent to it again.
         """
         if envelope.frame is not None:
             self.frames.remember(envelope.frame)
@@ -129,11 +131,12 @@ class Hub:
                 connection.outbox.send_frame(envelope, binary)
             return
         origin = envelope.origin
+        is_alert = envelope.type == ALERT
         for connection in consumers:
             if connection.id == origin:
                 continue
             held = connection.replaying.get(envelope.stream_id) if connection.replaying else None
             if held is not None:
                 held.append(envelope)
-            else:
+            elif not is_alert or connection.alert_is_new(envelope.stream_id, envelope.seq):
                 connection.outbox.send(envelope.wire())

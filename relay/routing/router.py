@@ -158,6 +158,7 @@ class Router:
         ``register`` and ``subscribe`` share it, so both replay alike.
         """
         if since_alert_id is None or ALERT not in consumes:
+            connection.alerts_sent.pop(stream_id, None)
             return None
         replay_after = await self.store.alerts.stream_seq_of(stream_id, since_alert_id)
         if replay_after is None:
@@ -167,6 +168,7 @@ class Router:
                 stream_id=stream_id,
             )
         connection.replaying[stream_id] = []
+        connection.alerts_sent[stream_id] = replay_after
         return replay_after
 
     async def _follow_alerts(self, stream_id: str) -> None:
@@ -189,8 +191,9 @@ class Router:
                     break
         finally:
             held = connection.replaying.pop(stream_id, [])
+        connection.alerts_sent[stream_id] = max(after, connection.alerts_sent.get(stream_id, 0))
         for envelope in held:
-            if envelope.type != ALERT or envelope.seq > after:  # an alert the replay sent is not sent twice
+            if envelope.type != ALERT or connection.alert_is_new(stream_id, envelope.seq):  # replayed: not twice
                 connection.outbox.send(envelope.wire())
 
     def unsubscribe(self, connection: Connection, message: Unsubscribe) -> None:
@@ -199,6 +202,7 @@ class Router:
         connection.permits.pop(stream_id, None)
         connection.subscriptions.pop(stream_id, None)
         connection.replaying.pop(stream_id, None)
+        connection.alerts_sent.pop(stream_id, None)
         if self.hub.unregister(stream_id, connection):
             self.status.set(stream_id, "offline")
         connection.send({"type": "unsubscribed", "streamId": stream_id})
@@ -222,6 +226,7 @@ class Router:
             connection.permits.pop(stream_id, None)
             connection.subscriptions.pop(stream_id, None)
             connection.replaying.pop(stream_id, None)
+            connection.alerts_sent.pop(stream_id, None)
             self.hub.unregister(stream_id, connection)
             connection.send({"type": STREAM_DELETED, "streamId": stream_id})
 
@@ -234,6 +239,7 @@ class Router:
         connection.permits.clear()
         connection.subscriptions.clear()
         connection.replaying.clear()
+        connection.alerts_sent.clear()
 
     def _grant(self, connection: Connection, stream_id: str, produces: frozenset[str]) -> Permit:
         permit = connection.permits.get(stream_id)
