@@ -324,6 +324,21 @@ async def test_a_header_click_sorts_the_whole_history_on_the_server(analyst: Ana
     await settle(lambda: table.value["Message"].iloc[0] == "no confidence")
 
 
+async def test_older_clicked_while_a_new_order_is_read_does_not_use_the_old_orders_place(analyst: Analyst) -> None:
+    north, south = await analyst.register("North", "South")
+    for n in range(30):
+        await analyst.alert(north if n % 2 else south, f"alert {n}")
+    page = HistoryPage(analyst.session)
+    page.on_screen = True
+    await settle(lambda: status(page) == "alerts 1–25 of 30")
+    table, older = find(page, pn.widgets.Tabulator), find(page, pn.widgets.Button, name="Older ▶")
+    table.sorters = [{"field": "Stream", "dir": "asc"}]
+    older.clicks += 1  # at once, before the first page of the new order is read
+    await settle(lambda: list(table.value["Stream"]) == ["North"] * 15 + ["South"] * 10)
+    assert status(page) == "alerts 1–25 of 30", "still the first page of the new order"
+    assert page.page_starts == [None]
+
+
 async def test_the_confidence_range_narrows_the_rows(analyst: Analyst) -> None:
     (gate,) = await analyst.register("Gate")
     for confidence in (0.1, 0.4, 0.6, 0.9):

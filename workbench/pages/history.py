@@ -252,8 +252,16 @@ class HistoryPage(Page):
         watch=True,
     )
     def _restart(self) -> None:
-        """Go back to the first page of what the filters now ask for."""
+        """Go back to the first page of what the filters now ask for.
+
+        The place of the next page belongs to the old filters and order: it is
+        forgotten here, not when the new page arrives (a sorted page can take
+        seconds), so that "Older" clicked meanwhile cannot read the new order
+        from the old order's place.
+        """
         self.page_starts = [None]
+        self._next_page = None
+        self._older.disabled = self._newer.disabled = True
         pn.state.execute(self._read)
 
     def _turn(self, direction: int) -> None:
