@@ -4,8 +4,9 @@ Clients put anything in metadata: a ``confidence`` of ``"high"``, a
 ``location`` that is a list.  A plain ``CAST(metadata ->> 'confidence' AS
 FLOAT)`` raises on PostgreSQL for the first such row it meets, and one such
 alert would make every history query that filters or sorts by the key fail.
-These expressions are NULL wherever the key is missing or of another JSON type,
-so a filter skips such alerts and a sort puts them last.
+These expressions are NULL wherever the key is missing or of another JSON type
+(or, on PostgreSQL, a number no double can hold, which JSONB keeps), so a filter
+skips such alerts and a sort puts them last.
 
 Each is a :class:`~sqlalchemy.sql.expression.ColumnClause` whose name is the
 key's path (so SQLAlchemy's statement cache tells ``confidence`` from
@@ -17,9 +18,11 @@ columns, the analytics copy.
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
-from sqlalchemy import Float, String, case, cast, func
+from sqlalchemy import Float, Numeric, String, and_, case, cast, func, literal, or_
+from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
@@ -61,10 +64,18 @@ def _number_on_sqlite(element: MetadataNumber, compiler: SQLCompiler, **kw: Any)
     return compiler.process(number, **kw)
 
 
+_LARGEST: Final = literal(Decimal("1e308"), Numeric())
+_SMALLEST: Final = literal(Decimal("1e-307"), Numeric())
+"""JSONB holds numbers of any size; a double holds these (as ``numeric``: compared as doubles they would overflow)."""
+
+
 @compiles(MetadataNumber, "postgresql")
 def _number_on_postgresql(element: MetadataNumber, compiler: SQLCompiler, **kw: Any) -> str:
     node = _postgresql_node(element.name)
-    number = case((func.jsonb_typeof(node) == "number", cast(node.as_string(), Float)))
+    exact = cast(node.as_string(), Numeric)
+    size = func.abs(exact)
+    fits = and_(size <= _LARGEST, or_(size >= _SMALLEST, exact == 0))
+    number = case((func.jsonb_typeof(node) == "number", case((fits, cast(node.as_string(), Float)))))
     return compiler.process(number, **kw)
 
 
@@ -80,3 +91,10 @@ def _text_on_postgresql(element: MetadataText, compiler: SQLCompiler, **kw: Any)
     node = _postgresql_node(element.name)
     text = case((func.jsonb_typeof(node) == "string", node.as_string()))
     return compiler.process(text, **kw)
+
+
+@compiles(MetadataNumber)
+@compiles(MetadataText)
+def _elsewhere(_element: ColumnClause[Any], compiler: SQLCompiler, **_kw: Any) -> str:
+    """Any other database: an error, not a bare quoted name that would mean something else."""
+    raise CompileError(f"alert metadata values are written for SQLite and PostgreSQL, not {compiler.dialect.name}")

@@ -13,7 +13,9 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
+from sqlalchemy import text, update
 
+from relay.history import table as history_table
 from relay.store import AlertFilter, Review, Sort, SortKey, Store
 from relay.store.models import Alert
 from relay.store.sorting import NO_CONFIDENCE
@@ -198,3 +200,31 @@ async def test_rest_confidence_range_filters_listing_export_review_and_analytics
     top = await relay.api("GET", "/api/analytics/top-object-types?minConfidence=0.5", token=token)
     assert top.status == 200, top.body
     assert [row[:2] for row in top.json["rows"]] == [["person", 2]]
+
+
+async def test_numbers_beyond_a_double_in_stored_metadata_break_no_reader(store: Store) -> None:
+    """JSONB keeps any number; rows written by other tools may hold ones no float can: they count as none."""
+    user = (await store.users.add_or_issue_token("extremes")).user_id
+    stream = (await store.streams.register(user, "cam", "mobile", {})).id
+    plain = (await store.alerts.add(AlertIn(stream, "low", "plain", {"confidence": 0.5}, 1))).alert
+    extremes = ["1e400", "-1e400", "1e-400", "1" + "0" * 400, "1e309", "0.5"]
+    ids = []
+    for index, number in enumerate(extremes):
+        alert = (await store.alerts.add(AlertIn(stream, "low", f"extreme {index}", {}, 1))).alert
+        ids.append(alert.id)
+        async with store.engine.begin() as connection:  # as another tool would write it, bypassing the wire
+            await connection.execute(
+                update(Alert).where(Alert.id == alert.id).values(meta=text(f"'{{\"confidence\": {number}}}'"))
+            )
+    where = AlertFilter(user_id=user, min_confidence=0.2, max_confidence=0.8)
+    found = {alert.id for alert in await store.alerts.page(where, limit=100)}
+    assert plain.id in found
+    assert ids[-1] in found, "an ordinary number written the same way still counts"
+    assert await store.alerts.count(where) == len(found)
+    everything = await followed(store, AlertFilter(user_id=user), Sort(SortKey.CONFIDENCE), limit=3)
+    assert sorted(everything) == sorted([plain.id, *ids])
+    async with store.engine.connect() as connection:
+        rows = (
+            await connection.execute(history_table.query(AlertFilter(user_id=user), store.engine.dialect.name))
+        ).all()
+    assert len(rows) == len(extremes) + 1
