@@ -23,6 +23,7 @@ TLS, which only the tests use, keeps Tornado's own accept path.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ log = logging.getLogger("relay.server")
 
 ACCEPTS_PER_TURN: Final = 8
 """Connections accepted per turn of the loop (Tornado: 128).  Measured in benchmarks/RESULTS.md."""
+_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""Why accept fails for every connection alike, until something is freed."""
 ACCEPT_PAUSE: Final = 0.5
 """Seconds without accepting after ``accept`` failed (out of descriptors, say): the listening socket
 stays readable, so trying again at once would spin the loop and fill the log."""
@@ -76,14 +79,22 @@ class PacedAcceptor:
                 return  # none left waiting
             except ConnectionAbortedError:
                 continue  # gone while it waited in the queue
-            except OSError as error:  # out of descriptors, say
+            except OSError as error:
+                if error.errno not in _OUT_OF_RESOURCES:
+                    continue  # that connection's own trouble (Linux reports some on accept): the next one
                 log.warning("accept failed (%s); not accepting for %g s", error, ACCEPT_PAUSE)
                 self._pause(sock)
                 return
-            stream = IOStream(
-                connection, max_buffer_size=self._server.max_buffer_size, read_chunk_size=self._server.read_chunk_size
-            )
-            self._server.handle_stream(stream, address)
+            try:
+                stream = IOStream(
+                    connection,
+                    max_buffer_size=self._server.max_buffer_size,
+                    read_chunk_size=self._server.read_chunk_size,
+                )
+                self._server.handle_stream(stream, address)
+            except Exception:  # as Tornado's TCPServer does: one connection's failure is not the server's
+                log.exception("could not take a new connection")
+                connection.close()
 
     def _pause(self, sock: socket.socket) -> None:
         assert self._loop is not None

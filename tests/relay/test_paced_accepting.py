@@ -38,8 +38,9 @@ class RecordingServer:
 class FailingSocket:
     """A listening socket whose ``accept`` fails with EMFILE while ``failing`` is set."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, error: int = errno.EMFILE) -> None:
         self.sock = sock
+        self.error = error
         self.failing = True
         self.failures = 0
         self.failed = asyncio.Event()
@@ -57,7 +58,7 @@ class FailingSocket:
         if self.failing:
             self.failures += 1
             self.failed.set()
-            raise OSError(errno.EMFILE, "Too many open files")
+            raise OSError(self.error, "accept failed")
         return self.sock.accept()
 
 
@@ -119,3 +120,27 @@ async def test_a_failing_accept_pauses_accepting_instead_of_spinning(monkeypatch
         client.close()
     for stream in server.streams:
         stream.close()
+
+
+async def test_one_connections_trouble_is_skipped_and_the_others_are_taken() -> None:
+    sock = listening()
+    flaky = FailingSocket(sock, errno.EPROTO)
+    server = RecordingServer()
+    acceptor = PacedAcceptor(server, [flaky], per_turn=4)  # type: ignore[list-item, arg-type]
+    port = sock.getsockname()[1]
+    clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    acceptor._readable(flaky, 0)  # type: ignore[arg-type]
+    assert flaky.failures == 4, "a protocol error is that connection's: the turn goes on"
+    assert not acceptor._paused, "and accepting does not pause for it"
+
+    def broken(_stream: IOStream, _address: Any) -> None:
+        raise RuntimeError("the server could not take it")
+
+    flaky.failing = False
+    server.handle_stream = broken  # type: ignore[method-assign]
+    acceptor._readable(flaky, 0)  # type: ignore[arg-type]
+    for reader, _ in clients:
+        assert await asyncio.wait_for(reader.read(), 10) == b"", "a connection it could not take is closed"
+    acceptor.stop()
+    for _, writer in clients:
+        writer.close()
