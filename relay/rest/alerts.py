@@ -12,6 +12,7 @@ import base64
 import binascii
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from datetime import datetime
@@ -37,6 +38,7 @@ FILTER_ARGUMENTS = (
     *("streamId", "severity", "since", "until", "objectType", "q", "reviewed", "falsePositive"),
     *("minConfidence", "maxConfidence"),
 )
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _NUMBER_FIELDS = frozenset({"minConfidence", "maxConfidence"})
 """The filter fields a JSON filter may give as numbers."""
 _CURSOR_PREFIX = "a1:"
@@ -126,10 +128,8 @@ def _instant(name: str, value: str | None) -> datetime | None:
 def _confidence(name: str, value: str | None) -> float | None:
     if not value:  # empty, as any other filter left blank: no bound
         return None
-    try:
-        number = float(value) if len(value) <= 32 else math.nan
-    except ValueError:
-        number = math.nan
+    # A plain decimal number, as JSON writes one: float() also takes "١", "0_5", "inf" and blanks around.
+    number = float(value) if len(value) <= 32 and _DECIMAL.fullmatch(value) else math.nan
     if not 0 <= number <= 1:  # NaN and infinities are not in [0, 1] either
         raise ApiError(400, f"{name} must be a number from 0 to 1")
     return number

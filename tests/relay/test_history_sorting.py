@@ -173,7 +173,26 @@ async def test_rest_confidence_range_filters_listing_export_review_and_analytics
     assert await confidences("minConfidence=0.3&maxConfidence=0.6") == [0.5]
     assert await confidences("minConfidence=0.9&maxConfidence=0.1") == [], "an empty range matches nothing"
     assert await confidences("minConfidence=0&maxConfidence=1") == [0.2, 0.5, 0.8]
-    for hostile in ("nan", "inf", "-inf", "x", "0.5 0.6", "2", "-0.5", "1e400", "0x1", "1" * 40, "0.5%00"):
+    assert await confidences("minConfidence=.5&maxConfidence=8e-1") == [0.5, 0.8], "JSON's ways of writing numbers"
+    assert await confidences("minConfidence=%2B0.5") == [0.5, 0.8]
+    for hostile in (
+        "nan",
+        "inf",
+        "-inf",
+        "x",
+        "0.5 0.6",
+        "2",
+        "-0.5",
+        "1e400",
+        "0x1",
+        "1" * 40,
+        "0.5%00",
+        "١",
+        "０.５",
+        "0.0_5",
+        "0.5e",
+        ".",
+    ):
         response = await relay.api("GET", "/api/alerts?" + urlencode({"minConfidence": hostile}), token=token)
         assert response.status == 400, (hostile, response.body)
         assert response.json["error"]["message"] == "minConfidence must be a number from 0 to 1"
