@@ -51,6 +51,8 @@ class HistoryQuery:
         """Why this query cannot be asked (as the REST API would answer 400), or None."""
         if self.since is not None and self.until is not None and self.since >= self.until:
             return "The start of the time range must be before its end."
+        if self.confidence[0] > self.confidence[1]:
+            return "The lowest confidence must not be above the highest."
         return None
 
     def alert_filter(self, user_id: str) -> AlertFilter:

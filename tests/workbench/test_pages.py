@@ -352,8 +352,13 @@ async def test_the_confidence_range_narrows_the_rows(analyst: Analyst) -> None:
     assert page.confidence == (0.3, 0.7)
     await settle(lambda: status(page) == "alerts 1–2 of 2")
     assert "minConfidence=0.3" in page.query().export_url("csv")
+    page.confidence = (0.8, 0.2)
+    problem = find(page, pn.pane.Alert)
+    await settle(lambda: problem.visible)
+    assert problem.object == "The lowest confidence must not be above the highest."
     slider.value = (0.0, 1.0)
     await settle(lambda: status(page) == "alerts 1–5 of 5")
+    assert not problem.visible
     assert "Confidence" not in page.query().export_url("csv"), "the whole range is no filter"
 
 

@@ -180,7 +180,7 @@ class HistoryPage(Page):
             header_filters=False,
             layout="fit_data_stretch",
             # A page is at most 100 rows: render them all.  Sorting is asked of the store (see the module).
-            configuration={"renderVertical": "basic", "sortMode": "remote"},
+            configuration={"renderVertical": "basic", "sortMode": "remote", "columnHeaderSortMulti": False},
             sortable={"Snapshot": False},
             sizing_mode="stretch_width",
             css_classes=["history-table"],
