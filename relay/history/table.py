@@ -17,18 +17,35 @@ per alert.  Memory is one batch, whatever the number of rows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Select, String, Text, cast, func, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Select,
+    String,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    type_coerce,
+)
 
+from relay.history import metadata_columns, sqlite_pages
 from relay.store.alerts import AlertFilter, matching
 from relay.store.metadata_values import MetadataNumber, MetadataText
 from relay.store.models import Alert, VideoStream, stored_day
+
+logger = logging.getLogger(__name__)
 
 ROWS_PER_BATCH: Final = 20_000
 """Rows per database read and per Arrow batch (and so per Parquet row group): big enough
@@ -84,10 +101,16 @@ _NUMBERS: Final = ("confidence", "location.x", "location.y", "location.width", "
 """The metadata's well-known numbers, in the order of the table's columns ``confidence``, ``locationX``, ..."""
 
 
-def query(where: AlertFilter, dialect: str) -> Select[*tuple[Any, ...]]:
-    """The rows of the table for ``where``, oldest first (the caller adds the keyset and the limit)."""
+def query(where: AlertFilter, dialect: str, *, well_known_by_sql: bool = True) -> Select[*tuple[Any, ...]]:
+    """The rows of the table for ``where``, oldest first (the caller adds the keyset and the limit).
+
+    Without ``well_known_by_sql``, the six columns of the metadata's well-known keys are left out,
+    for :mod:`relay.history.metadata_columns` to pick out of the metadata.
+    """
     created = type_coerce(Alert.created_at, String) if dialect == "sqlite" else Alert.created_at
     reviewed_at = type_coerce(Alert.reviewed_at, String) if dialect == "sqlite" else Alert.reviewed_at
+    well_known: list[ColumnElement[Any]] = [MetadataNumber(path) for path in _NUMBERS]
+    well_known.append(MetadataText("objectType"))
     return (
         matching(where, with_stream=True)
         .with_only_columns(
@@ -102,8 +125,7 @@ def query(where: AlertFilter, dialect: str) -> Select[*tuple[Any, ...]]:
             Alert.timestamp,
             created,
             Alert.ref,
-            *(MetadataNumber(path) for path in _NUMBERS),
-            MetadataText("objectType"),
+            *(well_known if well_known_by_sql else ()),
             cast(Alert.meta, Text),
             Alert.frame_timestamp,
             Alert.has_snapshot,
@@ -126,70 +148,134 @@ def count(connection: Connection, where: AlertFilter) -> int:
 def batches(
     connection: Connection, where: AlertFilter, *, after_seq: int = 0, rows_per_batch: int = ROWS_PER_BATCH
 ) -> Iterator[pa.RecordBatch]:
-    """The alerts ``where`` selects with ``seq`` above ``after_seq``, oldest first, as record batches."""
+    """The alerts ``where`` selects with ``seq`` above ``after_seq``, oldest first, as record batches.
+
+    The first page is read through SQLAlchemy; from a SQLite file the pages after it come from
+    a child process that reads them in C (:mod:`relay.history.sqlite_pages`), until its driver
+    refuses one, and every page of another database through SQLAlchemy.
+    """
     dialect = connection.dialect.name
-    rows_query = query(where, dialect)
+    page = _page(query(where, dialect), rows_per_batch)
+    path = sqlite_pages.database_file(connection)
     while True:
-        rows = connection.execute(rows_query.where(Alert.seq > after_seq).limit(rows_per_batch)).all()
-        if not rows:
+        batch = to_batch(connection.execute(page, {"after": after_seq}).all(), dialect)
+        if batch.num_rows:
+            yield batch
+        if batch.num_rows < rows_per_batch:
             return
-        yield to_batch(rows, dialect)
-        if len(rows) < rows_per_batch:
-            return
-        after_seq = rows[-1][0]
+        after_seq = batch.column(0)[-1].as_py()
+        if path is not None:
+            plain = _page(query(where, dialect, well_known_by_sql=False), rows_per_batch)
+            child = _child_pages(path, plain, after_seq, rows_per_batch, connection.dialect)
+            path = None  # one child per export: after a refusal, SQLAlchemy reads the rest
+            if child is not None:
+                with child:
+                    for raw in child:
+                        yield _with_well_known(raw, connection, page, after_seq, dialect)
+                        after_seq = raw.column(0)[-1].as_py()
+                if child.refused is None:
+                    return
+                logger.warning(
+                    "the SQLite reader stopped after alert %d (%s); reading the rest through SQLAlchemy",
+                    child.refused.seq, child.refused.error,
+                )  # fmt: skip
+                after_seq = child.refused.seq
+
+
+def _page(rows: Select[Any], limit: int) -> Select[Any]:
+    """``rows`` after the keyset value of the parameter ``after``, at most ``limit`` of them."""
+    return rows.where(Alert.seq > bindparam("after")).limit(limit)
+
+
+def _with_well_known(
+    raw: pa.RecordBatch, connection: Connection, page: Select[Any], after_seq: int, dialect: str
+) -> pa.RecordBatch:
+    """A page of the child reader with the metadata's well-known keys picked out by Arrow, or, where
+    Arrow refuses the page, the same page read again with them picked out by SQL (up to the same
+    last alert, whatever was stored or removed meanwhile)."""
+    columns = raw.columns
+    values = metadata_columns.well_known(columns[_METADATA_AT_READ])
+    if values is None:
+        through = page.where(Alert.seq <= bindparam("through"))
+        return to_batch(
+            connection.execute(through, {"after": after_seq, "through": columns[0][-1].as_py()}).all(), dialect
+        )
+    return _assemble([*columns[:_WELL_KNOWN_AT], *values, *columns[_WELL_KNOWN_AT:]], dialect)
+
+
+def _child_pages(
+    path: Path, page: Select[Any], after_seq: int, rows: int, dialect: Dialect
+) -> sqlite_pages.ChildPages | None:
+    try:
+        return sqlite_pages.ChildPages(
+            path, page, after="after", after_seq=after_seq, rows=rows, dialect=dialect, schema=_READ_SCHEMA
+        )
+    except (TypeError, OSError) as error:
+        logger.warning("the SQLite reader could not start (%s); reading through SQLAlchemy", error)
+        return None
+
+
+def _read_types(dialect: str) -> list[pa.DataType]:
+    """The Arrow type of each column of :func:`query` as read (times: SQLite's text, or PostgreSQL's)."""
+    moment = pa.string() if dialect == "sqlite" else UTC_MICROS
+    text, integer, number, flag = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+    return [
+        integer, text, text, text, text, integer, text, text, integer, moment, text,
+        number, number, number, number, number, text, text, integer, flag, flag, flag, text, moment, flag, text,
+    ]  # fmt: skip
+
+
+_WELL_KNOWN_AT: Final = 11
+"""Where the six columns of the metadata's well-known keys are in :func:`query`'s columns."""
+_METADATA_AT_READ: Final = _WELL_KNOWN_AT
+"""Where the metadata text is in the columns without them."""
+_READ_SCHEMA: Final = pa.schema(
+    [
+        (f"c{index}", kind)
+        for index, kind in enumerate(_read_types("sqlite"))
+        if not _WELL_KNOWN_AT <= index < _WELL_KNOWN_AT + 6
+    ]
+)
+"""The columns of :func:`query` on SQLite without the well-known keys', as the child reader sends them."""
 
 
 def to_batch(rows: Sequence[Any], dialect: str) -> pa.RecordBatch:
     """Rows of :func:`query` as a record batch of :data:`SCHEMA`."""
-    (seq, ids, streams, names, users, stream_seqs, severities, messages, stamps, created, refs, *rest) = zip(
-        *rows, strict=True
+    if not rows:
+        return pa.RecordBatch.from_pylist([], schema=SCHEMA)
+    columns = zip(*rows, strict=True)
+    return _assemble(
+        [pa.array(values, kind) for values, kind in zip(columns, _read_types(dialect), strict=True)], dialect
     )
+
+
+def _assemble(columns: Sequence[pa.Array], dialect: str) -> pa.RecordBatch:
+    """The columns of :func:`query`, as read with :func:`_read_types`, as a record batch of :data:`SCHEMA`."""
+    (seq, ids, streams, names, users, stream_seqs, severities, messages, stamps, created, refs, *rest) = columns
     confidence, x, y, width, height, object_types, metadata, frame_stamps, snapshots, *review = rest
     reviewed, false_positive, reviewed_by, reviewed_at, keep, notes = review
-    event_millis = pa.array(stamps, pa.int64())
-    in_calendar = pc.less_equal(event_millis, MAX_EVENT_MILLIS)
-    columns = [
-        pa.array(seq, pa.int64()),
-        pa.array(ids, pa.string()),
-        pa.array(streams, pa.string()),
-        pa.array(names, pa.string()),
-        pa.array(users, pa.string()),
-        pa.array(stream_seqs, pa.int64()),
-        pa.array(severities, pa.string()).dictionary_encode().cast(SEVERITY),
-        pa.array(messages, pa.string()),
-        event_millis,
-        pc.if_else(in_calendar, event_millis, None).cast(pa.int64()).cast(UTC_MILLIS),
+    in_calendar = pc.less_equal(stamps, MAX_EVENT_MILLIS)
+    arrays = [
+        seq, ids, streams, names, users, stream_seqs,
+        severities.dictionary_encode().cast(SEVERITY),
+        messages,
+        stamps,
+        pc.if_else(in_calendar, stamps, None).cast(pa.int64()).cast(UTC_MILLIS),
         _created(created, dialect),
-        pa.array(refs, pa.string()),
-        pa.array(confidence, pa.float64()),
-        pa.array(object_types, pa.string()),
-        pa.array(x, pa.float64()),
-        pa.array(y, pa.float64()),
-        pa.array(width, pa.float64()),
-        pa.array(height, pa.float64()),
-        pa.array(metadata, pa.string()),
-        pa.array(frame_stamps, pa.int64()),
-        _flags(snapshots),
-        _flags(reviewed),
-        _flags(false_positive),
-        pa.array(reviewed_by, pa.string()),
+        refs, confidence, object_types, x, y, width, height, metadata, frame_stamps, snapshots,
+        reviewed, false_positive, reviewed_by,
         _created(reviewed_at, dialect),
-        _flags(keep),
-        pa.array(notes, pa.string()),
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+        keep, notes,
+    ]  # fmt: skip
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
 
 
-def _flags(values: Sequence[Any]) -> pa.Array:
-    return pa.array(values, pa.bool_())
-
-
-def _created(values: Sequence[Any], dialect: str) -> pa.Array:
+def _created(values: pa.Array, dialect: str) -> pa.Array:
     """``createdAt`` (or another time) as UTC timestamps: SQLite keeps ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC (see
     :class:`~relay.store.models.UTCDateTime`), parsed by Arrow; PostgreSQL hands aware datetimes."""
     if dialect == "sqlite":
-        return pc.cast(pa.array(values, pa.string()), pa.timestamp("us")).cast(UTC_MICROS)
-    return pa.array(values, UTC_MICROS)
+        return pc.cast(values, pa.timestamp("us")).cast(UTC_MICROS)
+    return values
 
 
 def empty() -> pa.Table:

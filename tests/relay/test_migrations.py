@@ -7,6 +7,8 @@ way a relay does when it starts, and checks the data came through.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -215,3 +217,27 @@ async def test_0007_adds_the_retention_job_due_at_once(empty_database_url: str) 
         assert (pruned.deleted, pruned.days) == (1, [date(2020, 1, 1)])
     finally:
         await store.close()
+
+
+def test_the_schema_revision_the_store_knows_is_alembics_head() -> None:
+    """A database at SCHEMA_REVISION is not handed to Alembic: a new migration must move it too."""
+    from alembic.script import ScriptDirectory
+
+    from relay.store.database import SCHEMA_REVISION
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
+
+
+def test_a_command_on_a_current_database_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
+    program = (
+        "import asyncio, sys\n"
+        "from relay.store import Store\n"
+        "async def main():\n"
+        "    await (await Store.open(sys.argv[1])).close()\n"
+        "asyncio.run(main())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    first = subprocess.run([sys.executable, "-c", program, url], capture_output=True, text=True, check=True)
+    again = subprocess.run([sys.executable, "-c", program, url], capture_output=True, text=True, check=True)
+    assert (first.stdout.strip(), again.stdout.strip()) == ("True", "False"), "migrated once, then left alone"

@@ -1,0 +1,97 @@
+"""A child process that reads pages of a SQLite query straight into Arrow and streams them out.
+
+Run as ``python -m relay.history.sqlite_reader`` by :mod:`relay.history.sqlite_pages`,
+which explains why it is a process of its own.  It reads one JSON object on
+stdin::
+
+    {"path": "/data/relay.db", "sql": "SELECT ... WHERE ... alert.seq > ? ... LIMIT ?",
+     "parameters": [...], "after": 7, "rows": 20000, "schema": "<hex of an Arrow schema>"}
+
+and runs ``sql`` page after page, each time with ``parameters[after]`` set to
+the first column's last value of the page before (a keyset), writing each page
+to stdout as one record batch of ``schema`` in an Arrow IPC stream, until a
+page has fewer than ``rows`` rows.  Writing blocks while the reader is behind,
+so at most about a page waits in this process.
+
+A page ADBC's driver cannot read, or whose columns do not cast to ``schema``,
+ends the stream early: the process then writes ``{"refused": SEQ, "error": "..."}``
+on stderr (``SEQ`` the keyset value the page started after) and exits with
+:data:`REFUSED`, so the caller reads that page another way and goes on.
+Only ``pyarrow``, ``orjson`` and ADBC's driver are imported: the process starts
+in about half a second.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+import orjson
+import pyarrow as pa
+
+REFUSED: Final = 3
+"""Exit status: a page was refused (stderr says which)."""
+
+BATCH_ROWS_OPTION: Final = "adbc.sqlite.query.batch_rows"
+"""The driver's rows per batch, which are also the rows it infers each column's type from: set to
+the page's size, so that every page comes as one batch typed from all of its rows."""
+
+
+def read_pages(spec: dict[str, Any], out: BinaryIO) -> tuple[int, str] | None:
+    """Stream the pages ``spec`` asks for to ``out``; the keyset value and error of a refused page, or None."""
+    # Imported here, not above: the parent imports this module for REFUSED and must never load the
+    # driver's own SQLite beside Python's (see relay.history.sqlite_pages).
+    import adbc_driver_manager
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    schema = pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(spec["schema"])))
+    parameters: list[Any] = list(spec["parameters"])
+    after: int = spec["after"]
+    rows: int = spec["rows"]
+    connection = adbc_sqlite.connect(Path(spec["path"]).as_uri())
+    try:
+        with pa.ipc.new_stream(out, schema) as stream:
+            while True:
+                try:
+                    page = _page(connection, spec["sql"], parameters, rows, schema)
+                except (adbc_driver_manager.Error, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                    return parameters[after], str(error)
+                if page.num_rows:
+                    stream.write_batch(page)
+                if page.num_rows < rows:
+                    return None
+                parameters[after] = page.column(0)[-1].as_py()
+    finally:
+        connection.close()
+
+
+def _page(connection: Any, sql: str, parameters: list[Any], rows: int, schema: pa.Schema) -> pa.RecordBatch:
+    cursor = connection.cursor()
+    try:
+        cursor.adbc_statement.set_options(**{BATCH_ROWS_OPTION: str(rows)})
+        cursor.execute(sql, parameters)
+        table = cursor.fetch_arrow_table()
+    finally:
+        cursor.close()
+    columns = [column.combine_chunks().cast(field.type) for column, field in zip(table.columns, schema, strict=True)]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def main() -> int:
+    spec = orjson.loads(sys.stdin.buffer.read())
+    try:
+        refused = read_pages(spec, sys.stdout.buffer)
+    except BrokenPipeError:  # the reader went away (an export stopped): nothing to say, nothing to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if refused is None:
+        return 0
+    seq, error = refused
+    sys.stderr.buffer.write(orjson.dumps({"refused": seq, "error": error}))
+    return REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
