@@ -77,7 +77,7 @@ class ChildPages:
         spec = {
             "path": str(path),
             "sql": sql,
-            "parameters": parameters,
+            "parameters": _one_row(parameters).hex(),
             "after": names.index(after),
             "rows": rows,
             "schema": schema.serialize().to_pybytes().hex(),
@@ -136,7 +136,17 @@ class ChildPages:
         self.close()
 
 
-_PLAIN = (str, int, float, type(None))
+_PLAIN = (str, int, float)
+
+
+def _one_row(values: list[Any]) -> bytes:
+    """``values`` as an Arrow stream of one row, the columns the driver binds."""
+    columns = [pa.array([value], pa.int64() if isinstance(value, int) else None) for value in values]
+    batch = pa.RecordBatch.from_arrays(columns, names=[f"p{index}" for index in range(len(values))])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as stream:
+        stream.write_batch(batch)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _compiled(statement: Select[Any], dialect: Dialect, values: dict[str, Any]) -> tuple[str, list[str], list[Any]]:
@@ -153,7 +163,7 @@ def _compiled(statement: Select[Any], dialect: Dialect, values: dict[str, Any]) 
         if processor is None:
             bind = compiled.binds[expanded_from.get(name, name)]
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if processor is not None and value is not None:
+        if processor is not None:
             value = processor(value)
         if isinstance(value, bool):
             value = int(value)

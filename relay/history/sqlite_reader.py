@@ -4,11 +4,12 @@ Run as ``python -m relay.history.sqlite_reader`` by :mod:`relay.history.sqlite_p
 which explains why it is a process of its own.  It reads one JSON object on
 stdin::
 
-    {"path": "/data/relay.db", "sql": "SELECT ... WHERE ... alert.seq > ? ... LIMIT ?",
-     "parameters": [...], "after": 7, "rows": 20000, "schema": "<hex of an Arrow schema>"}
+    {"path": "/data/relay.db", "sql": "SELECT ... WHERE ... alert.seq > ? ... LIMIT ?", "after": 7,
+     "parameters": "<hex of an Arrow stream of one row>", "rows": 20000, "schema": "<hex of an Arrow schema>"}
 
-and runs ``sql`` page after page, each time with ``parameters[after]`` set to
-the first column's last value of the page before (a keyset), writing each page
+and runs ``sql`` page after page, with the row of ``parameters`` bound, each
+time with its column ``after`` set to the first column's last value of the
+page before (a keyset), writing each page
 to stdout as one record batch of ``schema`` in an Arrow IPC stream, until a
 page has fewer than ``rows`` rows.  Writing blocks while the reader is behind,
 so at most about a page waits in this process.
@@ -17,8 +18,9 @@ A page ADBC's driver cannot read, or whose columns do not cast to ``schema``,
 ends the stream early: the process then writes ``{"refused": SEQ, "error": "..."}``
 on stderr (``SEQ`` the keyset value the page started after) and exits with
 :data:`REFUSED`, so the caller reads that page another way and goes on.
-Only ``pyarrow``, ``orjson`` and ADBC's driver are imported: the process starts
-in about half a second.
+Only ``pyarrow``, ``orjson`` and ADBC's driver are imported, and no Python
+value is turned into an Arrow one (the first such conversion imports pandas):
+the process starts in about half a second.
 """
 
 from __future__ import annotations
@@ -42,39 +44,47 @@ the page's size, so that every page comes as one batch typed from all of its row
 def read_pages(spec: dict[str, Any], out: BinaryIO) -> tuple[int, str] | None:
     """Stream the pages ``spec`` asks for to ``out``; the keyset value and error of a refused page, or None."""
     # Imported here, not above: the parent imports this module for REFUSED and must never load the
-    # driver's own SQLite beside Python's (see relay.history.sqlite_pages).
+    # driver's own SQLite beside Python's (see relay.history.sqlite_pages).  The driver manager's own
+    # API, not its DB-API module, which imports pyarrow.dataset and so pandas (2 s of the start).
     import adbc_driver_manager
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
+    import adbc_driver_sqlite
 
     schema = pa.ipc.read_schema(pa.py_buffer(bytes.fromhex(spec["schema"])))
-    parameters: list[Any] = list(spec["parameters"])
+    parameters = pa.ipc.open_stream(bytes.fromhex(spec["parameters"])).read_next_batch()
     after: int = spec["after"]
     rows: int = spec["rows"]
-    connection = adbc_sqlite.connect(Path(spec["path"]).as_uri())
+    database = adbc_driver_sqlite.connect(Path(spec["path"]).as_uri())
+    connection = adbc_driver_manager.AdbcConnection(database)
     try:
         with pa.ipc.new_stream(out, schema) as stream:
             while True:
                 try:
                     page = _page(connection, spec["sql"], parameters, rows, schema)
                 except (adbc_driver_manager.Error, pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-                    return parameters[after], str(error)
+                    return parameters.column(after)[0].as_py(), str(error)
                 if page.num_rows:
                     stream.write_batch(page)
                 if page.num_rows < rows:
                     return None
-                parameters[after] = page.column(0)[-1].as_py()
+                last = page.column(0).slice(page.num_rows - 1)
+                parameters = parameters.set_column(after, parameters.schema.field(after), last)
     finally:
         connection.close()
+        database.close()
 
 
-def _page(connection: Any, sql: str, parameters: list[Any], rows: int, schema: pa.Schema) -> pa.RecordBatch:
-    cursor = connection.cursor()
+def _page(connection: Any, sql: str, parameters: pa.RecordBatch, rows: int, schema: pa.Schema) -> pa.RecordBatch:
+    import adbc_driver_manager
+
+    statement = adbc_driver_manager.AdbcStatement(connection)
     try:
-        cursor.adbc_statement.set_options(**{BATCH_ROWS_OPTION: str(rows)})
-        cursor.execute(sql, parameters)
-        table = cursor.fetch_arrow_table()
+        statement.set_options(**{BATCH_ROWS_OPTION: str(rows)})
+        statement.set_sql_query(sql)
+        statement.bind(parameters)
+        stream, _ = statement.execute_query()
+        table = pa.RecordBatchReader.from_stream(stream).read_all()
     finally:
-        cursor.close()
+        statement.close()
     columns = [column.combine_chunks().cast(field.type) for column, field in zip(table.columns, schema, strict=True)]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 

@@ -111,33 +111,42 @@ def query(where: AlertFilter, dialect: str, *, well_known_by_sql: bool = True) -
     reviewed_at = type_coerce(Alert.reviewed_at, String) if dialect == "sqlite" else Alert.reviewed_at
     well_known: list[ColumnElement[Any]] = [MetadataNumber(path) for path in _NUMBERS]
     well_known.append(MetadataText("objectType"))
-    return (
-        matching(where, with_stream=True)
-        .with_only_columns(
-            Alert.seq,
-            Alert.id,
-            Alert.stream_id,
-            VideoStream.device_name,
-            VideoStream.user_id,
-            Alert.stream_seq,
-            Alert.severity,
-            Alert.message,
-            Alert.timestamp,
-            created,
-            Alert.ref,
-            *(well_known if well_known_by_sql else ()),
-            cast(Alert.meta, Text),
-            Alert.frame_timestamp,
-            Alert.has_snapshot,
-            Alert.reviewed,
-            Alert.false_positive,
-            Alert.reviewed_by,
-            reviewed_at,
-            Alert.keep,
-            Alert.note,
-        )
-        .order_by(Alert.seq)
-    )
+    stream: list[ColumnElement[Any]] = [VideoStream.device_name.expression, VideoStream.user_id.expression]
+    if dialect == "sqlite":
+        # Looked up per alert, not joined: with a join, SQLite starts at the (few) streams and reads
+        # a time range's index once per stream, then sorts it all for every page (0.9 s a page of a
+        # day at 1M alerts); looked up, it walks the alerts in order (0.5 s, and less from a keyset).
+        rows, (device_name, user_id) = matching(where), [_of_stream(column) for column in stream]
+    else:
+        rows, (device_name, user_id) = matching(where, with_stream=True), stream
+    return rows.with_only_columns(
+        Alert.seq,
+        Alert.id,
+        Alert.stream_id,
+        device_name,
+        user_id,
+        Alert.stream_seq,
+        Alert.severity,
+        Alert.message,
+        Alert.timestamp,
+        created,
+        Alert.ref,
+        *(well_known if well_known_by_sql else ()),
+        cast(Alert.meta, Text),
+        Alert.frame_timestamp,
+        Alert.has_snapshot,
+        Alert.reviewed,
+        Alert.false_positive,
+        Alert.reviewed_by,
+        reviewed_at,
+        Alert.keep,
+        Alert.note,
+    ).order_by(Alert.seq)
+
+
+def _of_stream(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``column`` of the alert's stream, as a subquery per alert (see :func:`query`)."""
+    return select(column).where(VideoStream.id == Alert.stream_id).scalar_subquery()
 
 
 def count(connection: Connection, where: AlertFilter) -> int:
@@ -155,7 +164,13 @@ def batches(
     refuses one, and every page of another database through SQLAlchemy.
     """
     dialect = connection.dialect.name
-    page = _page(query(where, dialect), rows_per_batch)
+    last: int | None = None
+    if where.since is not None or where.until is not None:
+        span = _span(connection, where, after_seq)
+        if span is None:
+            return
+        after_seq, last = span
+    page = _page(query(where, dialect), rows_per_batch, last)
     path = sqlite_pages.database_file(connection)
     while True:
         batch = to_batch(connection.execute(page, {"after": after_seq}).all(), dialect)
@@ -165,7 +180,7 @@ def batches(
             return
         after_seq = batch.column(0)[-1].as_py()
         if path is not None:
-            plain = _page(query(where, dialect, well_known_by_sql=False), rows_per_batch)
+            plain = _page(query(where, dialect, well_known_by_sql=False), rows_per_batch, last)
             child = _child_pages(path, plain, after_seq, rows_per_batch, connection.dialect)
             path = None  # one child per export: after a refusal, SQLAlchemy reads the rest
             if child is not None:
@@ -182,9 +197,20 @@ def batches(
                 after_seq = child.refused.seq
 
 
-def _page(rows: Select[Any], limit: int) -> Select[Any]:
-    """``rows`` after the keyset value of the parameter ``after``, at most ``limit`` of them."""
+def _page(rows: Select[Any], limit: int, last: int | None) -> Select[Any]:
+    """``rows`` after the keyset value of the parameter ``after`` (and up to ``last``), at most ``limit`` of them."""
+    if last is not None:
+        rows = rows.where(Alert.seq <= last)
     return rows.where(Alert.seq > bindparam("after")).limit(limit)
+
+
+def _span(connection: Connection, where: AlertFilter, after_seq: int) -> tuple[int, int] | None:
+    """The keyset value to start after and the last ``seq`` of what ``where`` selects above ``after_seq``
+    (None: nothing).  For a time range the index on ``createdAt`` finds them at once, and the pages then
+    walk only that stretch of storage instead of every alert before it (a day of the partitioned copy)."""
+    matched = matching(where).where(Alert.seq > after_seq).subquery()
+    first, last = connection.execute(select(func.min(matched.c.seq), func.max(matched.c.seq))).one()
+    return None if first is None else (max(after_seq, first - 1), last)
 
 
 def _with_well_known(
