@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from relay import memory
 from relay.history import table
 from relay.history.formats import ExportFormat, encoder
 from relay.store import AlertFilter
@@ -37,14 +38,17 @@ def chunks(
     Reads with one connection, held until the iterator is exhausted or closed.
     """
     writing = encoder(format)
-    with engine.connect() as connection:
-        for batch in table.batches(connection, where, rows_per_batch=rows_per_batch):
-            data = writing.encode(batch)
-            if progress is not None:
-                progress(batch.num_rows)
-            if data:
-                yield data
-    yield writing.finish()
+    try:
+        with engine.connect() as connection:
+            for batch in table.batches(connection, where, rows_per_batch=rows_per_batch):
+                data = writing.encode(batch)
+                if progress is not None:
+                    progress(batch.num_rows)
+                if data:
+                    yield data
+        yield writing.finish()
+    finally:
+        memory.give_back()  # a server would otherwise keep the export's freed memory: see relay.memory
 
 
 def count(engine: Engine, where: AlertFilter) -> int:

@@ -37,6 +37,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import Connection, Engine
 
+from relay import memory
 from relay.clock import iso, parse_iso, utcnow
 from relay.history import table
 from relay.history.formats import DayWriter
@@ -89,10 +90,13 @@ def refresh(
     folder.mkdir(parents=True, exist_ok=True)
     with _locked(folder):
         state = _read_state(folder, where)
-        with engine.connect() as connection:
-            high_water = table.high_water(connection)
-            days = _days_to_write(connection, where, state, also_days)
-            written = sum(_write_day(connection, folder, where, day, progress) for day in days)
+        try:
+            with engine.connect() as connection:
+                high_water = table.high_water(connection)
+                days = _days_to_write(connection, where, state, also_days)
+                written = sum(_write_day(connection, folder, where, day, progress) for day in days)
+        finally:
+            memory.give_back()  # the relay refreshes every few minutes: see relay.memory
         finished = utcnow()
         _write_state(folder, _State(_filter_json(where), high_water, finished))
     return Refreshed(days, written, high_water, finished)
