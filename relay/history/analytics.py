@@ -14,7 +14,8 @@ GIL), within :data:`MEMORY_LIMIT`, and loads nothing from the network.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -22,12 +23,15 @@ from typing import TYPE_CHECKING, Any, Final
 import duckdb
 
 from relay.clock import iso
+from relay.history.partitioned import STATE_FILE
 from relay.store import AlertFilter
 
 if TYPE_CHECKING:
     import pandas as pd
 
 MEMORY_LIMIT: Final = "1GB"
+CACHED_ROWS: Final = 100_000
+"""Rows of answers kept for asking again (a month's alerts-per-hour is 7,200): some 15 MB at most."""
 THREADS: Final = 2
 UNUSUAL_SIGMAS: Final = 3
 UNUSUAL_MIN_ALERTS: Final = 10
@@ -179,13 +183,47 @@ class Analytics:
         )
         self._database.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
+        self._answers: OrderedDict[tuple[Any, ...], Answer] = OrderedDict()
+        self._cached_rows = 0
 
     def run(self, query: Query | str, where: AlertFilter) -> Answer:
-        """``query`` (a name of :data:`QUERIES`, or one of this module's others) over what ``where`` selects."""
+        """``query`` (a name of :data:`QUERIES`, or one of this module's others) over what ``where`` selects.
+
+        Answers are kept until the copy changes: every tab of the Analytics page, the report and
+        ``GET /api/analytics/{name}`` ask the same few questions of a copy that changes every few
+        minutes.  The answer is shared: do not change it.
+        """
         if isinstance(query, str):
             query = QUERIES[query]
+        version = self._version()
+        key = (query.name, query.sql, _filter_key(where), version)
+        with self._lock:
+            if (cached := self._answers.get(key)) is not None:
+                self._answers.move_to_end(key)
+                return cached
         rows = self._rows(query.sql, where)
-        return Answer(query.name, query.columns, [[_jsonable(value) for value in row] for row in rows])
+        answer = Answer(query.name, query.columns, [[_jsonable(value) for value in row] for row in rows])
+        if version is not None and self._version() == version:  # not a copy that changed while it was read
+            self._keep(key, answer)
+        return answer
+
+    def _version(self) -> tuple[int, int, int] | None:
+        """Which state of the copy this is: its state file, replaced by every run (None: no copy yet)."""
+        try:
+            state = (self.folder / STATE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return state.st_ino, state.st_mtime_ns, state.st_size
+
+    def _keep(self, key: tuple[Any, ...], answer: Answer) -> None:
+        with self._lock:
+            if key in self._answers or len(answer.rows) > CACHED_ROWS:
+                return
+            self._answers[key] = answer
+            self._cached_rows += len(answer.rows)
+            while self._cached_rows > CACHED_ROWS:
+                _, dropped = self._answers.popitem(last=False)
+                self._cached_rows -= len(dropped.rows)
 
     def sql(self, sql: str, where: AlertFilter, parameters: list[Any] | None = None) -> pd.DataFrame:
         """Any SQL over ``alerts`` (the filtered table) as a DataFrame: for notebooks and the page's own views."""
@@ -268,6 +306,11 @@ def _conditions(where: AlertFilter) -> tuple[list[str], list[Any]]:
     if where.max_confidence is not None:
         add("confidence <= ?", where.max_confidence)
     return conditions, parameters
+
+
+def _filter_key(where: AlertFilter) -> tuple[Any, ...]:
+    """``where`` as a dictionary key (its sequences as tuples)."""
+    return tuple(tuple(value) if isinstance(value, list) else value for value in astuple(where))
 
 
 def _jsonable(value: Any) -> Any:

@@ -193,3 +193,26 @@ async def test_the_answers_leave_out_what_the_analysts_called_false_positives(re
     assert refreshed.json["alertsWritten"] == 4, "the reviewed alerts' day is written again"
     assert await _analytics(relay, token, "top-object-types", "?falsePositive=false") == [["person", 1, 1.0]]
     assert await _analytics(relay, token, "top-object-types", "?reviewed=true") == [["cat", 3, 1.0]]
+
+
+async def test_an_answer_is_kept_until_the_copy_changes(relay: RelayHarness) -> None:
+    """Asking again reads nothing until a refresh writes the copy again; then the new alerts count."""
+    _, token = await relay.user()
+    gate = await relay.stream(token, "Gate")
+    await _store(relay, gate, DAY_ONE + timedelta(hours=3), objectType="person")
+    await relay.api("POST", "/api/analytics/refresh", token=token)
+    analytics = relay.relay.history.analytics
+    first = await _analytics(relay, token, "top-object-types")
+    assert first == [["person", 1, 1.0]]
+    reads = []
+    original = analytics._rows
+    analytics._rows = lambda sql, where: reads.append(sql) or original(sql, where)  # type: ignore[method-assign]
+    assert await _analytics(relay, token, "top-object-types") == first
+    assert await _analytics(relay, token, "top-object-types", f"?streamId={gate}") == first
+    assert len(reads) == 1, "the same question again is not read again; another filter is"
+
+    await _store(relay, gate, DAY_ONE + timedelta(hours=4), objectType="car")
+    assert await _analytics(relay, token, "top-object-types") == first, "the copy has not changed yet"
+    await relay.api("POST", "/api/analytics/refresh", token=token)
+    assert await _analytics(relay, token, "top-object-types") == [["car", 1, 0.5], ["person", 1, 0.5]]
+    assert len(reads) == 2
