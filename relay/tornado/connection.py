@@ -40,6 +40,7 @@ from relay.ratelimit import Quota
 from relay.routing.connection import Connection
 from relay.routing.router import Router
 from relay.routing.session import Session
+from relay.tornado.framing import PLAIN_BINARY, PLAIN_TEXT, frame_header, unmask
 from relay.tornado.outbox import Outbox
 from relay.wire import CloseCode, NotUtf8
 
@@ -81,6 +82,7 @@ _WEBSOCKET_LOG.setLevel(logging.WARNING)  # the library logs every connection's 
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _OPEN = State.OPEN
+_PLAIN = (PLAIN_BINARY, PLAIN_TEXT)
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -141,8 +143,11 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         "_close_timer",
         "_fragments",
         "_handling",
+        "_library_owes",
         "_node",
         "_opening",
+        "_partial",
+        "_plain",
         "_read_size",
         "_reading_stopped",
         "_text_decoder",
@@ -187,7 +192,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             received,
         )
         self._transport: asyncio.Transport | None = None
-        self._backlog: list[Frame] | None = None  # frames read while a message waits for the database
+        self._backlog: bytearray | None = None  # bytes read after a message that waits for the database
+        self._partial: bytearray | None = None  # the start of a frame whose end has not arrived
+        self._library_owes = 0  # bytes of a frame the library was given the start of, still to give it
+        self._plain = True  # frames are read here (see relay.tornado.framing) until the connection closes
         self._handling: asyncio.Task[None] | None = None  # the message it waits for
         self._fragments: bytearray | None = None  # a fragmented message being put together
         self._text_decoder: codecs.IncrementalDecoder | None = None  # checks a fragmented text as it comes
@@ -243,21 +251,76 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self.data_received(_receive_view[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
+        if self._backlog is not None:  # a message waits for the database: the rest waits behind it
+            self._backlog += data
+            return
+        waiting = self._read_frames(data)
+        if waiting is not None:
+            self._wait_for(waiting)
+
+    def _read_frames(self, data: bytes | bytearray | memoryview) -> Awaitable[None] | None:
+        """Act on the frames in ``data`` (after what was left of the last read), in order.
+
+        Plain frames (see :mod:`relay.tornado.framing`) are read here; any other
+        frame goes to the library whole, which answers pings and closes and
+        fails the connection on anything malformed.  Returns what a message
+        must wait for, with the bytes after it kept in ``_backlog``.
+        """
+        kept = self._partial
+        if kept is not None:
+            kept += data
+            data, self._partial = kept, None
+        view = memoryview(data)
+        offset, end = 0, len(view)
+        websocket = self._websocket
+        while offset < end:
+            if not self._plain:  # closing or failed: the library has the rest
+                return self._to_library(view[offset:])
+            owed = self._library_owes
+            if owed:
+                taken = min(owed, end - offset)
+                self._library_owes = owed - taken
+                offset += taken
+                waiting = self._to_library(view[offset - taken : offset])
+            else:
+                header = frame_header(view, offset, end)
+                if header is None:
+                    break
+                first, masked, size, length = header
+                limit = websocket.max_message_size
+                if not (first in _PLAIN and masked and (limit is None or length <= limit) and self._fragments is None):
+                    self._library_owes = size + length
+                    continue
+                if end - offset < size + length:
+                    break
+                start = offset + size
+                offset = start + length
+                waiting = self._message(first == PLAIN_TEXT, unmask(view[start:offset], bytes(view[start - 4 : start])))
+            if waiting is not None:
+                self._backlog = bytearray(view[offset:])
+                return waiting
+        if offset < end:
+            view.release()
+            if kept is None:
+                self._partial = bytearray(data[offset:])
+            else:  # a frame read in many pieces is appended to, not copied again per piece
+                del kept[:offset]
+                self._partial = kept
+        return None
+
+    def _to_library(self, data: memoryview) -> Awaitable[None] | None:
+        """Give the library bytes of a frame that is not plain; act on what it makes of them."""
         websocket = self._websocket
         # A memoryview, although typed bytes | bytearray: the library appends it to its own
         # buffer, which takes any bytes-like object (pinned in tests/unit/test_dependency_seams.py).
         websocket.receive_data(data)  # type: ignore[arg-type]
         events = websocket.events_received()
         self._send_protocol_output()
-        if self._backlog is not None:
-            self._backlog.extend(events)  # type: ignore[arg-type]
-            return
-        for index, event in enumerate(events):
+        waiting = None
+        for event in events:  # at most one while the connection is open: it gets one frame at a time
             assert isinstance(event, Frame)
             waiting = self._receive(event)
-            if waiting is not None:
-                self._wait_for(waiting, events[index + 1 :])  # type: ignore[arg-type]
-                return
+        return waiting
 
     def eof_received(self) -> None:
         self._websocket.receive_eof()
@@ -344,22 +407,19 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             return False
         return True
 
-    def _wait_for(self, waiting: Awaitable[None], rest: list[Frame]) -> None:
-        """Stop reading until ``waiting`` is done; then the frames already read, in order."""
+    def _wait_for(self, waiting: Awaitable[None]) -> None:
+        """Stop reading until ``waiting`` is done; then act on the bytes already read (``_backlog``), in order."""
         assert self._transport is not None
         self._transport.pause_reading()
-        self._backlog = rest
         self._handling = asyncio.ensure_future(self._drain_backlog(waiting))
 
-    async def _drain_backlog(self, waiting: Awaitable[None]) -> None:
-        backlog = self._backlog
-        assert backlog is not None
+    async def _drain_backlog(self, first: Awaitable[None]) -> None:
+        waiting: Awaitable[None] | None = first
         try:
-            await waiting
-            while backlog:
-                following = self._receive(backlog.pop(0))
-                if following is not None:
-                    await following
+            while waiting is not None:
+                await waiting
+                backlog, self._backlog = self._backlog, None
+                waiting = self._read_frames(backlog) if backlog else None
         finally:
             self._backlog = self._handling = None
         transport = self._transport
@@ -432,8 +492,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         if transport is None:
             return
         closing = websocket.state is not _OPEN
-        if closing and self._opening is None:
-            self.outbox.close()  # nothing may follow a close frame
+        if closing:
+            self._plain = False  # the library reads whatever comes now, to finish the closing handshake
+            if self._opening is None:
+                self.outbox.close()  # nothing may follow a close frame
         for data in websocket.data_to_send():
             if data:
                 transport.write(data)
