@@ -141,7 +141,8 @@ class Session:
             frame = parse_binary(data)
             if connection.user_id is None:
                 raise _unauthorized()
-            return self._guarded(self._router.frame(connection, frame), frame)
+            waiting = self._router.frame(connection, frame)
+            return None if waiting is None else self._answer_failures(waiting, frame)
         except ProtocolError as error:
             connection.send_error(error)
         except Exception:

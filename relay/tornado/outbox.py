@@ -167,8 +167,9 @@ class Outbox:
         self._frames_waiting += 1
         if self._busy:
             self._trim_frames()
-        else:
-            self._schedule()
+        elif not self._scheduled:  # _schedule(), inline: this runs once per frame and consumer
+            self._scheduled = True
+            self._flusher.add(self)
 
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
