@@ -7,8 +7,12 @@ RFC 6455 is the ``websockets`` library's: its sans-I/O
 bits, opcodes, control frames, fragment order, the message size limit), answers
 pings, and runs the closing handshake with valid codes only: a bad frame fails
 the connection with 1002, an oversized message with 1009, a bad close frame
-with 1002 or 1007, and 1005, 1006 and 1015 never go on the wire.  What it leaves
-to its caller is done here: assembling fragmented messages, and checking that
+with 1002 or 1007, and 1005, 1006 and 1015 never go on the wire.  The frames
+nearly every client sends, whole data frames, pings and pongs, are read here
+without it (:mod:`relay.tornado.framing`: one copy per payload, no per-frame
+objects), and the library's protocol is only made when something else comes or
+the connection closes; idle connections never have one.  What it leaves to its
+caller is done here: assembling fragmented messages, and checking that
 text is UTF-8 (close 1007, for a fragmented message as soon as the bad bytes
 arrive; for a whole one when its JSON does not parse, since orjson checks UTF-8
 as it parses and valid messages then pay nothing for the check).
@@ -40,7 +44,15 @@ from relay.ratelimit import Quota
 from relay.routing.connection import Connection
 from relay.routing.router import Router
 from relay.routing.session import Session
-from relay.tornado.framing import PLAIN_BINARY, PLAIN_TEXT, frame_header, unmask
+from relay.tornado.framing import (
+    MAX_CONTROL_PAYLOAD,
+    PLAIN_BINARY,
+    PLAIN_PING,
+    PLAIN_PONG,
+    PLAIN_TEXT,
+    frame_header,
+    unmask,
+)
 from relay.tornado.outbox import Outbox
 from relay.wire import CloseCode, NotUtf8
 
@@ -83,6 +95,23 @@ _WEBSOCKET_LOG.setLevel(logging.WARNING)  # the library logs every connection's 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _OPEN = State.OPEN
 _PLAIN = (PLAIN_BINARY, PLAIN_TEXT)
+_PLAIN_CONTROL = (PLAIN_PING, PLAIN_PONG)
+_PING = bytes((0x89, 0))
+"""The heartbeat's ping: a final, empty, unmasked ping frame."""
+
+
+def _release(websocket: WebSocketProtocol) -> None:
+    """Let go of what ties a closed protocol to itself, so that it is freed without the cycle collector.
+
+    The library's parser is a generator whose frame holds the protocol, and the exception that
+    ended it (at the end of the stream, always) holds that frame in its traceback: a cycle per
+    closed connection, which made full collections long in connection floods (issue 9).
+    Both attributes are the library's (pinned in tests/unit/test_dependency_seams.py).
+    """
+    websocket.parser.close()
+    websocket.parser_exc = None
+
+
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -144,6 +173,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         "_fragments",
         "_handling",
         "_library_owes",
+        "_max_size",
         "_node",
         "_opening",
         "_partial",
@@ -181,7 +211,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             max_size = min(max_size, UNAUTHENTICATED_MESSAGE_BYTES)
         elif identity is None:
             max_size = UNAUTHENTICATED_MESSAGE_BYTES
-        self._websocket = WebSocketProtocol(Side.SERVER, max_size=max_size, logger=_WEBSOCKET_LOG)
+        self._max_size = max_size
+        # Made when a frame that is not plain arrives or the connection closes: most connections never
+        # need it, and it is a kilobyte each (a parser generator, a buffer, a UUID).
+        self._websocket: WebSocketProtocol | None = None
         # What connection_made needs once, then forgets: the 101 response to write, who the
         # upgrade said the client is, and any bytes the client sent before it got the 101.
         self._opening: tuple[str, bytes, Identified | None, bool, bytes] | None = (
@@ -231,7 +264,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             transport,
             max_frames=settings.max_queued_frames,
             max_control=settings.max_queued_messages,
-            on_overflow=lambda: self.terminate(CloseCode.TRY_AGAIN_LATER, "consumer too slow", abort=True),
+            on_overflow=self._too_slow,
         )
         self.connection = Connection(
             node.node_id, peer, self.outbox, max_alerts_per_second=settings.max_alerts_per_second
@@ -272,7 +305,6 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             data, self._partial = kept, None
         view = memoryview(data)
         offset, end = 0, len(view)
-        websocket = self._websocket
         while offset < end:
             if not self._plain:  # closing or failed: the library has the rest
                 return self._to_library(view[offset:])
@@ -287,15 +319,26 @@ class WebSocketConnection(asyncio.BufferedProtocol):
                 if header is None:
                     break
                 first, masked, size, length = header
-                limit = websocket.max_message_size
-                if not (first in _PLAIN and masked and (limit is None or length <= limit) and self._fragments is None):
+                limit = self._max_size
+                if first in _PLAIN:
+                    plain = masked and (limit is None or length <= limit) and self._fragments is None
+                else:
+                    plain = first in _PLAIN_CONTROL and masked and length <= MAX_CONTROL_PAYLOAD
+                if not plain:
                     self._library_owes = size + length
                     continue
                 if end - offset < size + length:
                     break
                 start = offset + size
                 offset = start + length
-                waiting = self._message(first == PLAIN_TEXT, unmask(view[start:offset], bytes(view[start - 4 : start])))
+                payload = unmask(view[start:offset], bytes(view[start - 4 : start]))
+                if first == PLAIN_PONG:
+                    self.session.on_pong()
+                    continue
+                if first == PLAIN_PING:
+                    self._pong(payload)
+                    continue
+                waiting = self._message(first == PLAIN_TEXT, payload)
             if waiting is not None:
                 self._backlog = bytearray(view[offset:])
                 return waiting
@@ -310,7 +353,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
 
     def _to_library(self, data: memoryview) -> Awaitable[None] | None:
         """Give the library bytes of a frame that is not plain; act on what it makes of them."""
-        websocket = self._websocket
+        websocket = self._library()
         # A memoryview, although typed bytes | bytearray: the library appends it to its own
         # buffer, which takes any bytes-like object (pinned in tests/unit/test_dependency_seams.py).
         websocket.receive_data(data)  # type: ignore[arg-type]
@@ -322,16 +365,30 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             waiting = self._receive(event)
         return waiting
 
+    def _library(self) -> WebSocketProtocol:
+        """The library's protocol, made at a frame boundary when it is first needed."""
+        websocket = self._websocket
+        if websocket is None:
+            websocket = self._websocket = WebSocketProtocol(Side.SERVER, max_size=self._max_size, logger=_WEBSOCKET_LOG)
+        return websocket
+
+    def _pong(self, payload: bytes) -> None:
+        """Answer a plain ping, with its payload (RFC 6455 §5.5.2), as the library would."""
+        if self._transport is not None:
+            self._transport.write(bytes((0x8A, len(payload))) + payload)
+
     def eof_received(self) -> None:
-        self._websocket.receive_eof()
+        self._library().receive_eof()
         self._send_protocol_output()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
+        self._plain = False
         websocket = self._websocket
-        websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
+        if websocket is not None:
+            websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
         self._node.connections.discard(self)
         self._stop_waiting()
         if self._opening is not None:  # lost before it was ever made
@@ -339,7 +396,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self.outbox.close()
         description = self.connection.describe()
         self.session.ended()
-        sent, received = websocket.close_sent, websocket.close_rcvd
+        sent = received = None
+        if websocket is not None:
+            sent, received = websocket.close_sent, websocket.close_rcvd
+            _release(websocket)
         log.info(
             "close %s peer=%s sent=%s received=%s frames_dropped=%d",
             description,
@@ -386,7 +446,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         return None  # pings are answered and closes handled by the library
 
     def _message(self, is_text: bool, data: bytes) -> Awaitable[None] | None:
-        if self._websocket.state is not _OPEN:
+        if not self._plain:
             return None  # closing: nothing more is acted upon
         if not is_text:
             return self.session.on_binary(data)
@@ -430,9 +490,8 @@ class WebSocketConnection(asyncio.BufferedProtocol):
 
     def ping(self) -> None:
         """Send a WebSocket ping (the heartbeat's); the pong comes back to the session."""
-        if self._websocket.state is _OPEN:
-            self._websocket.send_ping(b"")
-            self._send_protocol_output()
+        if self._plain and self._transport is not None:
+            self._transport.write(_PING)
 
     def terminate(self, code: int, reason: str, *, abort: bool = False) -> None:
         """Close with ``code`` and ``reason``; ``abort`` cuts the TCP connection at once.
@@ -441,17 +500,22 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         peer that missed its pong, a consumer stuck behind thousands of messages.
         """
         self.outbox.close()
-        websocket = self._websocket
-        if websocket.state is _OPEN:
-            websocket.send_close(code, reason)
+        if self._plain:
+            self._library().send_close(code, reason)
             self._send_protocol_output()
         if abort and self._transport is not None:
             self._transport.abort()
 
+    def _too_slow(self) -> None:
+        """Its outbox overflowed: a consumer so far behind is cut off (it may reconnect and resume)."""
+        self.terminate(CloseCode.TRY_AGAIN_LATER, "consumer too slow", abort=True)
+
     def admitted(self) -> None:
         """The session authenticated the client: full-size messages from now on, and its place freed."""
         # An attribute of websockets' Protocol, read before each frame (pinned in test_dependency_seams.py).
-        self._websocket.max_message_size = self._node.settings.max_message_bytes or None
+        self._max_size = self._node.settings.max_message_bytes or None
+        if self._websocket is not None:
+            self._websocket.max_message_size = self._max_size
         self._stop_waiting()
 
     def _stop_waiting(self) -> None:
@@ -482,14 +546,14 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             self._transport.close()  # writes what is buffered (the close frame), then closes
 
     def _fail(self, code: int, reason: str) -> None:
-        self._websocket.fail(code, reason)
+        self._library().fail(code, reason)
         self._send_protocol_output()
 
     def _send_protocol_output(self) -> None:
         """Write what the library wants written: pongs, close frames, the end of the stream."""
         websocket = self._websocket
         transport = self._transport
-        if transport is None:
+        if transport is None or websocket is None:
             return
         closing = websocket.state is not _OPEN
         if closing:

@@ -2,10 +2,10 @@
 
 Nearly every frame a client sends is a whole message in one frame: a video
 frame or a JSON message, final (FIN), masked, no reserved bit, under the size
-limit.  :mod:`relay.tornado.connection` reads those itself, straight from the
+limit; or a ping or a pong.  :mod:`relay.tornado.connection` reads those itself, straight from the
 bytes the socket gave: :func:`frame_header` says where one starts and ends, and
 :func:`unmask` (the library's C helper, or its Python fallback) copies its
-payload out of the receive buffer and unmasks it in one pass.  Everything else (control frames, fragments,
+payload out of the receive buffer and unmasks it in one pass.  Everything else (close frames, fragments,
 anything malformed or over the limit) goes to the library, one whole frame at a
 time, so that it is always at a frame boundary when the fast path reads.
 
@@ -24,12 +24,17 @@ try:
 except ImportError:  # pragma: no cover - the library's wheels have it; a source install may not
     from websockets.utils import apply_mask as unmask
 
-__all__ = ["PLAIN_BINARY", "PLAIN_TEXT", "frame_header", "unmask"]
+__all__ = ["MAX_CONTROL_PAYLOAD", "PLAIN_BINARY", "PLAIN_PING", "PLAIN_PONG", "PLAIN_TEXT", "frame_header", "unmask"]
 
 PLAIN_TEXT: Final = 0x81
 """First header byte of a final text frame without reserved bits."""
 PLAIN_BINARY: Final = 0x82
 """First header byte of a final binary frame without reserved bits."""
+PLAIN_PING: Final = 0x89
+PLAIN_PONG: Final = 0x8A
+"""First header bytes of a ping and a pong without reserved bits (control frames are always final)."""
+MAX_CONTROL_PAYLOAD: Final = 125
+"""The longest payload of a control frame (RFC 6455 §5.5)."""
 
 _LENGTH_16 = struct.Struct("!H")
 _LENGTH_64 = struct.Struct("!Q")

@@ -152,9 +152,10 @@ class Outbox:
         if self._closed:
             return
         if len(self._waiting) - self._frames_waiting >= self._max_control:
+            overflowed = self._on_overflow
             self.close()
-            if self._on_overflow is not None:
-                self._on_overflow()
+            if overflowed is not None:
+                overflowed()
             return
         self._waiting.append((wire, None))
         self._schedule()
@@ -176,6 +177,7 @@ class Outbox:
         self._closed = True
         self._waiting.clear()
         self._frames_waiting = 0
+        self._on_overflow = None  # a reference back to the connection: no cycle left to the garbage collector
 
     def pause(self) -> None:
         """The transport holds bytes the socket did not take: wait for :meth:`resume`."""

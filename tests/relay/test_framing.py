@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 
 import orjson
 import pytest
 
 from relay.wire import encode_binary_frame
 from tests.raw_websocket import RawWebSocket, client_frame
-from tests.support import JPEG, Client, RelayHarness, running_relay
+from tests.support import GUARD, JPEG, Client, RelayHarness, running_relay
 
 TEXT, BINARY, CONT, PING, PONG = 0x1, 0x2, 0x0, 0x9, 0xA
 
@@ -118,6 +120,46 @@ async def test_frames_cut_at_any_byte_arrive_whole(relay: RelayHarness) -> None:
     assert (pong.opcode, pong.payload) == (PONG, b"cut")
     await _received(viewer, sizes)
     await producer.close()
+
+
+@pytest.mark.parametrize("ending", ["close frame", "end of stream", "relay closes", "bad frame"])
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(relay: RelayHarness, ending: str) -> None:
+    """Closed connections leave no reference cycles: in a flood of connections, full collections that
+    walk thousands of dead ones were what stalled the streams (issue 9)."""
+    _, token = await relay.user()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        client = await RawWebSocket.open(relay.port, token)
+        client.send(client_frame(TEXT, b'{"type": ', fin=False) + client_frame(CONT, b'"ping"}'))  # the library's
+        assert (await client.read_frame()).payload == b'{"type":"pong"}'
+        if ending == "close frame":
+            client.send(client_frame(0x8, b"\x03\xe8"))
+            await client.closed_with()
+        elif ending == "relay closes":
+            next(iter(relay.relay.connections)).terminate(1001, "going away")
+            await client.closed_with()
+        elif ending == "bad frame":
+            client.send(client_frame(0x3, b"x"))
+            await client.closed_with()
+        await client.close()
+        await relay.relay.connections.all_gone(GUARD)
+        await asyncio.sleep(0)  # the transport lets go of its protocol after connection_lost returns
+        gc.collect()
+        left = {type(found).__qualname__ for found in gc.garbage} & {
+            "WebSocketConnection",
+            "Session",
+            "Connection",
+            "Outbox",
+            "Protocol",
+            "TCPTransport",
+        }
+        assert not left, f"in reference cycles after the close: {sorted(left)}"
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
 
 
 async def test_a_fragmented_message_over_the_limit_closes_with_1009(database_url: str) -> None:

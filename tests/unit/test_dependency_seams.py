@@ -104,3 +104,28 @@ def test_websockets_apply_mask_reads_a_memoryview() -> None:
     buffer[:] = bytes(len(buffer))  # the buffer is reused at once: the result must be bytes of its own
     assert type(unmasked) is bytes
     assert unmasked == bytes([0, 0, 0, 0, 4, 4])
+
+
+def test_websockets_protocol_keeps_its_parser_and_its_end_where_the_relay_releases_them() -> None:
+    """relay/tornado/connection.py closes a closed protocol's parser and drops its exception (cycles)."""
+    import gc
+    import weakref
+
+    from relay.tornado.connection import _release
+
+    gc.collect()
+    gc.disable()
+    try:
+        protocol = Protocol(Side.SERVER)
+        protocol.receive_data(client_frame(0x2, b"x"))
+        protocol.receive_eof()  # the end of the stream without a close: the parser ends on EOFError
+        assert isinstance(protocol.parser_exc, EOFError)
+        released = weakref.ref(protocol)
+        _release(protocol)
+        del protocol
+        assert released() is None, (
+            "websockets' Protocol is no longer freed once its parser is closed and parser_exc dropped: "
+            "re-check relay.tornado.connection._release (closed connections would wait for a full GC)"
+        )
+    finally:
+        gc.enable()
