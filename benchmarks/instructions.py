@@ -10,7 +10,8 @@ too (``strace -c``, in a separate run, since tracing slows the relay) because
 the kernel's share of the CPU is not in the instruction count.
 
 It starts its own ``relay serve`` (a temporary SQLite database and user, no frame
-rate limit) under the tool, waits for it (Python under valgrind starts in
+rate limit; no heartbeat and no token watch, whose periodic work would count
+more per frame the slower the machine is) under the tool, waits for it (Python under valgrind starts in
 about a minute), connects the clients, warms up, zeroes the counters, sends
 ``--frames`` frames, and reads the counts.  ``--top`` lists the C functions
 that took the most instructions (Python code shows as the interpreter's own
@@ -74,15 +75,16 @@ async def relay_under(tool: str, folder: Path) -> AsyncIterator[tuple[str, str, 
     port = free_port()
     serve = [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", str(port)]
     serve += ["--database-url", database_url, "--max-fps", "0", "--max-alerts-per-second", "0"]
-    serve += ["--log-level", "WARNING"]
+    serve += ["--log-level", "WARNING", "--ping-interval", "0"]
     output = folder / f"{tool}.out"
     if tool == "callgrind":
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={output}", *serve]
     else:
         command = serve
     log = (folder / "relay.log").open("wb")
+    quiet = dict(os.environ, RELAY_TOKEN_CHECK_INTERVAL="3600")  # no periodic database work in the count
     process = await asyncio.create_subprocess_exec(
-        *command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        *command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=quiet
     )
     url = f"http://127.0.0.1:{port}"
     try:
