@@ -264,7 +264,7 @@ class Router:
         if permit.producer and not permit.streaming:
             permit.streaming = True
             self.status.set(stream_id, "streaming")
-        envelope = Envelope.for_frame(frame, connection.id)
+        envelope = Envelope(VIDEO_FRAME, stream_id, connection.id, 0, frame)  # positional: no keyword dict per frame
         if not COUNTERS.frames_received % LATENCY_SAMPLE:
             envelope.arrived = time.perf_counter()
         self.broker.publish(envelope)

@@ -141,7 +141,8 @@ class Session:
             frame = parse_binary(data)
             if connection.user_id is None:
                 raise _unauthorized()
-            return self._guarded(self._router.frame(connection, frame), frame)
+            waiting = self._router.frame(connection, frame)
+            return None if waiting is None else self._answer_failures(waiting, frame)
         except ProtocolError as error:
             connection.send_error(error)
         except Exception:
@@ -244,9 +245,25 @@ class Session:
     # ------------------------------------------------------------------ the end
 
     def ended(self) -> None:
-        """The connection is gone: clean up (its streams go offline)."""
+        """The connection is gone: clean up (its streams go offline), and let go of the connection's link."""
         self._cancel_deadline()
         self._router.disconnect(self.connection)
+        # The link is the connection, which holds this session: without the cycle, a closed
+        # connection is freed at once rather than by a full garbage collection.
+        self._link = _ENDED
+
+
+class _Ended:
+    """The link of a session whose connection is gone: nothing left to close or admit."""
+
+    def terminate(self, code: int, reason: str, *, abort: bool = False) -> None:
+        pass
+
+    def admitted(self) -> None:
+        pass
+
+
+_ENDED = _Ended()
 
 
 def _unauthorized() -> ProtocolError:

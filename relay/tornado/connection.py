@@ -7,8 +7,12 @@ RFC 6455 is the ``websockets`` library's: its sans-I/O
 bits, opcodes, control frames, fragment order, the message size limit), answers
 pings, and runs the closing handshake with valid codes only: a bad frame fails
 the connection with 1002, an oversized message with 1009, a bad close frame
-with 1002 or 1007, and 1005, 1006 and 1015 never go on the wire.  What it leaves
-to its caller is done here: assembling fragmented messages, and checking that
+with 1002 or 1007, and 1005, 1006 and 1015 never go on the wire.  The frames
+nearly every client sends, whole data frames, pings and pongs, are read here
+without it (:mod:`relay.tornado.framing`: one copy per payload, no per-frame
+objects), and the library's protocol is only made when something else comes or
+the connection closes; idle connections never have one.  What it leaves to its
+caller is done here: assembling fragmented messages, and checking that
 text is UTF-8 (close 1007, for a fragmented message as soon as the bad bytes
 arrive; for a whole one when its JSON does not parse, since orjson checks UTF-8
 as it parses and valid messages then pay nothing for the check).
@@ -40,6 +44,15 @@ from relay.ratelimit import Quota
 from relay.routing.connection import Connection
 from relay.routing.router import Router
 from relay.routing.session import Session
+from relay.tornado.framing import (
+    MAX_CONTROL_PAYLOAD,
+    PLAIN_BINARY,
+    PLAIN_PING,
+    PLAIN_PONG,
+    PLAIN_TEXT,
+    frame_header,
+    unmask,
+)
 from relay.tornado.outbox import Outbox
 from relay.wire import CloseCode, NotUtf8
 
@@ -81,6 +94,24 @@ _WEBSOCKET_LOG.setLevel(logging.WARNING)  # the library logs every connection's 
 
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _OPEN = State.OPEN
+_PLAIN = (PLAIN_BINARY, PLAIN_TEXT)
+_PLAIN_CONTROL = (PLAIN_PING, PLAIN_PONG)
+_PING = bytes((0x89, 0))
+"""The heartbeat's ping: a final, empty, unmasked ping frame."""
+
+
+def _release(websocket: WebSocketProtocol) -> None:
+    """Let go of what ties a closed protocol to itself, so that it is freed without the cycle collector.
+
+    The library's parser is a generator whose frame holds the protocol, and the exception that
+    ended it (at the end of the stream, always) holds that frame in its traceback: a cycle per
+    closed connection, which made full collections long in connection floods (issue 9).
+    Both attributes are the library's (pinned in tests/unit/test_dependency_seams.py).
+    """
+    websocket.parser.close()
+    websocket.parser_exc = None
+
+
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -141,8 +172,12 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         "_close_timer",
         "_fragments",
         "_handling",
+        "_library_owes",
+        "_max_size",
         "_node",
         "_opening",
+        "_partial",
+        "_plain",
         "_read_size",
         "_reading_stopped",
         "_text_decoder",
@@ -176,7 +211,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             max_size = min(max_size, UNAUTHENTICATED_MESSAGE_BYTES)
         elif identity is None:
             max_size = UNAUTHENTICATED_MESSAGE_BYTES
-        self._websocket = WebSocketProtocol(Side.SERVER, max_size=max_size, logger=_WEBSOCKET_LOG)
+        self._max_size = max_size
+        # Made when a frame that is not plain arrives or the connection closes: most connections never
+        # need it, and it is a kilobyte each (a parser generator, a buffer, a UUID).
+        self._websocket: WebSocketProtocol | None = None
         # What connection_made needs once, then forgets: the 101 response to write, who the
         # upgrade said the client is, and any bytes the client sent before it got the 101.
         self._opening: tuple[str, bytes, Identified | None, bool, bytes] | None = (
@@ -187,7 +225,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             received,
         )
         self._transport: asyncio.Transport | None = None
-        self._backlog: list[Frame] | None = None  # frames read while a message waits for the database
+        self._backlog: bytearray | None = None  # bytes read after a message that waits for the database
+        self._partial: bytearray | None = None  # the start of a frame whose end has not arrived
+        self._library_owes = 0  # bytes of a frame the library was given the start of, still to give it
+        self._plain = True  # frames are read here (see relay.tornado.framing) until the connection closes
         self._handling: asyncio.Task[None] | None = None  # the message it waits for
         self._fragments: bytearray | None = None  # a fragmented message being put together
         self._text_decoder: codecs.IncrementalDecoder | None = None  # checks a fragmented text as it comes
@@ -223,7 +264,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             transport,
             max_frames=settings.max_queued_frames,
             max_control=settings.max_queued_messages,
-            on_overflow=lambda: self.terminate(CloseCode.TRY_AGAIN_LATER, "consumer too slow", abort=True),
+            on_overflow=self._too_slow,
         )
         self.connection = Connection(
             node.node_id, peer, self.outbox, max_alerts_per_second=settings.max_alerts_per_second
@@ -243,32 +284,111 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self.data_received(_receive_view[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        websocket = self._websocket
+        if self._backlog is not None:  # a message waits for the database: the rest waits behind it
+            self._backlog += data
+            return
+        waiting = self._read_frames(data)
+        if waiting is not None:
+            self._wait_for(waiting)
+
+    def _read_frames(self, data: bytes | bytearray | memoryview) -> Awaitable[None] | None:
+        """Act on the frames in ``data`` (after what was left of the last read), in order.
+
+        Plain frames (see :mod:`relay.tornado.framing`) are read here; any other
+        frame goes to the library whole, which answers pings and closes and
+        fails the connection on anything malformed.  Returns what a message
+        must wait for, with the bytes after it kept in ``_backlog``.
+        """
+        kept = self._partial
+        if kept is not None:
+            kept += data
+            data, self._partial = kept, None
+        view = memoryview(data)
+        offset, end = 0, len(view)
+        while offset < end:
+            if not self._plain:  # closing or failed: the library has the rest
+                return self._to_library(view[offset:])
+            owed = self._library_owes
+            if owed:
+                taken = min(owed, end - offset)
+                self._library_owes = owed - taken
+                offset += taken
+                waiting = self._to_library(view[offset - taken : offset])
+            else:
+                header = frame_header(view, offset, end)
+                if header is None:
+                    break
+                first, masked, size, length = header
+                limit = self._max_size
+                if first in _PLAIN:
+                    plain = masked and (limit is None or length <= limit) and self._fragments is None
+                else:
+                    plain = first in _PLAIN_CONTROL and masked and length <= MAX_CONTROL_PAYLOAD
+                if not plain:
+                    self._library_owes = size + length
+                    continue
+                if end - offset < size + length:
+                    break
+                start = offset + size
+                offset = start + length
+                payload = unmask(view[start:offset], bytes(view[start - 4 : start]))
+                if first == PLAIN_PONG:
+                    self.session.on_pong()
+                    continue
+                if first == PLAIN_PING:
+                    self._pong(payload)
+                    continue
+                waiting = self._message(first == PLAIN_TEXT, payload)
+            if waiting is not None:
+                self._backlog = bytearray(view[offset:])
+                return waiting
+        if offset < end:
+            view.release()
+            if kept is None:
+                self._partial = bytearray(data[offset:])
+            else:  # a frame read in many pieces is appended to, not copied again per piece
+                del kept[:offset]
+                self._partial = kept
+        return None
+
+    def _to_library(self, data: memoryview) -> Awaitable[None] | None:
+        """Give the library bytes of a frame that is not plain; act on what it makes of them."""
+        websocket = self._library()
         # A memoryview, although typed bytes | bytearray: the library appends it to its own
         # buffer, which takes any bytes-like object (pinned in tests/unit/test_dependency_seams.py).
         websocket.receive_data(data)  # type: ignore[arg-type]
         events = websocket.events_received()
         self._send_protocol_output()
-        if self._backlog is not None:
-            self._backlog.extend(events)  # type: ignore[arg-type]
-            return
-        for index, event in enumerate(events):
+        waiting = None
+        for event in events:  # at most one while the connection is open: it gets one frame at a time
             assert isinstance(event, Frame)
             waiting = self._receive(event)
-            if waiting is not None:
-                self._wait_for(waiting, events[index + 1 :])  # type: ignore[arg-type]
-                return
+        return waiting
+
+    def _library(self) -> WebSocketProtocol:
+        """The library's protocol, made at a frame boundary when it is first needed."""
+        websocket = self._websocket
+        if websocket is None:
+            websocket = self._websocket = WebSocketProtocol(Side.SERVER, max_size=self._max_size, logger=_WEBSOCKET_LOG)
+        return websocket
+
+    def _pong(self, payload: bytes) -> None:
+        """Answer a plain ping, with its payload (RFC 6455 §5.5.2), as the library would."""
+        if self._transport is not None:
+            self._transport.write(bytes((0x8A, len(payload))) + payload)
 
     def eof_received(self) -> None:
-        self._websocket.receive_eof()
+        self._library().receive_eof()
         self._send_protocol_output()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
+        self._plain = False
         websocket = self._websocket
-        websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
+        if websocket is not None:
+            websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
         self._node.connections.discard(self)
         self._stop_waiting()
         if self._opening is not None:  # lost before it was ever made
@@ -276,7 +396,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self.outbox.close()
         description = self.connection.describe()
         self.session.ended()
-        sent, received = websocket.close_sent, websocket.close_rcvd
+        sent = received = None
+        if websocket is not None:
+            sent, received = websocket.close_sent, websocket.close_rcvd
+            _release(websocket)
         log.info(
             "close %s peer=%s sent=%s received=%s frames_dropped=%d",
             description,
@@ -323,7 +446,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         return None  # pings are answered and closes handled by the library
 
     def _message(self, is_text: bool, data: bytes) -> Awaitable[None] | None:
-        if self._websocket.state is not _OPEN:
+        if not self._plain:
             return None  # closing: nothing more is acted upon
         if not is_text:
             return self.session.on_binary(data)
@@ -344,22 +467,19 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             return False
         return True
 
-    def _wait_for(self, waiting: Awaitable[None], rest: list[Frame]) -> None:
-        """Stop reading until ``waiting`` is done; then the frames already read, in order."""
+    def _wait_for(self, waiting: Awaitable[None]) -> None:
+        """Stop reading until ``waiting`` is done; then act on the bytes already read (``_backlog``), in order."""
         assert self._transport is not None
         self._transport.pause_reading()
-        self._backlog = rest
         self._handling = asyncio.ensure_future(self._drain_backlog(waiting))
 
-    async def _drain_backlog(self, waiting: Awaitable[None]) -> None:
-        backlog = self._backlog
-        assert backlog is not None
+    async def _drain_backlog(self, first: Awaitable[None]) -> None:
+        waiting: Awaitable[None] | None = first
         try:
-            await waiting
-            while backlog:
-                following = self._receive(backlog.pop(0))
-                if following is not None:
-                    await following
+            while waiting is not None:
+                await waiting
+                backlog, self._backlog = self._backlog, None
+                waiting = self._read_frames(backlog) if backlog else None
         finally:
             self._backlog = self._handling = None
         transport = self._transport
@@ -370,9 +490,8 @@ class WebSocketConnection(asyncio.BufferedProtocol):
 
     def ping(self) -> None:
         """Send a WebSocket ping (the heartbeat's); the pong comes back to the session."""
-        if self._websocket.state is _OPEN:
-            self._websocket.send_ping(b"")
-            self._send_protocol_output()
+        if self._plain and self._transport is not None:
+            self._transport.write(_PING)
 
     def terminate(self, code: int, reason: str, *, abort: bool = False) -> None:
         """Close with ``code`` and ``reason``; ``abort`` cuts the TCP connection at once.
@@ -381,17 +500,22 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         peer that missed its pong, a consumer stuck behind thousands of messages.
         """
         self.outbox.close()
-        websocket = self._websocket
-        if websocket.state is _OPEN:
-            websocket.send_close(code, reason)
+        if self._plain:
+            self._library().send_close(code, reason)
             self._send_protocol_output()
         if abort and self._transport is not None:
             self._transport.abort()
 
+    def _too_slow(self) -> None:
+        """Its outbox overflowed: a consumer so far behind is cut off (it may reconnect and resume)."""
+        self.terminate(CloseCode.TRY_AGAIN_LATER, "consumer too slow", abort=True)
+
     def admitted(self) -> None:
         """The session authenticated the client: full-size messages from now on, and its place freed."""
         # An attribute of websockets' Protocol, read before each frame (pinned in test_dependency_seams.py).
-        self._websocket.max_message_size = self._node.settings.max_message_bytes or None
+        self._max_size = self._node.settings.max_message_bytes or None
+        if self._websocket is not None:
+            self._websocket.max_message_size = self._max_size
         self._stop_waiting()
 
     def _stop_waiting(self) -> None:
@@ -422,18 +546,20 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             self._transport.close()  # writes what is buffered (the close frame), then closes
 
     def _fail(self, code: int, reason: str) -> None:
-        self._websocket.fail(code, reason)
+        self._library().fail(code, reason)
         self._send_protocol_output()
 
     def _send_protocol_output(self) -> None:
         """Write what the library wants written: pongs, close frames, the end of the stream."""
         websocket = self._websocket
         transport = self._transport
-        if transport is None:
+        if transport is None or websocket is None:
             return
         closing = websocket.state is not _OPEN
-        if closing and self._opening is None:
-            self.outbox.close()  # nothing may follow a close frame
+        if closing:
+            self._plain = False  # the library reads whatever comes now, to finish the closing handshake
+            if self._opening is None:
+                self.outbox.close()  # nothing may follow a close frame
         for data in websocket.data_to_send():
             if data:
                 transport.write(data)

@@ -12,6 +12,12 @@ usually holds several frames when it is read, so one system call carries many
 frames to each consumer instead of one call per frame per consumer — which is
 most of what relaying small frames costs.
 
+One callback per turn of the loop flushes every outbox that has something to
+write (:class:`Flusher`), not one callback per outbox: a paced frame for ten
+consumers is one scheduled callback, not ten, and a lone message waiting is
+written without building a batch (measured in ``benchmarks/RESULTS.md``,
+issue 12).
+
 When the socket does not take everything, the transport keeps the rest and the
 outbox is *busy* (the transport's write buffer limit is 0, so it tells the
 protocol :meth:`~asyncio.BaseProtocol.pause_writing` as soon as anything is left
@@ -35,7 +41,9 @@ of memory and never slows the producer or the other consumers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
@@ -45,11 +53,48 @@ from relay.wire.frames import Wire
 
 MAX_BUFFERS_PER_CALL: Final = 512  # well under IOV_MAX (1024 on Linux)
 
+log = logging.getLogger("relay.connection")
+
 
 class Transport(Protocol):
     """The part of :class:`asyncio.WriteTransport` the outbox uses."""
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None: ...
+
+
+class Flusher:
+    """Flushes, once at the end of the loop's turn, every outbox that queued something in it."""
+
+    __slots__ = ("_due", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: list[Outbox] = []
+
+    def add(self, outbox: Outbox) -> None:
+        if not self._due:
+            self._loop.call_soon(self._run)
+        self._due.append(outbox)
+
+    def _run(self) -> None:
+        due, self._due = self._due, []
+        for outbox in due:
+            try:
+                outbox.flush()
+            except Exception:  # one connection's failure is not the others'
+                log.exception("writing to a connection failed")
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = weakref.WeakKeyDictionary()
+
+
+def flusher() -> Flusher:
+    """The running loop's :class:`Flusher`."""
+    loop = asyncio.get_running_loop()
+    found = _flushers.get(loop)
+    if found is None:
+        found = _flushers[loop] = Flusher(loop)
+    return found
 
 
 class Outbox:
@@ -58,8 +103,8 @@ class Outbox:
     __slots__ = (
         "_busy",
         "_closed",
+        "_flusher",
         "_frames_waiting",
-        "_loop",
         "_max_control",
         "_max_frames",
         "_on_overflow",
@@ -78,7 +123,7 @@ class Outbox:
         on_overflow: Callable[[], None] | None = None,
     ) -> None:
         self._transport = transport
-        self._loop = asyncio.get_running_loop()
+        self._flusher = flusher()
         # Messages not yet handed to the transport, in order: (Wire, None) for a message
         # that is never dropped, (Envelope, wants binary) for a frame.  A plain list:
         # thousands of idle connections each hold one, and an empty deque costs 760
@@ -107,9 +152,10 @@ class Outbox:
         if self._closed:
             return
         if len(self._waiting) - self._frames_waiting >= self._max_control:
+            overflowed = self._on_overflow
             self.close()
-            if self._on_overflow is not None:
-                self._on_overflow()
+            if overflowed is not None:
+                overflowed()
             return
         self._waiting.append((wire, None))
         self._schedule()
@@ -122,14 +168,16 @@ class Outbox:
         self._frames_waiting += 1
         if self._busy:
             self._trim_frames()
-        else:
-            self._schedule()
+        elif not self._scheduled:  # _schedule(), inline: this runs once per frame and consumer
+            self._scheduled = True
+            self._flusher.add(self)
 
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
         self._closed = True
         self._waiting.clear()
         self._frames_waiting = 0
+        self._on_overflow = None  # a reference back to the connection: no cycle left to the garbage collector
 
     def pause(self) -> None:
         """The transport holds bytes the socket did not take: wait for :meth:`resume`."""
@@ -139,7 +187,7 @@ class Outbox:
     def resume(self) -> None:
         """The transport has written everything: send what waited meanwhile."""
         self._busy = False
-        self._flush()
+        self.flush()
 
     def _trim_frames(self) -> None:
         waiting = self._waiting
@@ -155,7 +203,7 @@ class Outbox:
     def _schedule(self) -> None:
         if not self._scheduled and not self._busy:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._flusher.add(self)
 
     def _next_batch(self) -> list[bytes | memoryview]:
         """The buffers of waiting messages, in order, up to :data:`MAX_BUFFERS_PER_CALL`."""
@@ -177,9 +225,21 @@ class Outbox:
         del waiting[:taken]
         return batch
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand what waits to the transport (the flusher calls it at the end of the turn)."""
         self._scheduled = False
-        while not self._busy and not self._closed and self._waiting:
+        waiting = self._waiting
+        while waiting and not self._busy and not self._closed:
             # The transport calls pause() (through its protocol) from inside
             # writelines when the socket does not take it all.
-            self._transport.writelines(self._next_batch())
+            if len(waiting) > 1:
+                self._transport.writelines(self._next_batch())
+                continue
+            item, binary = waiting.pop()  # one message, the usual case of a paced stream: no batch to build
+            if binary is None:
+                self._transport.writelines(item)  # type: ignore[arg-type]
+                continue
+            self._frames_waiting -= 1
+            self._transport.writelines(item.wire(binary))  # type: ignore[union-attr]
+            if item.arrived:  # type: ignore[union-attr]
+                DELIVERY_LATENCY.observe(time.perf_counter() - item.arrived)  # type: ignore[union-attr]

@@ -35,7 +35,6 @@ class Envelope:
         self,
         type: str,
         stream_id: str,
-        *,
         origin: str = "",
         seq: int = 0,
         frame: VideoFrame | None = None,

@@ -101,13 +101,8 @@ def parse_binary(data: bytes, *, received_ms: int | None = None) -> VideoFrame:
     timestamp = _optional_timestamp(header, received_ms)
     content_type = _content_type(header)
     forwardable = "timestamp" in header and header.keys() <= _BINARY_HEADER_KEYS
-    return VideoFrame(
-        stream_id,
-        timestamp,
-        content_type,
-        jpeg=jpeg,
-        binary_payload=data if forwardable else None,
-    )
+    # Positional: a class called with keywords packs them into a dict first, once per frame.
+    return VideoFrame(stream_id, timestamp, content_type, jpeg, None, None, data if forwardable else None)
 
 
 def _parse_json_frame(obj: dict[str, Any], text: str | bytes, received_ms: int | None) -> VideoFrame:

@@ -43,7 +43,6 @@ class VideoFrame:
         stream_id: str,
         timestamp: int,
         content_type: str,
-        *,
         jpeg: bytes | memoryview | None = None,
         b64: str | None = None,
         json_payload: bytes | None = None,

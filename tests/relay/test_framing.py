@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 
 import orjson
 import pytest
 
 from relay.wire import encode_binary_frame
-from tests.support import JPEG, RelayHarness, running_relay
+from tests.raw_websocket import RawWebSocket, client_frame
+from tests.support import GUARD, JPEG, Client, RelayHarness, running_relay
+
+TEXT, BINARY, CONT, PING, PONG = 0x1, 0x2, 0x0, 0x9, 0xA
 
 
 @pytest.fixture
@@ -56,6 +61,105 @@ async def test_every_length_encoding_is_read(relay: RelayHarness) -> None:
         await producer.send_frame(stream_id, image)
         _, received = await viewer.recv()  # type: ignore[misc]
         assert received == image
+
+
+async def _raw_producer_and_viewer(relay: RelayHarness) -> tuple[str, RawWebSocket, Client]:
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    viewer = await relay.consumer(token, stream_id, consumes=["video-frame"], frameFormat="binary")
+    return stream_id, await RawWebSocket.open(relay.port, token), viewer
+
+
+def _register(stream_id: str) -> bytes:
+    return client_frame(TEXT, orjson.dumps({"type": "register", "streamId": stream_id, "consumes": []}))
+
+
+def _binary_frames(stream_id: str, sizes: tuple[int, ...]) -> list[bytes]:
+    """Client frames of binary video frames whose image is ``size`` times the byte ``n`` (their timestamp)."""
+    images = (bytes([n]) * size for n, size in enumerate(sizes))
+    return [client_frame(BINARY, encode_binary_frame(stream_id, image, timestamp=n)) for n, image in enumerate(images)]
+
+
+async def _received(viewer: Client, sizes: tuple[int, ...]) -> None:
+    for n, size in enumerate(sizes):
+        header, image = await viewer.recv()  # type: ignore[misc]
+        assert (header["timestamp"], image) == (n, bytes([n]) * size), f"frame {n}"
+
+
+async def test_a_register_and_the_frames_behind_it_in_one_write_take_effect_in_order(relay: RelayHarness) -> None:
+    """A phone may send its first frames right behind its register: they wait for the register's
+    database lookup, then all go out, in order, and a ping among them is answered."""
+    stream_id, producer, viewer = await _raw_producer_and_viewer(relay)
+    sizes = (5, 300, 70_000, 1)
+    frames = _binary_frames(stream_id, sizes)
+    producer.send(_register(stream_id) + b"".join(frames[:2]) + client_frame(PING, b"between") + b"".join(frames[2:]))
+    answers = {await producer.read_frame(), await producer.read_frame()}  # a pong needs no turn: either first
+    assert {(frame.opcode, b'"registered"' in frame.payload or frame.payload) for frame in answers} == {
+        (TEXT, True),
+        (PONG, b"between"),
+    }
+    await _received(viewer, sizes)
+    await producer.close()
+
+
+async def test_frames_cut_at_any_byte_arrive_whole(relay: RelayHarness) -> None:
+    """A frame's header, mask and payload may each come in pieces (a slow network), and a piece may end
+    one frame and start the next: every frame arrives whole, and a ping cut in pieces is answered."""
+    stream_id, producer, viewer = await _raw_producer_and_viewer(relay)
+    producer.send(_register(stream_id))
+    assert b'"registered"' in (await producer.read_frame()).payload
+    sizes = (1, 200, 66_000, 3)
+    frames = _binary_frames(stream_id, sizes)
+    wire = b"".join(frames[:2]) + client_frame(PING, b"cut") + b"".join(frames[2:])
+    pieces = [wire[at : at + 1] for at in range(60)]  # the first headers and masks byte by byte
+    pieces += [wire[at : at + 997] for at in range(60, len(wire), 997)]
+    for piece in pieces:
+        producer.send(piece)
+        await producer.writer.drain()
+    pong = await producer.read_frame()
+    assert (pong.opcode, pong.payload) == (PONG, b"cut")
+    await _received(viewer, sizes)
+    await producer.close()
+
+
+@pytest.mark.parametrize("ending", ["close frame", "end of stream", "relay closes", "bad frame"])
+async def test_a_closed_connection_is_freed_without_the_cycle_collector(relay: RelayHarness, ending: str) -> None:
+    """Closed connections leave no reference cycles: in a flood of connections, full collections that
+    walk thousands of dead ones were what stalled the streams (issue 9)."""
+    _, token = await relay.user()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        client = await RawWebSocket.open(relay.port, token)
+        client.send(client_frame(TEXT, b'{"type": ', fin=False) + client_frame(CONT, b'"ping"}'))  # the library's
+        assert (await client.read_frame()).payload == b'{"type":"pong"}'
+        if ending == "close frame":
+            client.send(client_frame(0x8, b"\x03\xe8"))
+            await client.closed_with()
+        elif ending == "relay closes":
+            next(iter(relay.relay.connections)).terminate(1001, "going away")
+            await client.closed_with()
+        elif ending == "bad frame":
+            client.send(client_frame(0x3, b"x"))
+            await client.closed_with()
+        await client.close()
+        await relay.relay.connections.all_gone(GUARD)
+        await asyncio.sleep(0)  # the transport lets go of its protocol after connection_lost returns
+        gc.collect()
+        left = {type(found).__qualname__ for found in gc.garbage} & {
+            "WebSocketConnection",
+            "Session",
+            "Connection",
+            "Outbox",
+            "Protocol",
+            "TCPTransport",
+        }
+        assert not left, f"in reference cycles after the close: {sorted(left)}"
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
 
 
 async def test_a_fragmented_message_over_the_limit_closes_with_1009(database_url: str) -> None:

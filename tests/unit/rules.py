@@ -43,7 +43,7 @@ class RecordingSink:
 
     def send(self, wire: Wire) -> None:
         if not self.closed:
-            self.messages.append(orjson.loads(wire[1]))  # (header, payload): the payload is the JSON
+            self.messages.append(orjson.loads(_payload(wire)))
             self.arrived.set()
 
     def send_frame(self, envelope: Envelope, binary: bool) -> None:
@@ -136,3 +136,10 @@ async def node_on(database_url: str, **settings: Any) -> AsyncIterator[Node]:
     finally:
         await node.status.close()
         await store.close()
+
+
+def _payload(wire: Wire) -> bytes:
+    """The payload of a server frame, whether its header came in a buffer of its own or joined to it."""
+    data = b"".join(wire)
+    length = data[1] & 0x7F
+    return data[2 if length < 126 else 4 if length == 126 else 10 :]

@@ -88,3 +88,44 @@ def test_panel_still_has_the_toast_bug_that_is_repaired() -> None:
     assert BUGGY_LOOP in script or repaired(), (
         "Panel fixed its toast loop: delete workbench/server/notifications.py and its call in app_hooks.py"
     )
+
+
+def test_websockets_apply_mask_reads_a_memoryview() -> None:
+    """relay/tornado/framing.py unmasks a payload straight out of the shared receive buffer."""
+    from relay.tornado.framing import unmask
+
+    buffer = bytearray(b"\x01\x02\x03\x04\x05\x06" + bytes([1, 2, 3, 4]))
+    view = memoryview(buffer)
+    unmasked = unmask(view[:6], bytes(view[6:]))
+    assert unmasked == bytes([0, 0, 0, 0, 4, 4]), (
+        "websockets' apply_mask no longer takes a memoryview of the payload: relay/tornado/connection.py "
+        "must pass bytes to relay.tornado.framing.unmask"
+    )
+    buffer[:] = bytes(len(buffer))  # the buffer is reused at once: the result must be bytes of its own
+    assert type(unmasked) is bytes
+    assert unmasked == bytes([0, 0, 0, 0, 4, 4])
+
+
+def test_websockets_protocol_keeps_its_parser_and_its_end_where_the_relay_releases_them() -> None:
+    """relay/tornado/connection.py closes a closed protocol's parser and drops its exception (cycles)."""
+    import gc
+    import weakref
+
+    from relay.tornado.connection import _release
+
+    gc.collect()
+    gc.disable()
+    try:
+        protocol = Protocol(Side.SERVER)
+        protocol.receive_data(client_frame(0x2, b"x"))
+        protocol.receive_eof()  # the end of the stream without a close: the parser ends on EOFError
+        assert isinstance(protocol.parser_exc, EOFError)
+        released = weakref.ref(protocol)
+        _release(protocol)
+        del protocol
+        assert released() is None, (
+            "websockets' Protocol is no longer freed once its parser is closed and parser_exc dropped: "
+            "re-check relay.tornado.connection._release (closed connections would wait for a full GC)"
+        )
+    finally:
+        gc.enable()

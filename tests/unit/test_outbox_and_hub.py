@@ -163,3 +163,18 @@ async def test_hub_registry_and_delivery() -> None:
     hub.remove_connection(connections["binary"], ["s"])
     assert not hub.has_consumers("s")
     assert interest[-1] == ("s", False)
+
+
+async def test_the_outboxes_of_one_turn_are_flushed_together_and_one_failing_write_stops_no_other() -> None:
+    class BrokenTransport(SlowTransport):
+        def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+            raise RuntimeError("the handler is closed")
+
+    broken, working = BrokenTransport(), SlowTransport()
+    working.blocked = False
+    first, second = outbox_on(broken), outbox_on(working)
+    first.send((b"<lost>",))
+    second.send_frame(Frame(b"<f0>"), True)
+    second.send((b"<c0>",))
+    await asyncio.sleep(0)  # the turn ends: one callback flushes both
+    assert working.written == [b"<f0><c0>"]
