@@ -22,9 +22,9 @@ match.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,30 +32,36 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, Dialect, text
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 import relay
-from relay.history.sqlite_reader import REFUSED
+from relay.history.sqlite_reader import REFUSAL, REFUSED
 
 _SOURCE_ROOT = str(Path(relay.__file__).resolve().parent.parent)
-"""Where the ``relay`` package is, put on the child's ``PYTHONPATH`` (a checkout run without installing)."""
+"""Where the ``relay`` package is: the child appends it to its path (a checkout run without installing)."""
+_START = "import sys; sys.path.append(sys.argv[1]); from relay.history.sqlite_reader import main; sys.exit(main())"
+"""The child's program, run isolated (``-I``): no ``PYTHON*`` variables (``PYTHONVERBOSE`` would fill its
+stderr), no user site, and not the server's working directory first on its path (a stray ``orjson.py``
+there would run)."""
+STDERR_TAIL = 65_536
+"""Bytes of the child's stderr read back for why it stopped."""
 
 
 def database_file(connection: Connection) -> Path | None:
-    """The file of ``connection``'s SQLite database; None for another database, or one only this process sees."""
+    """The file of ``connection``'s SQLite database as SQLite itself opened it; None for another database,
+    or one only this process sees (in memory, temporary)."""
     if connection.dialect.name != "sqlite":
         return None
-    database = connection.engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).expanduser().resolve()
+    files = {name: file for _, name, file in connection.execute(text("PRAGMA database_list"))}
+    return Path(files["main"]) if files.get("main") else None
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The child could not read the page after ``seq`` (a value its driver cannot type): read it another way."""
+    """The child did not read the page after ``seq`` (its driver refused it, or the child failed or was killed):
+    read it and the rest another way."""
 
     seq: int
     error: str
@@ -84,17 +90,20 @@ class ChildPages:
         }
         self.refused: Refused | None = None
         self._after_seq = after_seq
-        environment = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")])),
-        }
+        # A file, not a pipe: a child that wrote more than a pipe holds before finishing its pages
+        # would wait for us while we wait for its pages.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), like the child)
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "relay.history.sqlite_reader"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+            [sys.executable, "-I", "-c", _START, _SOURCE_ROOT],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )  # fmt: skip
         assert self._child.stdin is not None
-        with self._child.stdin as spec_in:
-            spec_in.write(orjson.dumps(spec))
+        try:
+            with self._child.stdin as spec_in:
+                spec_in.write(orjson.dumps(spec))
+        except OSError:  # it died at once
+            self.close()
+            raise
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         assert self._child.stdout is not None
@@ -109,25 +118,31 @@ class ChildPages:
         self._finish(None)
 
     def _finish(self, broken: str | None) -> None:
-        assert self._child.stderr is not None
-        said = self._child.stderr.read()
         status = self._child.wait()
         if status == 0 and broken is None:
             return
-        if status == REFUSED:
-            told = orjson.loads(said)
+        said = self._said()
+        if status == REFUSED and said and said[-1].startswith(REFUSAL):
+            told = orjson.loads(said[-1].removeprefix(REFUSAL))
             self.refused = Refused(int(told["refused"]), str(told["error"]))
-        else:
-            reason = said.decode(errors="replace").strip().splitlines()[-1:] or [broken or f"exit status {status}"]
-            self.refused = Refused(self._after_seq, reason[0])
+        else:  # it failed (a traceback), or was killed: the pages after the last one it sent
+            reason = " | ".join(said[-5:]) or broken or f"exit status {status}"
+            self.refused = Refused(self._after_seq, reason)
+
+    def _said(self) -> list[str]:
+        """The last lines the child wrote on stderr."""
+        end = self._stderr.seek(0, 2)
+        self._stderr.seek(max(0, end - STDERR_TAIL))
+        return self._stderr.read().decode(errors="replace").strip().splitlines()
 
     def close(self) -> None:
         if self._child.poll() is None:
             self._child.kill()
         self._child.wait()
-        for pipe in (self._child.stdout, self._child.stderr):
+        for pipe in (self._child.stdin, self._child.stdout):
             if pipe is not None:
                 pipe.close()
+        self._stderr.close()
 
     def __enter__(self) -> ChildPages:
         return self

@@ -1,6 +1,6 @@
 """A child process that reads pages of a SQLite query straight into Arrow and streams them out.
 
-Run as ``python -m relay.history.sqlite_reader`` by :mod:`relay.history.sqlite_pages`,
+Run (its :func:`main`, isolated) by :mod:`relay.history.sqlite_pages`,
 which explains why it is a process of its own.  It reads one JSON object on
 stdin::
 
@@ -15,8 +15,9 @@ page has fewer than ``rows`` rows.  Writing blocks while the reader is behind,
 so at most about a page waits in this process.
 
 A page ADBC's driver cannot read, or whose columns do not cast to ``schema``,
-ends the stream early: the process then writes ``{"refused": SEQ, "error": "..."}``
-on stderr (``SEQ`` the keyset value the page started after) and exits with
+ends the stream early: the process then writes a last line
+``relay.history.sqlite_reader refused: {"refused": SEQ, "error": "..."}`` on stderr
+(``SEQ`` the keyset value the page started after) and exits with
 :data:`REFUSED`, so the caller reads that page another way and goes on.
 Only ``pyarrow``, ``orjson`` and ADBC's driver are imported, and no Python
 value is turned into an Arrow one (the first such conversion imports pandas):
@@ -34,7 +35,11 @@ import orjson
 import pyarrow as pa
 
 REFUSED: Final = 3
-"""Exit status: a page was refused (stderr says which)."""
+"""Exit status: a page was refused (the last line on stderr says which)."""
+REFUSAL: Final = "relay.history.sqlite_reader refused: "
+"""How that line starts; a JSON object follows."""
+BUSY_TIMEOUT_MS: Final = 5000
+"""How long a read waits for a writer's lock (a checkpoint), as the relay's own connections do."""
 
 BATCH_ROWS_OPTION: Final = "adbc.sqlite.query.batch_rows"
 """The driver's rows per batch, which are also the rows it infers each column's type from: set to
@@ -53,9 +58,12 @@ def read_pages(spec: dict[str, Any], out: BinaryIO) -> tuple[int, str] | None:
     parameters = pa.ipc.open_stream(bytes.fromhex(spec["parameters"])).read_next_batch()
     after: int = spec["after"]
     rows: int = spec["rows"]
-    database = adbc_driver_sqlite.connect(Path(spec["path"]).as_uri())
+    if "_sqlite3" in sys.modules:
+        raise RuntimeError("Python's sqlite3 is loaded here: its SQLite and the driver's must not share a process")
+    database = adbc_driver_sqlite.connect(Path(spec["path"]).as_uri() + "?mode=ro")
     connection = adbc_driver_manager.AdbcConnection(database)
     try:
+        _run(connection, f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         with pa.ipc.new_stream(out, schema) as stream:
             while True:
                 try:
@@ -71,6 +79,18 @@ def read_pages(spec: dict[str, Any], out: BinaryIO) -> tuple[int, str] | None:
     finally:
         connection.close()
         database.close()
+
+
+def _run(connection: Any, sql: str) -> None:
+    import adbc_driver_manager
+
+    statement = adbc_driver_manager.AdbcStatement(connection)
+    try:
+        statement.set_sql_query(sql)
+        stream, _ = statement.execute_query()
+        pa.RecordBatchReader.from_stream(stream).read_all()
+    finally:
+        statement.close()
 
 
 def _page(connection: Any, sql: str, parameters: pa.RecordBatch, rows: int, schema: pa.Schema) -> pa.RecordBatch:
@@ -99,7 +119,7 @@ def main() -> int:
     if refused is None:
         return 0
     seq, error = refused
-    sys.stderr.buffer.write(orjson.dumps({"refused": seq, "error": error}))
+    sys.stderr.buffer.write(b"\n" + REFUSAL.encode() + orjson.dumps({"refused": seq, "error": error}) + b"\n")
     return REFUSED
 
 

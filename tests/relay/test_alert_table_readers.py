@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -158,3 +159,37 @@ def test_a_page_read_again_is_the_same_stretch_of_alerts(
     read = _read(engine, AlertFilter(), rows=10).column("seq").to_pylist()
     assert read == [seq for seq in seqs if seq not in removed], "each alert once, in order"
     assert len(children) == 1
+
+
+def test_the_child_is_not_moved_by_the_environment_or_the_working_directory(
+    engine: Engine, children: list[sqlite_pages.ChildPages], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Found by a hostile review: with ``PYTHONVERBOSE`` set the child filled its stderr pipe and both sides
+    waited for ever; an ``orjson.py`` in the server's working directory ran in the child."""
+    seed(engine, 60, streams=1, days=1, bursts=0)
+    stray = tmp_path / "elsewhere"
+    stray.mkdir()
+    (stray / "orjson.py").write_text("raise SystemExit('a stray module ran in the child')\n")
+    monkeypatch.chdir(stray)
+    monkeypatch.setenv("PYTHONVERBOSE", "1")
+    assert _read(engine, AlertFilter(), rows=10).equals(_reference(engine, AlertFilter()))
+    [child] = children
+    assert child.refused is None, child.refused
+
+
+def test_the_child_reads_the_file_sqlite_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative database path is the file SQLite opened, not one resolved again later from another folder."""
+    monkeypatch.chdir(tmp_path)
+    engine = create_sync_engine("sqlite:///relative.db")
+    try:
+        with engine.connect() as connection:
+            opened = sqlite_pages.database_file(connection)
+            (tmp_path / "other").mkdir()
+            monkeypatch.chdir(tmp_path / "other")
+            assert sqlite_pages.database_file(connection) == opened == tmp_path / "relative.db"
+    finally:
+        engine.dispose()
+    memory = create_sync_engine("sqlite://")
+    with memory.connect() as connection:
+        assert sqlite_pages.database_file(connection) is None, "a database only this process sees"
+    memory.dispose()
