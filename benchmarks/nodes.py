@@ -17,7 +17,8 @@ measures those costs on this machine:
   and node C, so that every frame crosses Redis: the worst case, the table's
   last column;
 * phase ``local``: the same phones and consumers all on node A (still on Redis:
-  A publishes every frame although no other node listens);
+  A publishes every frame although no other node listens, and reads it back, for
+  it listens to the stream's channel for the phone's alerts);
 * phase ``alone``: the same on a fourth node without Redis (``memory://``), the
   one-node case the table was computed from.
 
