@@ -155,8 +155,12 @@ class PrivateRedis:
 class Node:
     """One ``relay serve`` process on a port of its own, which a restart keeps (clients come back to it)."""
 
-    def __init__(self, index: int, database_url: str, broker_url: str, folder: Path) -> None:
+    def __init__(
+        self, index: int, database_url: str, broker_url: str, folder: Path, options: tuple[str, ...] = ()
+    ) -> None:
         self.index = index
+        self.options = options
+        """More ``relay serve`` flags (``benchmarks.nodes`` lifts the frame and alert rate limits)."""
         self.port = free_port()
         self.database_url = database_url
         self.broker_url = broker_url
@@ -177,6 +181,7 @@ class Node:
             sys.executable,
             *("-m", "relay", "serve", "--host", "127.0.0.1", "--port", str(self.port)),
             *("--database-url", self.database_url, "--broker-url", self.broker_url, "--log-level", "WARNING"),
+            *self.options,
         ]
         environment = {**os.environ, "RELAY_ANALYTICS_DIR": str(self.analytics), "RELAY_ANALYTICS_REFRESH": "0"}
         with self.log.open("ab") as log:

@@ -93,7 +93,9 @@ class RedisBroker:
     async def start(self, deliver: Deliver, on_reconnect: Callable[[], None] | None = None) -> None:
         self._deliver = deliver
         self._on_reconnect = on_reconnect
-        self._client = redis.from_url(self._url)
+        # RESP2: redis-py's RESP3 parser builds a debug string of every pub/sub message, logged or not (half a
+        # consumer node's CPU at 40 KB frames: tests/relay/test_redis_message_cost.py)
+        self._client = redis.from_url(self._url, protocol=2)
         info = await self._client.info("server")
         self.sharded = int(str(info.get("redis_version", "0")).split(".")[0]) >= 7
         await self._renew_liveness()
