@@ -171,8 +171,10 @@ class Answer:
 class Analytics:
     """The queries over one partitioned folder.  Thread-safe: each call has its own DuckDB cursor."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, cached_rows: int = CACHED_ROWS) -> None:
+        """``cached_rows``: rows of answers kept for asking again (0: none, to time the queries themselves)."""
         self.folder = folder
+        self._cached_rows_at_most = cached_rows
         self._database = duckdb.connect(
             config={
                 "threads": THREADS,
@@ -217,11 +219,11 @@ class Analytics:
 
     def _keep(self, key: tuple[Any, ...], answer: Answer) -> None:
         with self._lock:
-            if key in self._answers or len(answer.rows) > CACHED_ROWS:
+            if key in self._answers or len(answer.rows) > self._cached_rows_at_most:
                 return
             self._answers[key] = answer
             self._cached_rows += len(answer.rows)
-            while self._cached_rows > CACHED_ROWS:
+            while self._cached_rows > self._cached_rows_at_most:
                 _, dropped = self._answers.popitem(last=False)
                 self._cached_rows -= len(dropped.rows)
 

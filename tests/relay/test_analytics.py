@@ -216,3 +216,16 @@ async def test_an_answer_is_kept_until_the_copy_changes(relay: RelayHarness) -> 
     await relay.api("POST", "/api/analytics/refresh", token=token)
     assert await _analytics(relay, token, "top-object-types") == [["car", 1, 0.5], ["person", 1, 0.5]]
     assert len(reads) == 2
+
+
+def test_answers_are_not_kept_when_asked_not_to(seeded_copy: tuple[Path, str]) -> None:
+    """The benchmark times the queries, not the answers kept (``cached_rows=0``)."""
+    folder, user_id = seeded_copy
+    analytics = Analytics(folder, cached_rows=0)
+    reads = []
+    original = analytics._rows
+    analytics._rows = lambda sql, where: reads.append(sql) or original(sql, where)  # type: ignore[method-assign]
+    for _ in range(2):
+        analytics.run("top-object-types", AlertFilter(user_id=user_id))
+    analytics.close()
+    assert len(reads) == 2
