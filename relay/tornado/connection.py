@@ -386,6 +386,10 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             self._close_timer.cancel()
             self._close_timer = None
         self._plain = False
+        # What was read behind a message still waiting is not acted upon now (nor was it when the
+        # library had parsed it: a closed protocol acts on nothing), and must not reach the library
+        # after its release below.
+        self._backlog = self._partial = None
         websocket = self._websocket
         if websocket is not None:
             websocket.receive_eof()  # idempotent: settles the protocol's state as CLOSED
