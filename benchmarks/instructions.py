@@ -39,7 +39,7 @@ from websockets.asyncio.client import ClientConnection
 from benchmarks import api
 from benchmarks.frames import FrameMaker, read_frame
 from benchmarks.loadgen import open_client
-from benchmarks.relays import free_port
+from benchmarks.relays import bench_user, free_port
 
 STARTUP_TIMEOUT = 600.0
 """Seconds ``relay serve`` may take to answer under valgrind on a busy machine."""
@@ -63,15 +63,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 async def relay_under(tool: str, folder: Path) -> AsyncIterator[tuple[str, str, int, Path]]:
     """``relay serve`` under ``tool``: its base URL, a token, its PID and the tool's output file."""
     database_url = f"sqlite+aiosqlite:///{folder}/relay.db"
-    added = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "relay", "users", "add", "bench", "--database-url", database_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    token = added.stdout.strip().splitlines()[-1]
+    token = await bench_user(database_url)
     port = free_port()
     serve = [sys.executable, "-m", "relay", "serve", "--host", "127.0.0.1", "--port", str(port)]
     serve += ["--database-url", database_url, "--max-fps", "0", "--max-alerts-per-second", "0"]

@@ -69,21 +69,26 @@ def external(name: str, url: str, token: str, pid: int | None) -> Target:
     return Target(name, url, token, pid)
 
 
+async def bench_user(database_url: str) -> str:
+    """``relay users add bench`` on ``database_url`` (made if need be); the token it prints."""
+    added = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relay", "users", "add", "bench", "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if added.returncode != 0:
+        raise RelayError(f"relay users add failed: {added.stderr.strip()[-1500:]}")
+    return added.stdout.strip().splitlines()[-1]
+
+
 @contextlib.asynccontextmanager
 async def ours() -> AsyncIterator[Target]:
     """A fresh ``relay serve`` with a temporary database and user, stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as folder:
         database_url = f"sqlite+aiosqlite:///{folder}/relay.db"
-        added = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "relay", "users", "add", "bench", "--database-url", database_url],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if added.returncode != 0:
-            raise RelayError(f"relay users add failed: {added.stderr.strip()[-1500:]}")
-        token = added.stdout.strip().splitlines()[-1]
+        token = await bench_user(database_url)
         port = free_port()
         command = [
             sys.executable,
