@@ -41,7 +41,6 @@ import datetime
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ from benchmarks import api
 from benchmarks.fanout import SETUP_TIMEOUT, START_DELAY, FanoutRun, _combine
 from benchmarks.history_rest import database
 from benchmarks.procstat import cpu_seconds, machine_busy_seconds, memory, pid_listening_on
-from benchmarks.soak import Node, PrivateRedis
+from benchmarks.soak import Node, private_redis
 from benchmarks.workers import Message, Worker, WorkerError, sleep_until, stop_all
 from benchmarks.workloads import Timing
 from relay.store import Store
@@ -356,19 +355,9 @@ async def redis_for(url: str | None) -> AsyncIterator[Redis]:
     if url is not None:
         yield Redis(url, pid_listening_on(urlsplit(url).port or 6379))
         return
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise SystemExit("redis-server is not installed: pass --redis-url, or install it (its CPU is measured)")
-    server = PrivateRedis(executable)
-    await server.start()
-    try:
+    async with private_redis("pass --redis-url, or install it (its CPU is measured)") as server:
         assert server.process is not None
         yield Redis(server.url, server.process.pid)
-    finally:
-        await server.kill()
-
-
-# ---------------------------------------------------------------------------------------------- report
 
 
 def render(report: dict[str, Any]) -> str:

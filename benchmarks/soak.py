@@ -1032,10 +1032,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def private_redis() -> AsyncIterator[PrivateRedis]:
+async def private_redis(why: str = "the soak restarts a Redis of its own") -> AsyncIterator[PrivateRedis]:
+    """A redis-server of this run's own, killed at the end; ``why`` says what it is for, if it is not installed."""
     executable = shutil.which("redis-server")
     if executable is None:
-        raise SystemExit("redis-server is not installed: the soak restarts a Redis of its own")
+        raise SystemExit(f"redis-server is not installed: {why}")
     server = PrivateRedis(executable)
     await server.start()
     try:
