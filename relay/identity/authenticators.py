@@ -78,8 +78,28 @@ class Authenticators:
             raise AuthenticationFailed(f"unknown token ({how})")
         return Identified(user_id, how, token_hash(token))
 
+    @property
+    def tokens_only(self) -> bool:
+        """Whether the relay's own kinds are all the chain knows (no login cookie, say)."""
+        return self.chain == [self.bearer_header]
+
+    async def identify_credentials(self, authorization: str | None, query_token: str | None) -> Identified | None:
+        """As :meth:`identify_upgrade`, for an upgrade read without Tornado: only when :attr:`tokens_only`.
+
+        ``authorization`` is the ``Authorization`` header, ``query_token`` the
+        ``?token=`` argument as Tornado would give it.
+        """
+        assert self.tokens_only, "other authenticators need Tornado's request"
+        identity = await self._bearer(authorization or "")
+        if identity is None and query_token:
+            return await self.token(query_token, "query token")
+        return identity
+
     async def bearer_header(self, request: RequestHandler) -> Identified | None:
-        scheme, _, credentials = request.request.headers.get("Authorization", "").partition(" ")
+        return await self._bearer(request.request.headers.get("Authorization", ""))
+
+    async def _bearer(self, header: str) -> Identified | None:
+        scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             return None
         return await self.token(credentials.strip(), "bearer header")

@@ -4,7 +4,9 @@ A relay restart or a network blip makes every client reconnect at once; without
 a cache each reconnect is a database round trip.  Verified tokens are
 remembered for ``ttl`` seconds (keyed by their hash, never the token itself).
 Unknown tokens are not remembered, so a token created a moment ago by the CLI
-works at once.
+works at once.  Lookups of one token that overlap are one lookup: a thousand
+sessions of one token arriving together would otherwise each wait for their
+own turn of the database before the first answer filled the memory.
 
 Revoking must not wait for the ``ttl``: a token revoked over REST is announced
 to every node, whose verifier forgets it (:meth:`TokenVerifier.forget`); one revoked by the CLI
@@ -15,6 +17,7 @@ and those of its open connections) still exist.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -29,6 +32,8 @@ class TokenVerifier:
         self._ttl = ttl
         self._max_entries = max_entries
         self._known: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._asking: dict[str, asyncio.Future[str | None]] = {}
+        """The database lookups under way, by token hash: one per token, however many ask at once."""
 
     async def user_id(self, token: str) -> str | None:
         """The id of the token's user, or None for an unknown token."""
@@ -37,7 +42,11 @@ class TokenVerifier:
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
-        user_id = await self._users.user_for_token(token)
+        asking = self._asking.get(key)
+        if asking is None:  # the first to ask: the others of a reconnect storm wait for its answer
+            asking = self._asking[key] = asyncio.ensure_future(self._users.user_for_token(token))
+            asking.add_done_callback(lambda _: self._asking.pop(key, None))
+        user_id = await asyncio.shield(asking)  # one cancelled caller does not cancel the others' answer
         if user_id is not None and self._ttl > 0:
             self._known[key] = (user_id, now + self._ttl)
             self._known.move_to_end(key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence, Sized
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -40,6 +41,7 @@ _CODES = {
     413: "too-large",
     426: "upgrade-required",
     429: "rate-limited",
+    431: "too-large",
     503: "unavailable",
 }
 
@@ -126,22 +128,38 @@ class JsonHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         if status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if error is not None and is_unavailable(error):
-            self.set_status(503)
-            self.set_header("Retry-After", "5")
-            code, message = "unavailable", "the relay cannot reach its database now; try again in a moment"
-        elif isinstance(error, ApiError):
-            code, message = error.code, error.message
-            for name, value in error.headers.items():
-                self.set_header(name, value)
-        elif isinstance(error, HTTPError) and status_code < 500:
-            code = _CODES.get(status_code, "error")
-            message = error.log_message or HTTPStatus(status_code).phrase
-        else:
-            code, message = "internal-error", "the relay failed to answer; the error is in its log"
+        answer = describe_error(status_code, kwargs.get("exc_info", (None, None, None))[1])
+        self.set_status(answer.status)
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+        self.finish(answer.body())
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """What an error is answered with: the same for REST and for an upgrade read off the socket."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str]
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"code": self.code, "message": self.message}})
+
+
+def describe_error(status_code: int, error: BaseException | None) -> ErrorAnswer:
+    """The answer to ``error`` (or to a bare ``status_code``), never a traceback."""
+    if error is not None and is_unavailable(error):
+        message = "the relay cannot reach its database now; try again in a moment"
+        return ErrorAnswer(503, "unavailable", message, {"Retry-After": "5"})
+    if isinstance(error, ApiError):
+        return ErrorAnswer(status_code, error.code, error.message, error.headers)
+    if status_code < 500:
+        message = (error.log_message if isinstance(error, HTTPError) else None) or HTTPStatus(status_code).phrase
+        return ErrorAnswer(status_code, _CODES.get(status_code, "error"), message, {})
+    return ErrorAnswer(status_code, "internal-error", "the relay failed to answer; the error is in its log", {})
 
 
 class ApiHandler(JsonHandler):

@@ -16,17 +16,20 @@ frames).  On an idle loop a turn lasts microseconds, so thousands of
 connections a second are still accepted; on a busy one, new connections wait
 their turn instead of the streams waiting for them.
 
-It hands each connection to the :class:`~tornado.httpserver.HTTPServer` through
-its public ``handle_stream``, as Tornado's ``TCPServer`` does for plain TCP;
-TLS, which only the tests use, keeps Tornado's own accept path.
+It hands each connection to ``take`` (``relay serve``: its
+:class:`~relay.tornado.direct_upgrade.DirectUpgrades`), or to the
+:class:`~tornado.httpserver.HTTPServer` through its public ``handle_stream``, as
+Tornado's ``TCPServer`` does for plain TCP; TLS, which only the tests use, keeps
+Tornado's own accept path.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from tornado.httpserver import HTTPServer
@@ -44,11 +47,26 @@ ACCEPT_PAUSE: Final = 0.5
 stays readable, so trying again at once would spin the loop and fill the log."""
 
 
+def to_http_server(server: HTTPServer, connection: socket.socket, address: tuple[str, int]) -> None:
+    """Give a new connection to ``server``, as Tornado's ``TCPServer`` does."""
+    stream = IOStream(connection, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size)
+    server.handle_stream(stream, address)
+
+
 class PacedAcceptor:
     """Feeds ``server`` the connections of ``sockets``, at most ``per_turn`` per turn of the loop."""
 
-    def __init__(self, server: HTTPServer, sockets: Sequence[socket.socket], per_turn: int = ACCEPTS_PER_TURN) -> None:
+    def __init__(
+        self,
+        server: HTTPServer,
+        sockets: Sequence[socket.socket],
+        per_turn: int = ACCEPTS_PER_TURN,
+        *,
+        take: Callable[[socket.socket, tuple[str, int]], None] | None = None,
+    ) -> None:
         self._server = server
+        self._take = take or functools.partial(to_http_server, server)
+        """Who gets each new connection: the HTTP server, or someone who gives it the ones it does not want."""
         self._sockets = list(sockets)
         self._per_turn = per_turn
         self._loop: IOLoop | None = None
@@ -86,12 +104,7 @@ class PacedAcceptor:
                 self._pause(sock)
                 return
             try:
-                stream = IOStream(
-                    connection,
-                    max_buffer_size=self._server.max_buffer_size,
-                    read_chunk_size=self._server.read_chunk_size,
-                )
-                self._server.handle_stream(stream, address)
+                self._take(connection, address)
             except Exception:  # as Tornado's TCPServer does: one connection's failure is not the server's
                 log.exception("could not take a new connection")
                 connection.close()

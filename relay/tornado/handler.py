@@ -1,18 +1,24 @@
-"""``GET /api/streams/ws``: the WebSocket upgrade, and handing the socket to asyncio.
+"""``GET /api/streams/ws``: the rules of the WebSocket upgrade, and Tornado's way in to them.
 
-The upgrade is an HTTP request like any other, so Tornado's HTTP server (the
-relay's own, or Panel's) reads it and routes it here.  :class:`UpgradeHandler`
-answers what is not a valid upgrade with a JSON error (503 while the relay
-starts, 426 without ``Upgrade: websocket``, 400 for a bad handshake, 403 for a
-foreign browser ``Origin``), checks credentials that came with the request,
-and then takes the connection out of Tornado's hands with
-:meth:`~tornado.web.RequestHandler.detach`, the public hook Tornado offers "for
-implementing protocols like websockets that tunnel over an HTTP handshake".
+:func:`admit` decides an upgrade, whoever read its request: 503 while the
+relay starts, 426 without ``Upgrade: websocket``, 400 for a bad handshake, 403
+for a foreign browser ``Origin``, 429 when too many connections already wait to
+authenticate; otherwise the credentials that came with the request are checked
+and the connection goes ahead.  The handshake itself is checked and answered by
+the ``websockets`` library (:meth:`websockets.server.ServerProtocol.accept`).
 
-The handshake itself is checked and answered by the ``websockets`` library
-(:meth:`websockets.server.ServerProtocol.accept`).  The socket then goes to an
-asyncio transport (:meth:`asyncio.loop.connect_accepted_socket`; on uvloop its
-reads and scatter-gather writes run in C) driven by a
+Two readers use it.  ``relay serve`` reads an upgrade straight off the socket
+(:mod:`relay.tornado.direct_upgrade`); everywhere else (Panel's server, TLS, a
+relay behind a proxy, a second request on a kept-alive connection) Tornado's
+HTTP server reads it and routes it to :class:`UpgradeHandler`, which answers a
+refusal as JSON like every REST handler and then takes the connection out of
+Tornado's hands with :meth:`~tornado.web.RequestHandler.detach`, the public hook
+Tornado offers "for implementing protocols like websockets that tunnel over an
+HTTP handshake".
+
+The socket then goes to an asyncio transport
+(:meth:`asyncio.loop.connect_accepted_socket`; on uvloop its reads and
+scatter-gather writes run in C) driven by a
 :class:`~relay.tornado.connection.WebSocketConnection`.  A TLS connection (``panel
 serve --ssl-certfile``) cannot leave its ``SSLIOStream``, whose TLS state lives
 in Python's ``ssl`` objects: it stays there, behind the same transport interface
@@ -28,7 +34,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -58,8 +65,112 @@ class UpgradeContext(SocketContext, Protocol):
     def ready(self) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An upgrade the relay goes ahead with: what its connection starts from."""
+
+    peer: str
+    handshake: bytes
+    """The ``101 Switching Protocols`` answer, sent when the connection is made."""
+    identity: Identified | None
+    """Who the request's credentials name; None when it came without (or with wrong) ones."""
+    refused: bool
+    """Wrong credentials came with the request: told after the upgrade, with close 1008, as the contract says."""
+    waiting_as: str | None
+    """The address whose place of ``node.waiting`` the connection holds until it authenticates."""
+
+    def connection(self, node: SocketContext, received: bytes) -> WebSocketConnection:
+        """The connection's protocol; ``received`` is what the client sent past its request."""
+        return WebSocketConnection(
+            node,
+            peer=self.peer,
+            handshake=self.handshake,
+            identity=self.identity,
+            refused=self.refused,
+            received=received,
+            waiting_as=self.waiting_as,
+        )
+
+    def abandon(self, node: SocketContext) -> None:
+        """The connection never started (its socket failed in the handover): give back its place."""
+        if self.waiting_as is not None:
+            node.waiting.give_back(self.waiting_as)
+
+
+async def admit(
+    node: UpgradeContext,
+    request: Request,
+    *,
+    peer: str,
+    host: str,
+    identify: Callable[[], Awaitable[Identified | None]],
+    protocol: ServerProtocol | None = None,
+) -> Admission:
+    """Whether the upgrade ``request`` from ``peer`` goes ahead; raises :class:`ApiError` if not.
+
+    ``host`` is the request's ``Host`` (for the same-origin check), ``identify``
+    checks the credentials that came with it, ``protocol`` is the library's
+    handshake state if the request was parsed by one.
+    """
+    if not node.ready:
+        raise ApiError(503, "the relay is starting; try again in a moment", "unavailable")
+    handshake = _accept(request, protocol or ServerProtocol())
+    origin = request.headers.get("Origin")
+    if origin is not None and not _allowed_origin(node, origin, host):
+        raise ApiError(403, f"the origin {origin[:200]!r} may not open this WebSocket", "forbidden")
+    identity: Identified | None = None
+    refused = False
+    try:
+        identity = await identify()
+    except AuthenticationFailed:
+        refused = True
+    waiting_as = None
+    if identity is None and not refused:
+        if not node.waiting.take(peer):
+            raise ApiError(
+                429,
+                "too many connections are waiting to authenticate; authenticate in the upgrade, or try again",
+                headers={"Retry-After": "1"},
+            )
+        waiting_as = peer
+    return Admission(peer, handshake, identity, refused, waiting_as)
+
+
+def _accept(request: Request, protocol: ServerProtocol) -> bytes:
+    """The ``101 Switching Protocols`` answer, or an :class:`ApiError` from the library's verdict."""
+    response = protocol.accept(request)
+    if response.status_code == 101:
+        return response.serialize()
+    headers = {"Upgrade": response.headers["Upgrade"]} if "Upgrade" in response.headers else {}
+    reason = response.body.decode("utf-8", "replace").strip().splitlines()[0] if response.body else ""
+    raise ApiError(response.status_code, reason or "not a WebSocket handshake", headers=headers)
+
+
+def _allowed_origin(node: UpgradeContext, origin: str, host: str) -> bool:
+    """Same-origin browsers and the configured origins (requests without ``Origin`` are not browsers)."""
+    allowed = node.settings.allowed_origins
+    if "*" in allowed or origin.rstrip("/") in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+async def start_connection(node: SocketContext, admission: Admission, sock: socket.socket, received: bytes) -> None:
+    """Run the admitted connection on ``sock`` (the caller's no more) under an asyncio transport."""
+    settings = node.settings
+    protocol = admission.connection(node, received)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if settings.socket_send_buffer > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer)
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock)
+    except OSError as error:
+        log.info("connection lost during the upgrade: %s", error)
+        sock.close()
+        admission.abandon(node)
+
+
 class UpgradeHandler(JsonHandler):
-    """See the module docstring."""
+    """The upgrade as Tornado read it; see the module docstring."""
 
     node: UpgradeContext
 
@@ -67,86 +178,33 @@ class UpgradeHandler(JsonHandler):
         self.node = node
 
     async def get(self) -> None:
-        node = self.node
-        if not node.ready:
-            raise ApiError(503, "the relay is starting; try again in a moment", "unavailable")
-        handshake = self._accept()
-        origin = self.request.headers.get("Origin")
-        if origin is not None and not self._allowed_origin(origin):
-            raise ApiError(403, f"the origin {origin[:200]!r} may not open this WebSocket", "forbidden")
-        identity: Identified | None = None
-        refused = False
-        try:
-            identity = await node.authenticators.identify_upgrade(self)
-        except AuthenticationFailed:
-            refused = True  # told after the upgrade, with close 1008, as the contract says
-        peer = self.request.remote_ip or "-"
-        waiting_as = None
-        if identity is None and not refused:
-            if not node.waiting.take(peer):
-                raise ApiError(
-                    429,
-                    "too many connections are waiting to authenticate; authenticate in the upgrade, or try again",
-                    headers={"Retry-After": "1"},
-                )
-            waiting_as = peer
-
-        def connection(received: bytes) -> WebSocketConnection:
-            return WebSocketConnection(
-                node,
-                peer=peer,
-                handshake=handshake,
-                identity=identity,
-                refused=refused,
-                received=received,
-                waiting_as=waiting_as,
-            )
-
-        stream = self.detach()
-        if isinstance(stream, SSLIOStream):
-            IOStreamTransport(stream, connection(b""))
-        else:
-            await self._take_socket(stream, connection)
-
-    def _accept(self) -> bytes:
-        """The ``101 Switching Protocols`` answer, or an :class:`ApiError` from the library's verdict."""
         headers = Headers()
         for name, value in self.request.headers.get_all():
             headers[name] = value
-        response = ServerProtocol().accept(Request(self.request.uri or "/", headers))
-        if response.status_code == 101:
-            return response.serialize()
-        if "Upgrade" in response.headers:
-            self.set_header("Upgrade", response.headers["Upgrade"])
-        reason = response.body.decode("utf-8", "replace").strip().splitlines()[0] if response.body else ""
-        raise ApiError(response.status_code, reason or "not a WebSocket handshake")
+        admission = await admit(
+            self.node,
+            Request(self.request.uri or "/", headers),
+            peer=self.request.remote_ip or "-",
+            host=self.request.host or "",
+            identify=lambda: self.node.authenticators.identify_upgrade(self),
+        )
+        stream = self.detach()
+        if isinstance(stream, SSLIOStream):
+            IOStreamTransport(stream, admission.connection(self.node, b""))
+        else:
+            await self._take_socket(stream, admission)
 
-    def _allowed_origin(self, origin: str) -> bool:
-        """Same-origin browsers and the configured origins (requests without ``Origin`` are not browsers)."""
-        allowed = self.node.settings.allowed_origins
-        if "*" in allowed or origin.rstrip("/") in allowed:
-            return True
-        return urlsplit(origin).netloc.lower() == (self.request.host or "").lower()
-
-    async def _take_socket(self, stream: IOStream, connection: Callable[[bytes], WebSocketConnection]) -> None:
+    async def _take_socket(self, stream: IOStream, admission: Admission) -> None:
         """Move the connection from Tornado's stream to an asyncio transport, losing no byte."""
-        settings = self.node.settings
         try:
             sock = stream.socket.dup()
         except OSError:
             stream.close()
+            admission.abandon(self.node)
             return
         received = _buffered(stream)
         stream.close()  # closes Tornado's descriptor; the connection lives on in the duplicate
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if settings.socket_send_buffer > 0:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.socket_send_buffer)
-            protocol = connection(received)
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, sock)
-        except OSError as error:
-            log.info("connection lost during the upgrade: %s", error)
-            sock.close()
+        await start_connection(self.node, admission, sock, received)
 
 
 def _buffered(stream: IOStream) -> bytes:

@@ -6,6 +6,7 @@ The tests start the same :class:`RelayServer` on an ephemeral port.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
@@ -19,7 +20,8 @@ from tornado.web import Application
 
 from relay.app import Relay
 from relay.config import Settings
-from relay.tornado.accepting import PacedAcceptor
+from relay.tornado.accepting import PacedAcceptor, to_http_server
+from relay.tornado.direct_upgrade import DirectUpgrades
 
 log = logging.getLogger("relay")
 
@@ -65,6 +67,7 @@ class RelayServer:
         self._ssl_context = ssl_context
         self._server: HTTPServer | None = None
         self._acceptor: PacedAcceptor | None = None
+        self._upgrades: DirectUpgrades | None = None
 
     def application(self, **tornado_settings: Any) -> Application:
         return Application(self.relay.routes(), **tornado_settings)
@@ -83,7 +86,8 @@ class RelayServer:
             body_timeout=self.settings.body_timeout,
         )
         if self._ssl_context is None:
-            self._acceptor = PacedAcceptor(self._server, sockets)
+            self._upgrades = DirectUpgrades(self.relay, functools.partial(to_http_server, self._server))
+            self._acceptor = PacedAcceptor(self._server, sockets, take=self._upgrades.take)
             self._acceptor.start()
         else:
             self._server.add_sockets(sockets)
@@ -95,6 +99,9 @@ class RelayServer:
             if self._acceptor is not None:
                 self._acceptor.stop()
                 self._acceptor = None
+            if self._upgrades is not None:
+                await self._upgrades.close()
+                self._upgrades = None
             self._server.stop()
             await self.relay.stop()
             await self._server.close_all_connections()
