@@ -154,7 +154,10 @@ def run_worker(main: Callable[[Message], Awaitable[None]]) -> None:
     ``config["deadline"]`` is the most seconds the worker may live; past it, or on
     any exception, the worker reports an ``error`` event and exits with status 1.
     """
-    config: Message = json.loads(sys.argv[1])
+    try:
+        config: Message = json.loads(sys.argv[1])
+    except (IndexError, ValueError):
+        sys.exit(f"{sys.argv[0]} is a worker that `python -m benchmarks` starts with its configuration; run that")
 
     async def guarded() -> None:
         try:

@@ -84,3 +84,13 @@ def test_idle_sessions_are_all_opened_and_measured(
     assert meta["smoke"] is True
     assert meta["peer"] is None
     assert meta["command"].startswith("python -m benchmarks")
+
+
+@pytest.mark.parametrize("worker", ["benchmarks.idle", "benchmarks.loadgen"])
+def test_a_worker_run_by_hand_says_what_to_run_instead_of_a_traceback(worker: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", worker, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr
+    assert "is a worker that `python -m benchmarks` starts" in completed.stderr
