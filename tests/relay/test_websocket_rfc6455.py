@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+from typing import Any
 
+import orjson
 import pytest
 
 from tests.raw_websocket import RawWebSocket, client_frame, close_payload
@@ -156,3 +158,37 @@ async def test_a_client_that_sends_before_the_101_loses_nothing(relay: RelayHarn
     assert b"auth-ok" in (await socket.read_frame()).payload
     assert (await socket.read_frame()).payload == b'{"type":"pong"}'
     await socket.close()
+
+
+async def test_a_connection_cut_while_a_message_waits_for_the_database_forgets_what_came_behind_it(
+    relay: RelayHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes read behind the waiting alert are not fed to the released protocol once the wait ends."""
+    _, token = await relay.user()
+    stream_id = await relay.stream(token)
+    store = relay.relay.store.alerts
+    add, entered, release = store.add, asyncio.Event(), asyncio.Event()
+
+    async def slow_add(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return await add(*args, **kwargs)
+
+    monkeypatch.setattr(store, "add", slow_add)
+    socket = await RawWebSocket.open(relay.port, token)
+    subscribe = {"type": "subscribe", "streamId": stream_id, "clientType": "ml-service", "produces": ["alert"]}
+    socket.send(client_frame(TEXT, orjson.dumps(subscribe)))
+    assert b'"subscribed"' in (await socket.read_frame()).payload
+    alert = orjson.dumps({"type": "alert", "streamId": stream_id, "severity": "low", "message": "m", "ref": "r"})
+    socket.send(client_frame(TEXT, alert) + client_frame(TEXT, b'{"type":"ping"}') + client_frame(PING, b"p"))
+    async with asyncio.timeout(GUARD):
+        await entered.wait()
+    (connection,) = relay.relay.connections
+    handling = connection.stop_reading()  # the task the alert waits in: the public way to follow it
+    assert handling is not None
+    connection.terminate(1011, "cut", abort=True)
+    await relay.relay.connections.all_gone(GUARD)
+    release.set()
+    async with asyncio.timeout(GUARD):
+        await handling  # ends without an error
+    assert (await relay.api("GET", "/api/alerts", token=token)).json["alerts"][0]["ref"] == "r"  # stored anyway
