@@ -146,7 +146,7 @@ class Relay:
         self.tokens = TokenVerifier(self.store.users, ttl=settings.token_cache_seconds)
         self.authenticators.tokens = self.tokens
         self.router = Router(settings, self.store, self.hub, self.broker, self.status, self.hooks, self.continuity)
-        self.broker.interest(CONTROL_STREAM, True)
+        self.broker.interest(CONTROL_STREAM, True, frames=False)
         await self.broker.listening(CONTROL_STREAM)
         self.heartbeat.start()
         self.history.start()
@@ -326,11 +326,11 @@ class Relay:
     def broker_backlog(self) -> int:
         return self.broker.backlog
 
-    def _interest(self, stream_id: str, interested: bool) -> None:
-        """A stream got its first consumer here, or lost its last one."""
-        self.broker.interest(stream_id, interested)
-        if not interested:
-            self.continuity.forget(stream_id)
+    def _interest(self, stream_id: str, frames: bool, interested: bool) -> None:
+        """A stream got its first consumer here of its frames or of its other messages, or lost its last one."""
+        self.broker.interest(stream_id, interested, frames=frames)
+        if not interested and not frames:
+            self.continuity.forget(stream_id)  # nobody here follows its alerts any more
 
     @property
     def ready(self) -> bool:

@@ -36,8 +36,9 @@ class Broker(Protocol):
         published, so a consumer that misses one live can replay it.
         """
 
-    def interest(self, stream_id: str, interested: bool) -> None:
-        """This node gained (True) or lost (False) its local consumers of ``stream_id``."""
+    def interest(self, stream_id: str, interested: bool, *, frames: bool) -> None:
+        """This node gained (True) or lost (False) its local consumers of ``stream_id``'s frames
+        (``frames``), or of its other messages."""
 
     async def listening(self, stream_id: str) -> None:
         """Return once messages of ``stream_id`` published on any node reach this node.

@@ -24,7 +24,7 @@ class MemoryBroker:
         if self._deliver is not None:
             self._deliver(envelope)
 
-    def interest(self, stream_id: str, interested: bool) -> None:
+    def interest(self, stream_id: str, interested: bool, *, frames: bool) -> None:
         """Every stream is local here: nothing to subscribe to."""
 
     async def listening(self, stream_id: str) -> None:

@@ -1,11 +1,14 @@
 """The Redis broker: relay nodes share frames, alerts and status over Redis pub/sub.
 
-Each stream has a channel (``vigil:stream:<id>``).  On Redis 7 and later they are
-*sharded* channels (``SPUBLISH``/``SSUBSCRIBE``): a channel lives on the shard that
-owns its key slot, so the streams of a Redis Cluster spread over its shards;
-older Redis gets plain ``PUBLISH``/``SUBSCRIBE``.  A node subscribes to the
-channels of the streams it has local consumers for, and only those, so a node
-carries only the traffic its own clients want.  Messages for local consumers
+Each stream has two channels: ``vigil:frames:<id>`` for its video frames and
+``vigil:stream:<id>`` for everything else (alerts, status, reviews).  On Redis 7
+and later they are *sharded* channels (``SPUBLISH``/``SSUBSCRIBE``): a channel
+lives on the shard that owns its key slot, so the streams of a Redis Cluster
+spread over its shards; older Redis gets plain ``PUBLISH``/``SUBSCRIBE``.  A
+node subscribes to the channels its local consumers want, and only those, so a
+node carries only the traffic its own clients want: the node of a phone that
+nobody there watches hears its alerts, not its frames coming back (which were a
+third of what Redis sent in ``benchmarks/nodes.py``).  Messages for local consumers
 are delivered directly, without the round trip through Redis; messages coming
 back from Redis that this node published are skipped.
 
@@ -52,6 +55,7 @@ from relay.wire.envelope import Envelope
 log = logging.getLogger("relay.broker.redis")
 
 CHANNEL_PREFIX: Final = "vigil:stream:"
+FRAMES_PREFIX: Final = "vigil:frames:"
 ALIVE_PREFIX: Final = "vigil:alive:"
 SUBSCRIBE_WAIT: Final = 5.0
 RETRY_DELAY: Final = 0.5
@@ -180,7 +184,7 @@ class RedisBroker:
                 self._drop_oldest_frame()
                 COUNTERS.broker_frames_lost += 1
             self._pending_frames += 1
-        self._outgoing.append((_channel(envelope.stream_id), envelope.to_bytes(), is_frame))
+        self._outgoing.append((_channel(envelope.stream_id, frames=is_frame), envelope.to_bytes(), is_frame))
         self._outgoing_ready.set()
 
     def _drop_oldest_frame(self) -> None:
@@ -229,8 +233,8 @@ class RedisBroker:
 
     # ------------------------------------------------------------------ receiving
 
-    def interest(self, stream_id: str, interested: bool) -> None:
-        channel = _channel(stream_id)
+    def interest(self, stream_id: str, interested: bool, *, frames: bool) -> None:
+        channel = _channel(stream_id, frames=frames)
         if interested:
             self._wanted.add(channel)
         else:
@@ -238,14 +242,17 @@ class RedisBroker:
         self._interest_changed.set()
 
     async def listening(self, stream_id: str) -> None:
-        """Wait until this node receives the stream's messages from the other nodes."""
-        channel = _channel(stream_id)
-        if channel in self._subscribed or channel not in self._wanted:
+        """Wait until this node receives what it wants of the stream from the other nodes."""
+        waiters: list[asyncio.Future[None]] = []
+        for frames in (True, False):
+            channel = _channel(stream_id, frames=frames)
+            if channel in self._wanted and channel not in self._subscribed:
+                waiters.append(asyncio.get_running_loop().create_future())
+                self._waiters.setdefault(channel, []).append(waiters[-1])
+        if not waiters:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(channel, []).append(waiter)
         try:
-            await asyncio.wait_for(waiter, SUBSCRIBE_WAIT)
+            await asyncio.wait_for(asyncio.gather(*waiters), SUBSCRIBE_WAIT)
         except TimeoutError:
             log.warning("Redis did not confirm the subscription to %s in %.0f s", stream_id, SUBSCRIBE_WAIT)
 
@@ -307,8 +314,8 @@ class RedisBroker:
         self._deliver(envelope)
 
 
-def _channel(stream_id: str) -> bytes:
-    return (CHANNEL_PREFIX + stream_id).encode()
+def _channel(stream_id: str, *, frames: bool) -> bytes:
+    return ((FRAMES_PREFIX if frames else CHANNEL_PREFIX) + stream_id).encode()
 
 
 def _raise_if_cancelled() -> None:

@@ -27,13 +27,15 @@ _EMPTY: Mapping[Connection, bool] = MappingProxyType({})
 class Hub:
     """Producers and consumers per stream on this node; see the module docstring.
 
-    ``on_interest`` is told when a stream gets its first local consumer (True)
-    or loses its last one (False), so a broker can listen only to streams that
-    someone here wants.
+    ``on_interest(stream_id, frames, interested)`` is told when a stream gets
+    its first local consumer (``interested`` True) or loses its last one, of its
+    video frames (``frames`` True) and of everything else (alerts, status,
+    reviews) apart, so a broker can listen only to what someone here wants: a
+    phone wants its stream's alerts, not its own frames back.
     """
 
     def __init__(
-        self, on_interest: Callable[[str, bool], None] | None = None, *, frames: RecentFrames | None = None
+        self, on_interest: Callable[[str, bool, bool], None] | None = None, *, frames: RecentFrames | None = None
     ) -> None:
         # stream id -> message type -> consumer -> wants binary frames
         self._consumers: dict[str, dict[str, dict[Connection, bool]]] = {}
@@ -61,10 +63,10 @@ class Hub:
         by_type = self._consumers.get(stream_id)
         if by_type is None:
             by_type = self._consumers[stream_id] = {}
-            if self._on_interest is not None:
-                self._on_interest(stream_id, True)
+        before = _wants(by_type)
         for message_type in types:
             by_type.setdefault(message_type, {})[connection] = binary
+        self._tell(stream_id, before, _wants(by_type))
 
     def unregister(self, stream_id: str, connection: Connection) -> bool:
         """Remove ``connection`` from ``stream_id``; True if it was the stream's producer."""
@@ -95,6 +97,7 @@ class Hub:
         by_type = self._consumers.get(stream_id)
         if by_type is None:
             return
+        before = _wants(by_type)
         for message_type in list(by_type):
             consumers = by_type[message_type]
             consumers.pop(connection, None)
@@ -102,8 +105,15 @@ class Hub:
                 del by_type[message_type]
         if not by_type:
             del self._consumers[stream_id]
-            if self._on_interest is not None:
-                self._on_interest(stream_id, False)
+        self._tell(stream_id, before, _wants(by_type))
+
+    def _tell(self, stream_id: str, before: tuple[bool, bool], after: tuple[bool, bool]) -> None:
+        """Tell ``on_interest`` what changed of (frames wanted, other messages wanted)."""
+        if self._on_interest is None:
+            return
+        for frames, was, now in zip((True, False), before, after, strict=True):
+            if was != now:
+                self._on_interest(stream_id, frames, now)
 
     # ------------------------------------------------------------------ delivery
 
@@ -140,3 +150,8 @@ class Hub:
                 held.append(envelope)
             elif not is_alert or connection.alert_is_new(envelope.stream_id, envelope.seq):
                 connection.outbox.send(envelope.wire())
+
+
+def _wants(by_type: Mapping[str, object]) -> tuple[bool, bool]:
+    """Whether a stream's local consumers want its frames, and whether they want anything else."""
+    return VIDEO_FRAME in by_type, len(by_type) > (VIDEO_FRAME in by_type)

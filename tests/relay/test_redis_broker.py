@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as redis
 
 from tests.support import RelayHarness, running_relay, service_url
 
@@ -65,3 +66,32 @@ async def test_a_node_carries_only_streams_its_clients_want(two_nodes: tuple[Rel
     await viewer.send({"type": "unsubscribe", "streamId": stream_id})
     await viewer.expect("unsubscribed")
     assert not second.relay.hub.has_consumers(stream_id)
+
+
+async def test_the_phones_node_hears_its_alerts_not_its_own_frames_back(
+    two_nodes: tuple[RelayHarness, RelayHarness],
+) -> None:
+    first, second = two_nodes
+    _, token = await first.user(f"n{uuid.uuid4().hex[:6]}")
+    stream_id = await first.stream(token)
+    phone = await first.producer(token, stream_id)  # wants the stream's alerts
+    viewer = await second.consumer(token, stream_id, consumes=["video-frame", "alert"], frameFormat="binary")
+    await phone.send_frame(stream_id, timestamp=5)
+    while isinstance(message := await viewer.recv(), dict):  # status changes may come before the frame
+        pass
+    assert message[0]["timestamp"] == 5
+
+    sharded = first.relay.broker.sharded  # type: ignore[attr-defined]
+    command = "PUBSUB SHARDNUMSUB" if sharded else "PUBSUB NUMSUB"
+    client = redis.from_url(service_url("RELAY_TEST_REDIS_URL", "Redis"))
+    try:
+        answer = await client.execute_command(command, f"vigil:frames:{stream_id}", f"vigil:stream:{stream_id}")
+    finally:
+        await client.aclose()
+    counts = dict(answer)  # redis-py pairs them up
+    assert counts == {f"vigil:frames:{stream_id}".encode(): 1, f"vigil:stream:{stream_id}".encode(): 2}
+
+    ml = await second.consumer(token, stream_id, consumes=[], produces=["alert"])
+    await ml.send({"type": "alert", "streamId": stream_id, "severity": "low", "message": "m", "ref": "r"})
+    stored = await ml.expect("alert-stored")
+    assert (await phone.until("alert"))["id"] == stored["id"]

@@ -50,7 +50,7 @@ async def test_a_message_from_redis_is_not_stringified_for_a_debug_log(monkeypat
         await listener.start(deliver)
         await sender.start(lambda _: None)
         try:
-            listener.interest("stream_a", True)
+            listener.interest("stream_a", True, frames=False)
             await listener.listening("stream_a")
             sender.publish(Envelope.for_message(ALERT, "stream_a", payload, origin="sender:1"))
             async with asyncio.timeout(GUARD):

@@ -45,7 +45,7 @@ async def test_the_listener_survives_a_subscription_change_during_the_reconnect_
         await listener.start(deliver)
         await sender.start(lambda _: None)
         try:
-            listener.interest("stream_a", True)
+            listener.interest("stream_a", True, frames=False)
             await listener.listening("stream_a")
 
             proxy.cut()  # Redis is gone for the listening node
@@ -53,7 +53,7 @@ async def test_the_listener_survives_a_subscription_change_during_the_reconnect_
                 await proxy.attempt_while_cut()
             proxy.delay = 0.5  # and when it is back, its answers are slow: the reconnect's handshake takes seconds
             proxy.restore()
-            listener.interest("stream_b", True)  # the subscription change reconnects first...
+            listener.interest("stream_b", True, frames=False)  # the subscription change reconnects first...
             await asyncio.sleep(3)  # ...while the listener's next read comes on the half-open connection
             proxy.delay = 0.0
 

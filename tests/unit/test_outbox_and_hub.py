@@ -129,8 +129,8 @@ def test_server_frames_have_the_rfc6455_header() -> None:
 
 
 async def test_hub_registry_and_delivery() -> None:
-    interest: list[tuple[str, bool]] = []
-    hub = Hub(on_interest=lambda stream, wanted: interest.append((stream, wanted)))
+    interest: list[tuple[str, bool, bool]] = []
+    hub = Hub(on_interest=lambda stream, frames, wanted: interest.append((stream, frames, wanted)))
     streams = {name: SlowTransport() for name in ("phone", "json", "binary")}
     for stream in streams.values():
         stream.blocked = False
@@ -141,7 +141,7 @@ async def test_hub_registry_and_delivery() -> None:
     hub.register_consumer("s", connections["phone"], ["alert"])
     hub.register_consumer("s", connections["json"], ["video-frame", "alert"])
     hub.register_consumer("s", connections["binary"], ["video-frame"], binary=True)
-    assert interest == [("s", True)]
+    assert interest == [("s", False, True), ("s", True, True)], "the phone wants alerts; the others frames too"
     assert hub.get_producer("s") is connections["phone"]
     assert set(hub.get_consumers("s", "video-frame")) == {connections["json"], connections["binary"]}
 
@@ -162,7 +162,7 @@ async def test_hub_registry_and_delivery() -> None:
     hub.remove_connection(connections["json"], ["s"])
     hub.remove_connection(connections["binary"], ["s"])
     assert not hub.has_consumers("s")
-    assert interest[-1] == ("s", False)
+    assert interest[2:] == [("s", False, False), ("s", True, False)], "alerts left with json, frames with binary"
 
 
 async def test_the_outboxes_of_one_turn_are_flushed_together_and_one_failing_write_stops_no_other() -> None:
