@@ -32,7 +32,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Final
 from urllib.parse import parse_qsl
@@ -42,6 +42,7 @@ from websockets.exceptions import InvalidMessage, SecurityError
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from relay.identity.authenticators import Identified
 from relay.rest.base import ApiError, ErrorAnswer, describe_error
 from relay.store import is_unavailable
 from relay.tornado.handler import UpgradeContext, admit, start_connection
@@ -195,17 +196,14 @@ class _Upgrade:
         if not requests or not isinstance(request := requests[0], Request):
             self._refuse_unparsed(protocol.handshake_exc)
             return
-        try:
-            authorization = request.headers.get("Authorization")
-            query_token = _query_token(request.path)
-            admission = await admit(
-                node,
-                request,
-                peer=self._address[0],
-                host=request.headers.get("Host", ""),
-                identify=lambda: node.authenticators.identify_credentials(authorization, query_token),
-                protocol=protocol,
+
+        def identify() -> Awaitable[Identified | None]:
+            return node.authenticators.identify_credentials(
+                request.headers.get("Authorization"), _query_token(request.path)
             )
+
+        try:
+            admission = await admit(node, request, peer=self._address[0], identify=identify, protocol=protocol)
         except Exception as error:
             self._refuse_error(error, request)
             return

@@ -58,6 +58,10 @@ pause from its first read to the stream's close.  A buffer per upgrade was 64 KB
 kept until a garbage collection freed the stream's cycles: pages that a flood of connections left behind."""
 
 
+_SINGLE_HEADERS = ("Host", "Origin", "Authorization")
+"""Headers an upgrade may carry once: which of two would decide is a guess (websockets refuses to read them)."""
+
+
 class UpgradeContext(SocketContext, Protocol):
     """What the upgrade needs of its relay node besides what a connection needs."""
 
@@ -102,21 +106,23 @@ async def admit(
     request: Request,
     *,
     peer: str,
-    host: str,
     identify: Callable[[], Awaitable[Identified | None]],
     protocol: ServerProtocol | None = None,
 ) -> Admission:
     """Whether the upgrade ``request`` from ``peer`` goes ahead; raises :class:`ApiError` if not.
 
-    ``host`` is the request's ``Host`` (for the same-origin check), ``identify``
-    checks the credentials that came with it, ``protocol`` is the library's
-    handshake state if the request was parsed by one.
+    ``identify`` checks the credentials that came with it (once none of the
+    headers it may read came twice), ``protocol`` is the library's handshake
+    state if the request was parsed by one.
     """
     if not node.ready:
         raise ApiError(503, "the relay is starting; try again in a moment", "unavailable")
+    for name in _SINGLE_HEADERS:
+        if len(request.headers.get_all(name)) > 1:
+            raise ApiError(400, f"more than one {name} header")
     handshake = _accept(request, protocol or ServerProtocol())
     origin = request.headers.get("Origin")
-    if origin is not None and not _allowed_origin(node, origin, host):
+    if origin is not None and not _allowed_origin(node, origin, request.headers.get("Host", "")):
         raise ApiError(403, f"the origin {origin[:200]!r} may not open this WebSocket", "forbidden")
     identity: Identified | None = None
     refused = False
@@ -185,7 +191,6 @@ class UpgradeHandler(JsonHandler):
             self.node,
             Request(self.request.uri or "/", headers),
             peer=self.request.remote_ip or "-",
-            host=self.request.host or "",
             identify=lambda: self.node.authenticators.identify_upgrade(self),
         )
         stream = self.detach()

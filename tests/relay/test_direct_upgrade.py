@@ -193,3 +193,14 @@ async def test_the_relay_stops_with_connections_still_saying_nothing(sqlite_url:
         async with asyncio.timeout(GUARD):
             assert await reader.read() == b""
         writer.close()
+
+
+@pytest.mark.parametrize("name", ["Origin", "Authorization", "Host"])
+async def test_a_header_sent_twice_is_a_400_not_a_500(either: RelayHarness, name: str) -> None:
+    _, token = await either.user()
+    values = {"Origin": "http://127.0.0.1", "Authorization": f"Bearer {token}", "Host": "127.0.0.1"}
+    request = upgrade_request("/api/streams/ws", f"{name}: {values[name]}", f"{name}: {values[name]}")
+    status, _, body = await answer_to(either.port, request)
+    assert status == 400, body
+    if body or name != "Host":  # Tornado itself refuses two Hosts, with a 400 of its own before any handler
+        assert error_of(body)["code"] == "invalid-request"
