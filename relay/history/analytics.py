@@ -208,6 +208,10 @@ class Analytics:
                 "memory_limit": MEMORY_LIMIT,
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
+                # Keep the Parquet footers read (schema, row groups, statistics) between queries: each query
+                # opens every day file of its range, and they change only on a refresh.  DuckDB checks each
+                # file before using what it kept: a day replaced by a refresh is read anew.
+                "enable_object_cache": True,
             }
         )
         self._database.execute("SET TimeZone = 'UTC'")
