@@ -16,14 +16,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import astuple, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 
 from relay.clock import iso
-from relay.history.partitioned import STATE_FILE
+from relay.history import hourly
+from relay.history.partitioned import DAY_FILE, STATE_FILE
 from relay.store import AlertFilter
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ class Query:
     description: str
     columns: tuple[str, ...]
     sql: str
+    hourly_sql: str | None = None
+    """The same answer from ``hourly`` (the copy's hourly counts, :mod:`relay.history.hourly`: ``hour`` as
+    hours since 1970 and ``alerts``), read instead of ``sql`` when the filter allows; None: always ``sql``."""
 
 
 ISO_FORMAT = "'%Y-%m-%dT%H:%M:%S.%gZ'"
@@ -59,6 +63,23 @@ _HOUR_US: Final = 3_600_000_000
 _EPOCH_HOUR: Final = f"epoch_us(createdAt) // {_HOUR_US}"
 """The hour (UTC) an alert was stored in, as hours since 1970: grouping by this integer, not by a
 ``time_bucket`` of a timestamp, halves the hourly queries (alerts-per-hour: 188 → 80 ms at 1M)."""
+_UNUSUAL: Final = f"""WITH counts AS ({{counts}}),
+                calendar AS (
+                    SELECT streamId, unnest(range(min(hour), max(hour) + 1)) AS hour FROM counts GROUP BY streamId),
+                filled AS (
+                    SELECT streamId, hour, coalesce(alerts, 0) AS alerts
+                    FROM calendar LEFT JOIN counts USING (streamId, hour)),
+                usual AS (
+                    SELECT streamId, hour % 24 AS hourOfDay, avg(alerts) AS mean, stddev_pop(alerts) AS spread,
+                           count(*) AS days
+                    FROM filled GROUP BY ALL)
+                SELECT f.streamId, strftime(make_timestamp(f.hour * {_HOUR_US}), {ISO_FORMAT}) AS hour, f.alerts,
+                       round(u.mean, 2) AS expected, round(u.mean + {UNUSUAL_SIGMAS} * u.spread, 2) AS threshold
+                FROM filled f JOIN usual u ON u.streamId = f.streamId AND u.hourOfDay = f.hour % 24
+                WHERE f.alerts >= {UNUSUAL_MIN_ALERTS} AND f.alerts > u.mean + {UNUSUAL_SIGMAS} * u.spread
+                      AND u.days >= {UNUSUAL_MIN_DAYS}
+                ORDER BY f.hour, f.streamId"""
+"""unusual-hours over ``counts`` (alerts per stream and hour since 1970), from the alerts or their hourly counts."""
 _SEVERITY_ORDER = "CASE severity WHEN 'low' THEN 1 WHEN 'medium' THEN 2 WHEN 'high' THEN 3 ELSE 4 END"
 
 QUERIES: Final = {
@@ -71,6 +92,9 @@ QUERIES: Final = {
             f"""SELECT strftime(make_timestamp(hour * {_HOUR_US}), {ISO_FORMAT}) AS hour, streamId, alerts
                 FROM (SELECT {_EPOCH_HOUR} AS hour, streamId, count(*) AS alerts FROM alerts GROUP BY ALL)
                 ORDER BY hour, streamId""",
+            f"""SELECT strftime(make_timestamp(hour * {_HOUR_US}), {ISO_FORMAT}) AS hour, streamId, alerts
+                FROM (SELECT hour, streamId, sum(alerts)::BIGINT AS alerts FROM hourly GROUP BY ALL)
+                ORDER BY hour, streamId""",
         ),
         Query(
             "severity-mix",
@@ -79,6 +103,9 @@ QUERIES: Final = {
             f"""SELECT streamId, severity, count(*) AS alerts,
                        round(count(*) / sum(count(*)) OVER (PARTITION BY streamId), 4) AS share
                 FROM alerts GROUP BY streamId, severity ORDER BY streamId, {_SEVERITY_ORDER}""",
+            f"""SELECT streamId, severity, sum(alerts)::BIGINT AS alerts,
+                       round(sum(alerts) / sum(sum(alerts)) OVER (PARTITION BY streamId), 4) AS share
+                FROM hourly GROUP BY streamId, severity ORDER BY streamId, {_SEVERITY_ORDER}""",
         ),
         Query(
             "top-object-types",
@@ -86,6 +113,10 @@ QUERIES: Final = {
             ("objectType", "alerts", "share"),
             f"""SELECT objectType, count(*) AS alerts, round(count(*) / sum(count(*)) OVER (), 4) AS share
                 FROM alerts WHERE objectType IS NOT NULL
+                GROUP BY objectType ORDER BY alerts DESC, objectType LIMIT {TOP_OBJECT_TYPES}""",
+            f"""SELECT objectType, sum(alerts)::BIGINT AS alerts,
+                       round(sum(alerts) / sum(sum(alerts)) OVER (), 4) AS share
+                FROM hourly WHERE objectType IS NOT NULL
                 GROUP BY objectType ORDER BY alerts DESC, objectType LIMIT {TOP_OBJECT_TYPES}""",
         ),
         Query(
@@ -107,20 +138,29 @@ QUERIES: Final = {
                LEFT JOIN (SELECT isodow(ts) AS day, hour(ts) AS hour, count(*) AS alerts FROM alerts GROUP BY ALL)
                     USING (day, hour)
                ORDER BY dayOfWeek, hour""",
+            f"""SELECT day AS dayOfWeek, hour, coalesce(alerts, 0) AS alerts
+               FROM range(1, 8) AS days(day) CROSS JOIN range(0, 24) AS hours(hour)
+               LEFT JOIN (SELECT isodow(ts) AS day, hour(ts) AS hour, sum(alerts)::BIGINT AS alerts
+                          FROM (SELECT make_timestamp(hour * {_HOUR_US}) AS ts, alerts FROM hourly) GROUP BY ALL)
+                    USING (day, hour)
+               ORDER BY dayOfWeek, hour""",
         ),
         Query(
             "time-between-alerts",
             "Per stream: its alerts, and the mean, median and longest time between one and the next.",
             ("streamId", "alerts", "meanSeconds", "medianSeconds", "longestSeconds"),
-            """SELECT streamId, count(*) AS alerts,
-                      round(avg(gap) / 1e6, 3) AS meanSeconds,
-                      round(median(gap) / 1e6, 3) AS medianSeconds,
-                      round(max(gap) / 1e6, 3) AS longestSeconds
-               FROM (SELECT streamId,
-                            epoch_us(createdAt) - lag(epoch_us(createdAt)) OVER (PARTITION BY streamId ORDER BY seq)
-                                AS gap
-                     FROM alerts)
-               GROUP BY ALL ORDER BY streamId""",
+            # Each stream's times as one list in storage order, then the gaps between neighbours: a
+            # sorted aggregate per stream costs half of ``lag() OVER (PARTITION BY streamId ORDER BY
+            # seq)``, whose window sorts every row with its stream's name (1M alerts: 300 → 160 ms).
+            """SELECT streamId, len(times) AS alerts,
+                      round(list_avg(gaps) / 1e6, 3) AS meanSeconds,
+                      round(list_median(gaps) / 1e6, 3) AS medianSeconds,
+                      round(list_max(gaps) / 1e6, 3) AS longestSeconds
+               FROM (SELECT streamId, times,
+                            list_transform(range(1, len(times)), lambda i: times[i + 1] - times[i]) AS gaps
+                     FROM (SELECT streamId, list(epoch_us(createdAt) ORDER BY seq) AS times
+                           FROM alerts GROUP BY streamId))
+               ORDER BY streamId""",
         ),
         Query(
             "unusual-hours",
@@ -128,23 +168,10 @@ QUERIES: Final = {
             f"of its counts at the same hour of day (hours without alerts count as 0; at least "
             f"{UNUSUAL_MIN_ALERTS} alerts and {UNUSUAL_MIN_DAYS} days of history).",
             ("streamId", "hour", "alerts", "expected", "threshold"),
-            f"""WITH counts AS (
-                    SELECT streamId, {_EPOCH_HOUR} AS hour, count(*) AS alerts FROM alerts GROUP BY ALL),
-                calendar AS (
-                    SELECT streamId, unnest(range(min(hour), max(hour) + 1)) AS hour FROM counts GROUP BY streamId),
-                filled AS (
-                    SELECT streamId, hour, coalesce(alerts, 0) AS alerts
-                    FROM calendar LEFT JOIN counts USING (streamId, hour)),
-                usual AS (
-                    SELECT streamId, hour % 24 AS hourOfDay, avg(alerts) AS mean, stddev_pop(alerts) AS spread,
-                           count(*) AS days
-                    FROM filled GROUP BY ALL)
-                SELECT f.streamId, strftime(make_timestamp(f.hour * {_HOUR_US}), {ISO_FORMAT}) AS hour, f.alerts,
-                       round(u.mean, 2) AS expected, round(u.mean + {UNUSUAL_SIGMAS} * u.spread, 2) AS threshold
-                FROM filled f JOIN usual u ON u.streamId = f.streamId AND u.hourOfDay = f.hour % 24
-                WHERE f.alerts >= {UNUSUAL_MIN_ALERTS} AND f.alerts > u.mean + {UNUSUAL_SIGMAS} * u.spread
-                      AND u.days >= {UNUSUAL_MIN_DAYS}
-                ORDER BY f.hour, f.streamId""",
+            _UNUSUAL.format(
+                counts=f"SELECT streamId, {_EPOCH_HOUR} AS hour, count(*) AS alerts FROM alerts GROUP BY ALL"
+            ),
+            _UNUSUAL.format(counts="SELECT streamId, hour, sum(alerts)::BIGINT AS alerts FROM hourly GROUP BY ALL"),
         ),
     )
 }
@@ -181,6 +208,10 @@ class Analytics:
                 "memory_limit": MEMORY_LIMIT,
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
+                # Keep the Parquet footers read (schema, row groups, statistics) between queries: each query
+                # opens every day file of its range, and they change only on a refresh.  DuckDB checks each
+                # file before using what it kept: a day replaced by a refresh is read anew.
+                "enable_object_cache": True,
             }
         )
         self._database.execute("SET TimeZone = 'UTC'")
@@ -203,7 +234,11 @@ class Analytics:
             if (cached := self._answers.get(key)) is not None:
                 self._answers.move_to_end(key)
                 return cached
-        rows = self._rows(query.sql, where)
+        counts = self._hourly_source(where) if query.hourly_sql is not None else None
+        if query.hourly_sql is not None and counts is not None:
+            rows = self._execute(_defining("hourly", counts[0], query.hourly_sql), counts[1])
+        else:
+            rows = self._rows(query.sql, where)
         answer = Answer(query.name, query.columns, [[_jsonable(value) for value in row] for row in rows])
         if version is not None and self._version() == version:  # not a copy that changed while it was read
             self._keep(key, answer)
@@ -234,17 +269,32 @@ class Analytics:
             return cursor.execute(statement, filter_parameters + (parameters or [])).df()
 
     def _rows(self, sql: str, where: AlertFilter) -> list[tuple[Any, ...]]:
-        statement, parameters = self._over_alerts(sql, where)
+        return self._execute(*self._over_alerts(sql, where))
+
+    def _execute(self, statement: str, parameters: list[Any]) -> list[tuple[Any, ...]]:
         with self._cursor() as cursor:
             return cursor.execute(statement, parameters).fetchall()
 
     def _over_alerts(self, sql: str, where: AlertFilter) -> tuple[str, list[Any]]:
-        """``sql`` with ``alerts`` defined as the filtered table (joining the query's own WITH, if any)."""
+        """``sql`` with ``alerts`` defined as the filtered table."""
         source, parameters = self._source(where)
-        body = sql.lstrip()
-        if body[:4].upper() == "WITH":
-            return f"WITH alerts AS ({source}), {body[4:]}", parameters
-        return f"WITH alerts AS ({source}) {body}", parameters
+        return _defining("alerts", source, sql), parameters
+
+    def _hourly_source(self, where: AlertFilter) -> tuple[str, list[Any]] | None:
+        """The hourly counts of what ``where`` selects as SQL, and its parameters; None where they cannot say
+        exactly (a text search, a confidence range, a time range off the hour) or some day lacks its counts."""
+        if where.text or where.min_confidence is not None or where.max_confidence is not None:
+            return None
+        if not all(moment is None or _on_the_hour(moment) for moment in (where.since, where.until)):
+            return None
+        days = {path.parent.name for path in self.folder.glob(f"date=*/{DAY_FILE}")}
+        counted = {path.parent.name for path in (self.folder / hourly.FOLDER).glob(f"date=*/{hourly.FILE}")}
+        if not days or days != counted:  # a copy of an older layout, or a refresh between a day and its counts
+            return None
+        conditions, parameters = _conditions(where, hour="hour")
+        selected = f"""SELECT * FROM read_parquet(?, hive_partitioning = true)
+                       {"WHERE " + " AND ".join(conditions) if conditions else ""}"""
+        return selected, [str(self.folder / hourly.FOLDER / "date=*" / hourly.FILE), *parameters]
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:  # making a cursor is not thread-safe; using one is
@@ -274,7 +324,27 @@ _EMPTY = """SELECT * FROM (VALUES (NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR, N
     WHERE false"""
 
 
-def _conditions(where: AlertFilter) -> tuple[list[str], list[Any]]:
+def _defining(name: str, source: str, sql: str) -> str:
+    """``sql`` with the table ``name`` defined as ``source`` (joining the query's own WITH, if any)."""
+    body = sql.lstrip()
+    if body[:4].upper() == "WITH":
+        return f"WITH {name} AS ({source}), {body[4:]}"
+    return f"WITH {name} AS ({source}) {body}"
+
+
+def _utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (a naive one is taken as UTC already, as DuckDB's session here takes it)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _on_the_hour(moment: datetime) -> bool:
+    utc = _utc(moment)
+    return utc.minute == utc.second == utc.microsecond == 0
+
+
+def _conditions(where: AlertFilter, *, hour: str | None = None) -> tuple[list[str], list[Any]]:
+    """The filter as conditions on the alert table; ``hour``: on the hourly counts instead, whose column of that
+    name is the hour since 1970 (only the fields those counts keep: see :meth:`Analytics._hourly_source`)."""
     conditions: list[str] = []
     parameters: list[Any] = []
 
@@ -291,10 +361,16 @@ def _conditions(where: AlertFilter) -> tuple[list[str], list[Any]]:
     # The day folders as literals (digits and dashes only), so that DuckDB prunes files while it plans.
     if where.since is not None:
         add(f"date >= DATE '{where.since.astimezone(UTC).date().isoformat()}'")
-        add("createdAt >= ?", where.since)
+        if hour is None:
+            add("createdAt >= ?", where.since)
+        else:
+            add(f"{hour} >= ?", _hours_since_1970(where.since))
     if where.until is not None:
         add(f"date <= DATE '{where.until.astimezone(UTC).date().isoformat()}'")
-        add("createdAt < ?", where.until)
+        if hour is None:
+            add("createdAt < ?", where.until)
+        else:
+            add(f"{hour} < ?", _hours_since_1970(where.until))
     if where.object_type:
         add("objectType = ?", where.object_type)
     if where.text:
@@ -308,6 +384,10 @@ def _conditions(where: AlertFilter) -> tuple[list[str], list[Any]]:
     if where.max_confidence is not None:
         add("confidence <= ?", where.max_confidence)
     return conditions, parameters
+
+
+def _hours_since_1970(moment: datetime) -> int:
+    return (_utc(moment) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(hours=1)
 
 
 def _filter_key(where: AlertFilter) -> tuple[Any, ...]:

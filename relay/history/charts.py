@@ -11,11 +11,11 @@ Streams are labelled through ``names`` (stream id → what to call it).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
-from relay.history.analytics import Answer
+from relay.history.analytics import CONFIDENCE_BINS, Answer
 from relay.history.palette import SEVERITY_COLOURS
 from relay.wire import SEVERITIES
 
@@ -79,18 +79,31 @@ def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]
     frame["bucket"] = frame["hour"].dt.floor(f"{hours}h")
     table = frame.pivot_table(index="bucket", columns="streamId", values="alerts", aggfunc="sum", fill_value=0)
     streams = [str(stream) for stream in table.columns]
-    # Arrays, not lists: Bokeh sends them to the browser as binary buffers (a month is 7,200 bars).
-    source = ColumnDataSource(
-        {"bucket": table.index.to_numpy(), **{stream: table[stream].to_numpy() for stream in streams}}
-    )
-    stacked = plot.vbar_stack(
-        streams,
-        x="bucket",
-        width=hours * 3_600_000 * 0.9,
-        source=source,
-        color=[STREAM_COLOURS[index % len(STREAM_COLOURS)] for index in range(len(streams))],
-        legend_label=[label(names, stream) for stream in streams],
-    )
+    # Arrays, not lists: Bokeh sends them to the browser as binary buffers (a month is 7,200 bars).  Each
+    # stream's bar starts where the last one's ends, summed here rather than by two Stack transforms per
+    # stream (vbar_stack's): twenty fewer models to build, send and draw on every page and report.
+    tops = table.cumsum(axis=1)
+    data: dict[str, Any] = {
+        "bucket": table.index.to_numpy(),
+        **{stream: table[stream].to_numpy() for stream in streams},
+    }
+    for index, stream in enumerate(streams):
+        data[f"{index}.top"] = tops[stream].to_numpy()
+        data[f"{index}.bottom"] = (tops[stream] - table[stream]).to_numpy()
+    source = ColumnDataSource(data)
+    stacked = [
+        plot.vbar(
+            x="bucket",
+            bottom=f"{index}.bottom",
+            top=f"{index}.top",
+            width=hours * 3_600_000 * 0.9,
+            source=source,
+            name=stream,
+            color=STREAM_COLOURS[index % len(STREAM_COLOURS)],
+            legend_label=label(names, stream),
+        )
+        for index, stream in enumerate(streams)
+    ]
     plot.add_tools(
         HoverTool(
             renderers=[*stacked],
@@ -203,30 +216,33 @@ def confidence_histogram(histogram: Answer, *, most: int = 6) -> Figure:
         sizing_mode="stretch_width",
         title="Detector confidence by object type",
         tools="hover,save",
-        tooltips=[("object", "@kind"), ("confidence", "@left{0.00}–@right{0.00}"), ("alerts", "@top")],
+        tooltips=[("object", "$name"), ("confidence", "@left{0.00}–@right{0.00}"), ("alerts", "@$name")],
         x_range=Range1d(start=0, end=1),
     )
     if frame.empty:
         return plot
     frame["objectType"] = frame["objectType"].fillna("(none)")
     common = frame.groupby("objectType")["alerts"].sum().sort_values(ascending=False).head(most).index
+    # One source for every kind (a column of counts each, by bin) rather than a source per kind: each
+    # source brings its own selection and policy models to build, send and draw.
+    counts = frame.pivot_table(index="binStart", columns="objectType", values="alerts", aggfunc="sum", fill_value=0)
+    bins = counts.index.to_numpy()
+    source = ColumnDataSource(
+        {
+            "left": bins,
+            "right": bins + 1 / CONFIDENCE_BINS,
+            **{str(kind): counts[kind].to_numpy() for kind in common},
+        }
+    )
     for index, kind in enumerate(common):
-        rows = frame[frame["objectType"] == kind]
-        source = ColumnDataSource(
-            {
-                "left": list(rows["binStart"]),
-                "right": list(rows["binEnd"]),
-                "top": list(rows["alerts"]),
-                "kind": [str(kind)] * len(rows),
-            }
-        )
         colour = STREAM_COLOURS[index % len(STREAM_COLOURS)]
         plot.quad(
             left="left",
             right="right",
-            top="top",
+            top=str(kind),
             bottom=0,
             source=source,
+            name=str(kind),
             fill_color=colour,
             line_color=colour,
             fill_alpha=0.3,

@@ -6,6 +6,7 @@ Layout (Hive style, as DuckDB, pyarrow, pandas and Spark read it)::
     FOLDER/date=2026-10-02/alerts.parquet
     …
     FOLDER/_export.json        where the last run stopped, and for which filter
+    FOLDER/_hourly/date=2026-10-01/counts.hourly     that day's hourly counts (relay.history.hourly)
 
 A day's file holds every alert of the filter stored on that day (UTC), in
 storage order.  A run (:func:`refresh`) finds the days that changed since the
@@ -39,15 +40,16 @@ from sqlalchemy import Connection, Engine
 
 from relay import memory
 from relay.clock import iso, parse_iso, utcnow
-from relay.history import table
+from relay.history import hourly, table
 from relay.history.formats import DayWriter
 from relay.store import AlertFilter
 
 STATE_FILE: Final = "_export.json"
 LOCK_FILE: Final = ".lock"
 DAY_FILE: Final = "alerts.parquet"
-STATE_VERSION: Final = 2
-"""Counted up when the day files' columns change: a folder of another version is written again in full."""
+STATE_VERSION: Final = 3
+"""Counted up when the day files' columns change (3: the hourly counts beside them): a folder of another
+version is written again in full."""
 SETTLING: Final = timedelta(minutes=5)
 """How far back from the end of the last run alerts may still commit (a transaction that took
 its ``seq`` before the run read and committed after): that stretch's days are rewritten."""
@@ -128,29 +130,40 @@ def _days_to_write(connection: Connection, where: AlertFilter, state: _State, al
 
 
 def _write_day(connection: Connection, folder: Path, where: AlertFilter, day: date, progress: Progress | None) -> int:
-    """Replace the file of ``day`` with what the database holds for it now (or remove the day if nothing)."""
+    """Replace the file of ``day``, and its hourly counts, with what the database holds for it now
+    (or remove the day if nothing)."""
     target = partition(folder, day)
+    counts_target = hourly.day_folder(folder, target.name)
     partial = target / f".{DAY_FILE}.partial"
+    counts_partial = counts_target / f".{hourly.FILE}.partial"
     written = 0
     writer: DayWriter | None = None
+    counts = hourly.HourlyCounts()
     try:
         for batch in table.batches(connection, table.day_filter(where, day)):
             if writer is None:
                 target.mkdir(exist_ok=True)
                 writer = DayWriter(partial)
             writer.write(batch)
+            counts.add(batch)
             written += batch.num_rows
             if progress is not None:
                 progress(batch.num_rows)
         if writer is None:
             shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(counts_target, ignore_errors=True)
             return 0
         writer.close()
+        counts_target.mkdir(parents=True, exist_ok=True)
+        counts.write(counts_partial)
+        # The day, then its counts at once: a query reads one or the other (relay.history.analytics).
         partial.replace(target / DAY_FILE)
+        counts_partial.replace(counts_target / hourly.FILE)
     finally:
         if writer is not None:
             writer.close()
         partial.unlink(missing_ok=True)
+        counts_partial.unlink(missing_ok=True)
     return written
 
 
@@ -198,7 +211,8 @@ def _refuse_foreign(folder: Path) -> None:
     """Never write into a folder that holds something else than an export (it could be anyone's files)."""
     if not folder.is_dir() or (folder / STATE_FILE).exists():
         return
-    if any(entry.name != LOCK_FILE and not entry.name.startswith("date=") for entry in folder.iterdir()):
+    ours = {LOCK_FILE, hourly.FOLDER}
+    if any(entry.name not in ours and not entry.name.startswith("date=") for entry in folder.iterdir()):
         raise FolderInUse(f"{folder} is not empty and holds no export: choose an empty or new folder")
 
 

@@ -7,14 +7,19 @@ seeded month of history.
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
 import pyarrow.dataset as ds
 import pytest
+from sqlalchemy import text
 
 from benchmarks.analytics_reference import REFERENCE, same_rows
 from benchmarks.history_data import seed
+from relay.history import hourly
 from relay.history.analytics import QUERIES, Analytics
 from relay.history.partitioned import refresh
 from relay.store import AlertFilter
@@ -79,6 +84,8 @@ async def test_each_query_counts_what_was_stored(relay: RelayHarness) -> None:
     gaps = {row[0]: row[1:] for row in await _analytics(relay, token, "time-between-alerts")}
     assert gaps[dock] == [2, 600.0, 600.0, 600.0]
     assert gaps[gate][0] == 72
+    lonely = await _analytics(relay, token, "time-between-alerts", f"?streamId={dock}&severity=critical")
+    assert lonely == [[dock, 1, None, None, None]], "one alert: no time between alerts to speak of"
     unusual = await _analytics(relay, token, "unusual-hours")
     assert unusual == [[gate, "2026-11-23T10:00:00.000Z", 30, 3.27, 20.77]], "the burst, and nothing else"
 
@@ -128,6 +135,9 @@ def seeded_copy(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory)
     engine = create_sync_engine(copy_of(sqlite_template, tmp_path).replace("+aiosqlite", ""))
     seeded = seed(engine, 20_000, streams=4, days=14, bursts=3)
     seed(engine, 2_000, streams=2, days=14, bursts=0, username="neighbour")
+    with engine.begin() as connection:  # some reviewed, some of those false positives: filters to answer
+        connection.execute(text("UPDATE alert SET reviewed = 1 WHERE seq % 7 = 0"))
+        connection.execute(text('UPDATE alert SET "falsePositive" = 1 WHERE seq % 14 = 0'))
     folder = tmp_path / "copy"
     refresh(engine, folder, AlertFilter())
     engine.dispose()
@@ -146,6 +156,66 @@ def test_duckdb_answers_as_pandas_does(seeded_copy: tuple[Path, str], name: str)
         analytics.close()
     assert ours, "the seeded month gives every query something to say"
     assert same_rows(ours, REFERENCE[name](mine))
+
+
+FILTERS: Final = {
+    "streams": (
+        AlertFilter(stream_ids=["stream_analyst_01", "stream_analyst_03"]),
+        lambda t: t["streamId"].isin(["stream_analyst_01", "stream_analyst_03"]),
+    ),
+    "severities": (AlertFilter(severities=["high", "critical"]), lambda t: t["severity"].isin(["high", "critical"])),
+    "a week on the hour": (
+        AlertFilter(since=datetime(2026, 10, 3, 5, tzinfo=UTC), until=datetime(2026, 10, 10, 17, tzinfo=UTC)),
+        lambda t: (t["createdAt"] >= "2026-10-03T05:00Z") & (t["createdAt"] < "2026-10-10T17:00Z"),
+    ),
+    "a range off the hour": (
+        AlertFilter(since=datetime(2026, 10, 3, 5, 30, tzinfo=UTC), until=datetime(2026, 10, 10, 17, 0, 1, tzinfo=UTC)),
+        lambda t: (t["createdAt"] >= "2026-10-03T05:30Z") & (t["createdAt"] < "2026-10-10T17:00:01Z"),
+    ),
+    "object type": (AlertFilter(object_type="car"), lambda t: t["objectType"] == "car"),
+    "reviewed": (AlertFilter(reviewed=True), lambda t: t["reviewed"]),
+    "not false positives": (AlertFilter(false_positive=False), lambda t: ~t["falsePositive"]),
+    "text": (AlertFilter(text="CAR DET"), lambda t: t["message"].str.lower().str.contains("car det", regex=False)),
+    "confidence": (AlertFilter(min_confidence=0.5, max_confidence=0.8), lambda t: t["confidence"].between(0.5, 0.8)),
+}
+"""Every filter of ``GET /api/alerts``, and the same in pandas: the hourly counts answer some, the day files others."""
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+@pytest.mark.parametrize("filter_name", list(FILTERS))
+def test_duckdb_answers_as_pandas_does_with_every_filter(
+    seeded_copy: tuple[Path, str], name: str, filter_name: str
+) -> None:
+    folder, user_id = seeded_copy
+    where, selects = FILTERS[filter_name]
+    where = replace(where, user_id=user_id)
+    table = ds.dataset(folder, partitioning="hive").to_table().to_pandas()
+    mine = table[(table["userId"] == user_id) & selects(table)]
+    analytics = Analytics(folder, cached_rows=0)
+    try:
+        ours = analytics.run(name, where).rows
+        counted = analytics._hourly_source(where) is not None
+    finally:
+        analytics.close()
+    assert counted == (filter_name not in ("a range off the hour", "text", "confidence"))
+    assert len(mine), "the filter selects something"
+    assert same_rows(ours, REFERENCE[name](mine))
+
+
+def test_without_every_days_counts_the_day_files_answer(seeded_copy: tuple[Path, str], tmp_path: Path) -> None:
+    """A copy of an older layout (or a refresh caught between a day and its counts) is read from the day files."""
+    folder, user_id = seeded_copy
+    partial = tmp_path / "copy"
+    shutil.copytree(folder, partial)
+    next((partial / hourly.FOLDER).glob("date=*")).rename(tmp_path / "one day's counts")
+    analytics = Analytics(partial, cached_rows=0)
+    try:
+        assert analytics._hourly_source(AlertFilter(user_id=user_id)) is None
+        ours = analytics.run("alerts-per-hour", AlertFilter(user_id=user_id)).rows
+    finally:
+        analytics.close()
+    table = ds.dataset(partial, partitioning="hive").to_table().to_pandas()
+    assert same_rows(ours, REFERENCE["alerts-per-hour"](table[table["userId"] == user_id]))
 
 
 def test_the_reference_rounds_halves_as_duckdb_does() -> None:
@@ -205,8 +275,8 @@ async def test_an_answer_is_kept_until_the_copy_changes(relay: RelayHarness) -> 
     first = await _analytics(relay, token, "top-object-types")
     assert first == [["person", 1, 1.0]]
     reads = []
-    original = analytics._rows
-    analytics._rows = lambda sql, where: reads.append(sql) or original(sql, where)  # type: ignore[method-assign]
+    original = analytics._execute
+    analytics._execute = lambda sql, parameters: reads.append(sql) or original(sql, parameters)  # type: ignore[method-assign]
     assert await _analytics(relay, token, "top-object-types") == first
     assert await _analytics(relay, token, "top-object-types", f"?streamId={gate}") == first
     assert len(reads) == 1, "the same question again is not read again; another filter is"
@@ -223,8 +293,8 @@ def test_answers_are_not_kept_when_asked_not_to(seeded_copy: tuple[Path, str]) -
     folder, user_id = seeded_copy
     analytics = Analytics(folder, cached_rows=0)
     reads = []
-    original = analytics._rows
-    analytics._rows = lambda sql, where: reads.append(sql) or original(sql, where)  # type: ignore[method-assign]
+    original = analytics._execute
+    analytics._execute = lambda sql, parameters: reads.append(sql) or original(sql, parameters)  # type: ignore[method-assign]
     for _ in range(2):
         analytics.run("top-object-types", AlertFilter(user_id=user_id))
     analytics.close()

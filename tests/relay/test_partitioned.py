@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from benchmarks.history_data import seed
-from relay.history import partitioned
+from relay.history import hourly, partitioned
 from relay.store import AlertFilter, Store
 from relay.store.alerts import Review
 from relay.store.database import create_sync_engine
@@ -80,6 +80,23 @@ def test_a_second_run_writes_only_what_changed(engine: Engine, database_url: str
     total = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet')").fetchone()
     assert total == (seeded.alerts + 9,)
     assert not list(folder.rglob("*.partial"))
+    _assert_counts_are_the_days(folder)
+
+
+def _assert_counts_are_the_days(folder: Path) -> None:
+    """Every day file has its hourly counts beside it (relay.history.hourly), and they count what it holds."""
+    keys = "hour, userId, streamId, severity, objectType, reviewed, falsePositive"
+    counted, counts = (
+        sorted(duckdb.connect().execute(sql).fetchall())
+        for sql in (
+            f"SELECT epoch_us(createdAt) // 3600000000 AS hour, userId, streamId, severity::VARCHAR, objectType, "
+            f"reviewed, falsePositive, count(*) FROM read_parquet('{folder}/date=*/*.parquet') GROUP BY ALL",
+            f"SELECT {keys}, alerts FROM read_parquet('{folder}/{hourly.FOLDER}/date=*/{hourly.FILE}')",
+        )
+    )
+    assert counts == counted
+    days = {path.parent.name for path in folder.glob(f"date=*/{partitioned.DAY_FILE}")}
+    assert {path.parent.name for path in (folder / hourly.FOLDER).glob(f"date=*/{hourly.FILE}")} == days
 
 
 def test_a_folder_keeps_to_its_filter(engine: Engine, tmp_path: Path) -> None:
@@ -109,6 +126,7 @@ def test_a_day_whose_alerts_are_gone_is_removed(engine: Engine, tmp_path: Path) 
         )
     partitioned.rewrite_days(engine, folder, where, [date(2026, 10, 2)])
     assert list(_files(folder)) == ["date=2026-10-01"]
+    _assert_counts_are_the_days(folder)
 
 
 async def test_relay_export_partitioned(sqlite_url: str, tmp_path: Path) -> None:
@@ -153,6 +171,7 @@ def test_a_run_rewrites_the_days_of_alerts_reviewed_since_the_last(
         .fetchall()
     )
     assert reviewed == [(alert_id, True, True, "ana")]
+    _assert_counts_are_the_days(folder)  # the review counted there too
 
 
 async def _review(database_url: str, user_id: str, alert_id: str) -> None:
@@ -169,5 +188,6 @@ def test_a_folder_of_an_older_layout_is_written_again_in_full(engine: Engine, tm
     where = AlertFilter(user_id=seeded.user_id)
     partitioned.refresh(engine, folder, where)
     state = folder / partitioned.STATE_FILE
-    state.write_bytes(state.read_bytes().replace(b'"version": 2', b'"version": 1'))
+    version = partitioned.STATE_VERSION
+    state.write_bytes(state.read_bytes().replace(b'"version": %d' % version, b'"version": %d' % (version - 1)))
     assert partitioned.refresh(engine, folder, where).alerts_written == seeded.alerts

@@ -19,6 +19,7 @@ from typing import Any, Final
 import pandas as pd
 import panel as pn
 import param
+from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource
 
 from relay.clock import utcnow
@@ -70,11 +71,9 @@ class AnalyticsPage(Page):
         self.problem = pn.pane.Alert("", alert_type="warning", visible=False)
         self.report = pn.pane.HTML("", css_classes=["analytics-report"], align="center")
         self.over_time = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.severity = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.kinds = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.confidence = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.week = pn.pane.Bokeh(sizing_mode="stretch_width")
-        self.gaps = pn.pane.Bokeh(sizing_mode="stretch_width")
+        self.summaries = pn.pane.Bokeh(sizing_mode="stretch_width")
+        """The other five charts as one Bokeh layout in one pane: every pane whose object changes makes Panel
+        walk every model of the tab again (its links' preprocessing, the theme), so five panes cost five walks."""
         self.unusual = pn.widgets.Tabulator(
             self._unusual_rows,
             disabled=True,
@@ -96,9 +95,7 @@ class AnalyticsPage(Page):
                 "own counts at that hour of day. Click one (here or its ▼ above) to see its alerts in History."
             ),
             self.unusual,
-            pn.Row(self.severity, self.kinds, sizing_mode="stretch_width"),
-            pn.Row(self.confidence, self.week, sizing_mode="stretch_width"),
-            self.gaps,
+            self.summaries,
             sizing_mode="stretch_width",
             css_classes=["analytics-page"],
         )
@@ -167,11 +164,20 @@ class AnalyticsPage(Page):
         over_time, marks = charts.alerts_over_time(answers["alerts-per-hour"], answers["unusual-hours"], names)
         marks.selected.on_change("indices", lambda _attribute, _old, indices: self._mark_tapped(marks, indices))
         self.over_time.object = over_time
-        self.severity.object = charts.severity_mix(answers["severity-mix"], names)
-        self.kinds.object = charts.top_object_types(answers["top-object-types"])
-        self.confidence.object = charts.confidence_histogram(answers["confidence-histogram"])
-        self.week.object = charts.hour_of_week(answers["hour-of-week"])
-        self.gaps.object = charts.time_between_alerts(answers["time-between-alerts"], names)
+        self.summaries.object = column(
+            row(
+                charts.severity_mix(answers["severity-mix"], names),
+                charts.top_object_types(answers["top-object-types"]),
+                sizing_mode="stretch_width",
+            ),
+            row(
+                charts.confidence_histogram(answers["confidence-histogram"]),
+                charts.hour_of_week(answers["hour-of-week"]),
+                sizing_mode="stretch_width",
+            ),
+            charts.time_between_alerts(answers["time-between-alerts"], names),
+            sizing_mode="stretch_width",
+        )
         unusual = answers["unusual-hours"].frame()
         self._unusual_rows = pd.DataFrame(
             {
