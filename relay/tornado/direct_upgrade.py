@@ -16,7 +16,8 @@ its first bytes (``MSG_PEEK``: nothing is consumed).  A request that starts
 decided by the same :func:`~relay.tornado.handler.admit` as Tornado's
 :class:`~relay.tornado.handler.UpgradeHandler`, and its socket handed to an
 asyncio transport.  A refusal is the same JSON answer as Tornado's, then the
-connection is closed.  Every other connection goes to Tornado untouched.
+connection is closed.  Every other connection goes to Tornado untouched, and so
+does one whose first bytes are too few to tell (a peek does not wait).
 
 Only the relay's own credentials (bearer header, ``?token=``) can be checked
 without Tornado's request: with other authenticators in the chain, or behind a
@@ -136,7 +137,12 @@ class _Upgrade:
             self._peek()
 
     def _peek(self) -> bool:
-        """Look at the request line without taking it; True while it is too short to tell."""
+        """Look at the request line without taking it; True while nothing has come yet.
+
+        A start too short to tell goes to Tornado like any other: peeked bytes
+        stay in the socket, which stays readable, so waiting here for the rest
+        would wake the loop at every turn until it came.
+        """
         try:
             start = self._sock.recv(len(PATH) + 1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
@@ -147,13 +153,10 @@ class _Upgrade:
         if not start:
             self.drop()  # closed before it said anything
             return False
-        matched = len(start) == len(PATH) + 1 and start.startswith(PATH) and start[-1] in _AFTER_PATH
-        if not matched and not PATH.startswith(start):
+        if not (len(start) == len(PATH) + 1 and start.startswith(PATH) and start[-1] in _AFTER_PATH):
             self._done()
             self._owner._to_tornado(self._sock, self._address)
             return False
-        if not matched:
-            return True
         self._ours = True
         return self._read()
 

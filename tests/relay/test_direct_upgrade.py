@@ -19,6 +19,7 @@ import orjson
 import pytest
 from websockets.protocol import State
 
+from relay.tornado import direct_upgrade
 from tests.raw_websocket import RawWebSocket, client_frame
 from tests.support import GUARD, RelayHarness, running_relay
 
@@ -113,7 +114,9 @@ async def test_a_request_dribbled_a_few_bytes_at_a_time_is_read_whole(either: Re
     _, token = await either.user()
     reader, writer = await asyncio.open_connection("127.0.0.1", either.port)
     request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
-    for start in range(0, len(request), 3):
+    line = request.index(b"\r\n") + 2  # the request line whole (a peek decides by it), the rest dribbled
+    writer.write(request[:line])
+    for start in range(line, len(request), 3):
         writer.write(request[start : start + 3])
         await writer.drain()
         await asyncio.sleep(0)  # a turn of the loop for each piece: the relay sees them one by one
@@ -192,4 +195,33 @@ async def test_the_relay_stops_with_connections_still_saying_nothing(sqlite_url:
         await relay.server.stop()
         async with asyncio.timeout(GUARD):
             assert await reader.read() == b""
+        writer.close()
+
+
+async def test_a_request_line_begun_but_not_whole_does_not_spin_the_loop(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Peeked bytes stay in the socket, readable at every turn: a start too short to tell is Tornado's."""
+    peeks = 0
+    peek = direct_upgrade._Upgrade._peek
+
+    def counted(upgrade: direct_upgrade._Upgrade) -> bool:
+        nonlocal peeks
+        peeks += 1
+        return peek(upgrade)
+
+    monkeypatch.setattr(direct_upgrade._Upgrade, "_peek", counted)
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
+        writer.write(request[:9])  # "GET /api/", and then a pause
+        await writer.drain()
+        for _ in range(3):  # many turns of the relay's loop
+            status, _, _ = await answer_to(relay.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status == 200
+        assert peeks <= 2 * 4  # at most twice a connection (nothing yet, then its start), not at every turn
+        writer.write(request[9:])
+        async with asyncio.timeout(GUARD):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
         writer.close()
