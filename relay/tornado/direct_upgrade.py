@@ -199,13 +199,16 @@ class _Upgrade:
             self._refuse_unparsed(protocol.handshake_exc)
             return
         try:
-            authorization = request.headers.get("Authorization")
+            hosts = request.headers.get_all("Host")
+            if len(hosts) > 1:
+                raise ApiError(400, "more than one Host header")  # as Tornado refuses it
+            authorization = _joined(request.headers, "Authorization")
             query_token = _query_token(request.path)
             admission = await admit(
                 node,
                 request,
                 peer=self._address[0],
-                host=request.headers.get("Host", ""),
+                host=hosts[0] if hosts else "",
                 identify=lambda: node.authenticators.identify_credentials(authorization, query_token),
                 protocol=protocol,
             )
@@ -288,6 +291,15 @@ class _Lingering:
     def _close(self) -> None:
         self._loop.remove_reader(self._sock)
         self._sock.close()
+
+
+def _joined(headers: Headers, name: str) -> str | None:
+    """The header ``name`` as Tornado's ``headers.get`` gives it: repeated ones joined by commas.
+
+    (``websockets``' :meth:`Headers.get` raises on a repeated header.)
+    """
+    values = headers.get_all(name)
+    return ",".join(values) if values else None
 
 
 def _query_token(path: str) -> str | None:

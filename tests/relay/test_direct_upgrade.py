@@ -225,3 +225,26 @@ async def test_a_request_line_begun_but_not_whole_does_not_spin_the_loop(
         async with asyncio.timeout(GUARD):
             assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
         writer.close()
+
+
+async def test_repeated_headers_are_read_as_tornado_reads_them(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two ``Authorization`` headers are one (joined by commas, a wrong token: 1008); two ``Host`` a 400."""
+    answers: dict[str, list[bytes]] = {}
+    for path in PATHS:
+        async with running_relay(sqlite_url, ping_interval=0, behind_proxy=path == "tornado") as relay:
+            _, token = await relay.user()
+            answers[path] = []
+            for extra in ((f"Authorization: Bearer {token}", "Authorization: Bearer x"), ("Host: elsewhere",)):
+                reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+                writer.write(upgrade_request("/api/streams/ws", *extra))
+                async with asyncio.timeout(GUARD):
+                    head = await reader.readuntil(b"\r\n\r\n")
+                answers[path].append(head.split(b"\r\n")[0])
+                if head.startswith(b"HTTP/1.1 101"):
+                    frame = await RawWebSocket(reader, writer).read_frame()
+                    assert (frame.opcode, frame.payload[:2]) == (0x8, (1008).to_bytes(2, "big")), path
+                writer.close()
+    assert answers["direct"] == answers["tornado"] == [b"HTTP/1.1 101 Switching Protocols", b"HTTP/1.1 400 Bad Request"]
+    assert not [record for record in caplog.records if record.exc_info], "no traceback"
