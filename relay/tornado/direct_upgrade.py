@@ -58,7 +58,9 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 """The longest request head read here (Tornado's own default ``max_header_size``); longer: 431."""
 LINGER_SECONDS: Final = 2.0
 """How long a refused client has to read the refusal and close (see :class:`_Lingering`)."""
-_HEAD_END: Final = b"\r\n\r\n"
+_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
+"""Where a head ends, as Tornado's ``HTTP1Connection`` reads it (lines may end with a bare LF)."""
+_LINE_END: Final = re.compile(rb"\r?\n")
 _CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x08\x0e-\x1f]")
 """What Tornado replaces by a space in a query argument (``RequestHandler._get_arguments``)."""
 
@@ -172,18 +174,19 @@ class _Upgrade:
         if not chunk:
             self.drop()
             return False
-        searched_from = max(0, len(self._head) - len(_HEAD_END) + 1)
+        searched_from = max(0, len(self._head) - 3)
         self._head += chunk
-        end = self._head.find(_HEAD_END, searched_from)
-        if end < 0:
+        found = _HEAD_END.search(self._head, searched_from)
+        if found is None:
             if len(self._head) <= MAX_HEAD_BYTES:
                 return True
             self._done()
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's head is too long")
             return False
         self._done()
-        end += len(_HEAD_END)
-        head, received = bytes(self._head[:end]), bytes(self._head[end:])
+        head, received = bytes(self._head[: found.end()]), bytes(self._head[found.end() :])
+        if head.count(b"\n") != head.count(b"\r\n"):
+            head = _LINE_END.sub(b"\r\n", head)  # websockets reads CRLF only
         task = self._loop.create_task(self._answer(head, received))
         answering = self._owner._answering
         answering.add(task)

@@ -248,3 +248,37 @@ async def test_repeated_headers_are_read_as_tornado_reads_them(
                 writer.close()
     assert answers["direct"] == answers["tornado"] == [b"HTTP/1.1 101 Switching Protocols", b"HTTP/1.1 400 Bad Request"]
     assert not [record for record in caplog.records if record.exc_info], "no traceback"
+
+
+async def test_a_head_whose_lines_end_with_a_bare_lf_is_read_as_tornado_reads_it(either: RelayHarness) -> None:
+    _, token = await either.user()
+    request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
+    for lines in (request.replace(b"\r\n", b"\n"), request[:-4] + b"\n\r\n", request[:-4] + b"\r\n\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", either.port)
+        writer.write(lines + client_frame(0x1, b'{"type":"ping"}'))
+        socket = RawWebSocket(reader, writer)
+        async with asyncio.timeout(GUARD):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101"), lines
+        assert b"auth-ok" in (await socket.read_frame()).payload
+        assert (await socket.read_frame()).payload == b'{"type":"pong"}'
+        await socket.close()
+
+
+async def test_the_end_of_the_head_is_found_across_reads_at_every_offset(sqlite_url: str) -> None:
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
+        line = request.index(b"\r\n") + 2
+        for cut in range(len(request) - 4, len(request)):
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(request[:line])
+            await writer.drain()
+            writer.write(request[line:cut])
+            await writer.drain()
+            await asyncio.sleep(0)
+            writer.write(request[cut:])
+            socket = RawWebSocket(reader, writer)
+            async with asyncio.timeout(GUARD):
+                assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101"), cut
+            assert b"auth-ok" in (await socket.read_frame()).payload
+            await socket.close()
