@@ -13,6 +13,8 @@ import asyncio
 import base64
 import logging
 import os
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import orjson
@@ -282,3 +284,36 @@ async def test_the_end_of_the_head_is_found_across_reads_at_every_offset(sqlite_
                 assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101"), cut
             assert b"auth-ok" in (await socket.read_frame()).payload
             await socket.close()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_client_reset_while_its_token_is_looked_up_leaves_nothing_behind(
+    sqlite_url: str, path: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_relay(sqlite_url, ping_interval=0, behind_proxy=path == "tornado") as relay:
+        _, token = await relay.user()
+        users, asked, answer = relay.relay.tokens._users, asyncio.Event(), asyncio.Event()
+        look_up = users.user_for_token
+
+        async def slow(token: str) -> str | None:
+            asked.set()
+            await answer.wait()
+            return await look_up(token)
+
+        monkeypatch.setattr(users, "user_for_token", slow)
+        loop = asyncio.get_running_loop()
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, ("127.0.0.1", relay.port))
+        await loop.sock_sendall(client, upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}"))
+        await asked.wait()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset
+        answer.set()
+        for _ in range(3):  # turns of the relay's loop: the lookup's answer, and the upgrade after it
+            status, _, _ = await answer_to(relay.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status == 200
+        assert not [record.getMessage() for record in caplog.records if record.exc_info]
+        upgrades = relay.server._upgrades
+        assert upgrades is not None
+        assert (upgrades._pending, upgrades._answering) == (set(), set())
