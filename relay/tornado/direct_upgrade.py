@@ -86,9 +86,15 @@ class DirectUpgrades:
         _Upgrade(self, sock, address).start()
 
     async def close(self) -> None:
-        """Drop the connections still being read and wait for the upgrades being answered."""
+        """Drop the connections still being read or waiting for their credentials to be checked.
+
+        A lookup of a token does not hold the stop: the database may be the
+        reason for it, and would answer only at its own timeout.
+        """
         for upgrade in list(self._pending):
             upgrade.drop()
+        for task in self._answering:
+            task.cancel()
         if self._answering:
             await asyncio.gather(*self._answering, return_exceptions=True)
 
@@ -215,6 +221,9 @@ class _Upgrade:
                 identify=lambda: node.authenticators.identify_credentials(authorization, query_token),
                 protocol=protocol,
             )
+        except asyncio.CancelledError:  # the relay stops
+            self._sock.close()
+            raise
         except Exception as error:
             self._refuse_error(error, request)
             return

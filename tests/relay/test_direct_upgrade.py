@@ -317,3 +317,26 @@ async def test_a_client_reset_while_its_token_is_looked_up_leaves_nothing_behind
         upgrades = relay.server._upgrades
         assert upgrades is not None
         assert (upgrades._pending, upgrades._answering) == (set(), set())
+
+
+async def test_the_relay_stops_while_a_token_lookup_hangs(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        users, asked, answer = relay.relay.tokens._users, asyncio.Event(), asyncio.Event()
+
+        async def hanging(_token: str) -> str | None:
+            asked.set()
+            await answer.wait()  # a database that answers only at its timeout
+            return None
+
+        monkeypatch.setattr(users, "user_for_token", hanging)
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}"))
+        await asked.wait()
+        try:
+            async with asyncio.timeout(GUARD):
+                await relay.server.stop()
+                assert await reader.read() == b""
+        finally:
+            answer.set()
+            writer.close()
