@@ -75,6 +75,7 @@ class DirectUpgrades:
         self._to_tornado = to_tornado
         self._pending: set[_Upgrade] = set()
         self._answering: set[asyncio.Task[None]] = set()
+        self._lingering: set[_Lingering] = set()
 
     def take(self, sock: socket.socket, address: tuple[str, int]) -> None:
         """A connection just accepted."""
@@ -97,6 +98,8 @@ class DirectUpgrades:
             task.cancel()
         if self._answering:
             await asyncio.gather(*self._answering, return_exceptions=True)
+        for lingering in list(self._lingering):  # refusals sent: the relay does not wait for their readers
+            lingering.close()
 
 
 class _Upgrade:
@@ -266,7 +269,7 @@ class _Upgrade:
         except OSError:
             self._sock.close()  # gone: nobody to tell
         else:
-            _Lingering(self._loop, self._sock)
+            _Lingering(self._loop, self._sock, self._owner._lingering)
         elapsed_ms = 1000 * (time.perf_counter() - self._started)
         level = logging.WARNING if answer.status < 500 else logging.ERROR
         access_log.log(level, "%d %s %.2fms", answer.status, f"GET {path} ({self._address[0]})", elapsed_ms)
@@ -281,12 +284,15 @@ class _Lingering:
     and dropped until the client closes, for at most :data:`LINGER_SECONDS`.
     """
 
-    __slots__ = ("_loop", "_sock", "_timer")
+    __slots__ = ("_all", "_loop", "_sock", "_timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, all_: set[_Lingering]) -> None:
         self._loop = loop
         self._sock = sock
-        self._timer = loop.call_later(LINGER_SECONDS, self._close)
+        self._all = all_
+        """The lingering connections, which the relay's stop closes."""
+        all_.add(self)
+        self._timer = loop.call_later(LINGER_SECONDS, self.close)
         loop.add_reader(sock, self._readable)
 
     def _readable(self) -> None:
@@ -297,10 +303,11 @@ class _Lingering:
             return
         except OSError:
             pass
-        self._timer.cancel()
-        self._close()
+        self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        self._all.discard(self)
+        self._timer.cancel()
         self._loop.remove_reader(self._sock)
         self._sock.close()
 

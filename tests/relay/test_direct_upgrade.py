@@ -16,6 +16,7 @@ import os
 import socket
 import struct
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -340,3 +341,24 @@ async def test_the_relay_stops_while_a_token_lookup_hangs(sqlite_url: str, monke
         finally:
             answer.set()
             writer.close()
+
+
+async def test_the_relay_stops_without_waiting_for_refused_clients_to_close(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lingering: list[socket.socket] = []
+    linger = direct_upgrade._Lingering.__init__
+
+    def kept(self: direct_upgrade._Lingering, *args: Any) -> None:
+        linger(self, *args)
+        lingering.append(args[1])
+
+    monkeypatch.setattr(direct_upgrade._Lingering, "__init__", kept)
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(b"GET /api/streams/ws HTTP/1.1\r\nHost: x\r\n\r\n")  # 426, and the client stays
+        async with asyncio.timeout(GUARD):
+            assert (await reader.read()).startswith(b"HTTP/1.1 426")
+        await relay.server.stop()
+        assert [sock.fileno() for sock in lingering] == [-1]  # closed by the stop, not LINGER_SECONDS later
+        writer.close()
