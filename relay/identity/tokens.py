@@ -34,6 +34,8 @@ class TokenVerifier:
         self._known: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._asking: dict[str, asyncio.Future[str | None]] = {}
         """The database lookups under way, by token hash: one per token, however many ask at once."""
+        self._revocations = 0
+        """How many times :meth:`forget` was called: an answer asked for before one is not remembered."""
 
     async def user_id(self, token: str) -> str | None:
         """The id of the token's user, or None for an unknown token."""
@@ -45,14 +47,19 @@ class TokenVerifier:
         asking = self._asking.get(key)
         if asking is None:  # the first to ask: the others of a reconnect storm wait for its answer
             asking = self._asking[key] = asyncio.ensure_future(self._users.user_for_token(token))
-            asking.add_done_callback(lambda _: self._asking.pop(key, None))
+            asking.add_done_callback(lambda done: self._asked(key, done))
+        revocations = self._revocations
         user_id = await asyncio.shield(asking)  # one cancelled caller does not cancel the others' answer
-        if user_id is not None and self._ttl > 0:
+        if user_id is not None and self._ttl > 0 and self._revocations == revocations:
             self._known[key] = (user_id, now + self._ttl)
             self._known.move_to_end(key)
             while len(self._known) > self._max_entries:
                 self._known.popitem(last=False)
         return user_id
+
+    def _asked(self, key: str, done: asyncio.Future[str | None]) -> None:
+        if self._asking.get(key) is done:  # not a lookup forgotten, and another asked since
+            del self._asking[key]
 
     def known(self) -> list[str]:
         """The hashes of the tokens trusted from memory now (expired ones are dropped on the way)."""
@@ -63,5 +70,7 @@ class TokenVerifier:
 
     def forget(self, token_hashes: Iterable[str]) -> None:
         """These tokens were revoked: ask the database next time (it will say no)."""
+        self._revocations += 1
         for key in token_hashes:
             self._known.pop(key, None)
+            self._asking.pop(key, None)  # asked before the revocation: whoever asks now asks the database

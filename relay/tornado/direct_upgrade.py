@@ -16,7 +16,8 @@ its first bytes (``MSG_PEEK``: nothing is consumed).  A request that starts
 decided by the same :func:`~relay.tornado.handler.admit` as Tornado's
 :class:`~relay.tornado.handler.UpgradeHandler`, and its socket handed to an
 asyncio transport.  A refusal is the same JSON answer as Tornado's, then the
-connection is closed.  Every other connection goes to Tornado untouched.
+connection is closed.  Every other connection goes to Tornado untouched, and so
+does one whose first bytes are too few to tell (a peek does not wait).
 
 Only the relay's own credentials (bearer header, ``?token=``) can be checked
 without Tornado's request: with other authenticators in the chain, or behind a
@@ -58,7 +59,9 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 """The longest request head read here (Tornado's own default ``max_header_size``); longer: 431."""
 LINGER_SECONDS: Final = 2.0
 """How long a refused client has to read the refusal and close (see :class:`_Lingering`)."""
-_HEAD_END: Final = b"\r\n\r\n"
+_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
+"""Where a head ends, as Tornado's ``HTTP1Connection`` reads it (lines may end with a bare LF)."""
+_LINE_END: Final = re.compile(rb"\r?\n")
 _CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x08\x0e-\x1f]")
 """What Tornado replaces by a space in a query argument (``RequestHandler._get_arguments``)."""
 
@@ -73,6 +76,7 @@ class DirectUpgrades:
         self._to_tornado = to_tornado
         self._pending: set[_Upgrade] = set()
         self._answering: set[asyncio.Task[None]] = set()
+        self._lingering: set[_Lingering] = set()
 
     def take(self, sock: socket.socket, address: tuple[str, int]) -> None:
         """A connection just accepted."""
@@ -84,11 +88,19 @@ class DirectUpgrades:
         _Upgrade(self, sock, address).start()
 
     async def close(self) -> None:
-        """Drop the connections still being read and wait for the upgrades being answered."""
+        """Drop the connections still being read or waiting for their credentials to be checked.
+
+        A lookup of a token does not hold the stop: the database may be the
+        reason for it, and would answer only at its own timeout.
+        """
         for upgrade in list(self._pending):
             upgrade.drop()
+        for task in self._answering:
+            task.cancel()
         if self._answering:
             await asyncio.gather(*self._answering, return_exceptions=True)
+        for lingering in list(self._lingering):  # refusals sent: the relay does not wait for their readers
+            lingering.close()
 
 
 class _Upgrade:
@@ -137,7 +149,12 @@ class _Upgrade:
             self._peek()
 
     def _peek(self) -> bool:
-        """Look at the request line without taking it; True while it is too short to tell."""
+        """Look at the request line without taking it; True while nothing has come yet.
+
+        A start too short to tell goes to Tornado like any other: peeked bytes
+        stay in the socket, which stays readable, so waiting here for the rest
+        would wake the loop at every turn until it came.
+        """
         try:
             start = self._sock.recv(len(PATH) + 1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
@@ -148,13 +165,10 @@ class _Upgrade:
         if not start:
             self.drop()  # closed before it said anything
             return False
-        matched = len(start) == len(PATH) + 1 and start.startswith(PATH) and start[-1] in _AFTER_PATH
-        if not matched and not PATH.startswith(start):
+        if not (len(start) == len(PATH) + 1 and start.startswith(PATH) and start[-1] in _AFTER_PATH):
             self._done()
             self._owner._to_tornado(self._sock, self._address)
             return False
-        if not matched:
-            return True
         self._ours = True
         return self._read()
 
@@ -170,18 +184,19 @@ class _Upgrade:
         if not chunk:
             self.drop()
             return False
-        searched_from = max(0, len(self._head) - len(_HEAD_END) + 1)
+        searched_from = max(0, len(self._head) - 3)
         self._head += chunk
-        end = self._head.find(_HEAD_END, searched_from)
-        if end < 0:
+        found = _HEAD_END.search(self._head, searched_from)
+        if found is None:
             if len(self._head) <= MAX_HEAD_BYTES:
                 return True
             self._done()
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's head is too long")
             return False
         self._done()
-        end += len(_HEAD_END)
-        head, received = bytes(self._head[:end]), bytes(self._head[end:])
+        head, received = bytes(self._head[: found.end()]), bytes(self._head[found.end() :])
+        if head.count(b"\n") != head.count(b"\r\n"):
+            head = _LINE_END.sub(b"\r\n", head)  # websockets reads CRLF only
         task = self._loop.create_task(self._answer(head, received))
         answering = self._owner._answering
         answering.add(task)
@@ -204,6 +219,9 @@ class _Upgrade:
 
         try:
             admission = await admit(node, request, peer=self._address[0], identify=identify, protocol=protocol)
+        except asyncio.CancelledError:  # the relay stops
+            self._sock.close()
+            raise
         except Exception as error:
             self._refuse_error(error, request)
             return
@@ -246,7 +264,7 @@ class _Upgrade:
         except OSError:
             self._sock.close()  # gone: nobody to tell
         else:
-            _Lingering(self._loop, self._sock)
+            _Lingering(self._loop, self._sock, self._owner._lingering)
         elapsed_ms = 1000 * (time.perf_counter() - self._started)
         level = logging.WARNING if answer.status < 500 else logging.ERROR
         access_log.log(level, "%d %s %.2fms", answer.status, f"GET {path} ({self._address[0]})", elapsed_ms)
@@ -261,12 +279,15 @@ class _Lingering:
     and dropped until the client closes, for at most :data:`LINGER_SECONDS`.
     """
 
-    __slots__ = ("_loop", "_sock", "_timer")
+    __slots__ = ("_all", "_loop", "_sock", "_timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, all_: set[_Lingering]) -> None:
         self._loop = loop
         self._sock = sock
-        self._timer = loop.call_later(LINGER_SECONDS, self._close)
+        self._all = all_
+        """The lingering connections, which the relay's stop closes."""
+        all_.add(self)
+        self._timer = loop.call_later(LINGER_SECONDS, self.close)
         loop.add_reader(sock, self._readable)
 
     def _readable(self) -> None:
@@ -277,10 +298,11 @@ class _Lingering:
             return
         except OSError:
             pass
-        self._timer.cancel()
-        self._close()
+        self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        self._all.discard(self)
+        self._timer.cancel()
         self._loop.remove_reader(self._sock)
         self._sock.close()
 

@@ -202,6 +202,8 @@ class UpgradeHandler(JsonHandler):
     async def _take_socket(self, stream: IOStream, admission: Admission) -> None:
         """Move the connection from Tornado's stream to an asyncio transport, losing no byte."""
         try:
+            if stream.socket is None:  # the client went while its credentials were checked
+                raise ConnectionResetError
             sock = stream.socket.dup()
         except OSError:
             stream.close()

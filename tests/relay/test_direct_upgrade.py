@@ -13,12 +13,16 @@ import asyncio
 import base64
 import logging
 import os
+import socket
+import struct
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
 from websockets.protocol import State
 
+from relay.tornado import direct_upgrade
 from tests.raw_websocket import RawWebSocket, client_frame
 from tests.support import GUARD, RelayHarness, running_relay
 
@@ -113,7 +117,9 @@ async def test_a_request_dribbled_a_few_bytes_at_a_time_is_read_whole(either: Re
     _, token = await either.user()
     reader, writer = await asyncio.open_connection("127.0.0.1", either.port)
     request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
-    for start in range(0, len(request), 3):
+    line = request.index(b"\r\n") + 2  # the request line whole (a peek decides by it), the rest dribbled
+    writer.write(request[:line])
+    for start in range(line, len(request), 3):
         writer.write(request[start : start + 3])
         await writer.drain()
         await asyncio.sleep(0)  # a turn of the loop for each piece: the relay sees them one by one
@@ -204,3 +210,143 @@ async def test_a_header_sent_twice_is_a_400_not_a_500(either: RelayHarness, name
     assert status == 400, body
     if body or name != "Host":  # Tornado itself refuses two Hosts, with a 400 of its own before any handler
         assert error_of(body)["code"] == "invalid-request"
+
+
+async def test_a_request_line_begun_but_not_whole_does_not_spin_the_loop(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Peeked bytes stay in the socket, readable at every turn: a start too short to tell is Tornado's."""
+    peeks = 0
+    peek = direct_upgrade._Upgrade._peek
+
+    def counted(upgrade: direct_upgrade._Upgrade) -> bool:
+        nonlocal peeks
+        peeks += 1
+        return peek(upgrade)
+
+    monkeypatch.setattr(direct_upgrade._Upgrade, "_peek", counted)
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
+        writer.write(request[:9])  # "GET /api/", and then a pause
+        await writer.drain()
+        for _ in range(3):  # many turns of the relay's loop
+            status, _, _ = await answer_to(relay.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status == 200
+        assert peeks <= 2 * 4  # at most twice a connection (nothing yet, then its start), not at every turn
+        writer.write(request[9:])
+        async with asyncio.timeout(GUARD):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        writer.close()
+
+
+async def test_a_head_whose_lines_end_with_a_bare_lf_is_read_as_tornado_reads_it(either: RelayHarness) -> None:
+    _, token = await either.user()
+    request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
+    for lines in (request.replace(b"\r\n", b"\n"), request[:-4] + b"\n\r\n", request[:-4] + b"\r\n\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", either.port)
+        writer.write(lines + client_frame(0x1, b'{"type":"ping"}'))
+        socket = RawWebSocket(reader, writer)
+        async with asyncio.timeout(GUARD):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101"), lines
+        assert b"auth-ok" in (await socket.read_frame()).payload
+        assert (await socket.read_frame()).payload == b'{"type":"pong"}'
+        await socket.close()
+
+
+async def test_the_end_of_the_head_is_found_across_reads_at_every_offset(sqlite_url: str) -> None:
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        request = upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}")
+        line = request.index(b"\r\n") + 2
+        for cut in range(len(request) - 4, len(request)):
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(request[:line])
+            await writer.drain()
+            writer.write(request[line:cut])
+            await writer.drain()
+            await asyncio.sleep(0)
+            writer.write(request[cut:])
+            socket = RawWebSocket(reader, writer)
+            async with asyncio.timeout(GUARD):
+                assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101"), cut
+            assert b"auth-ok" in (await socket.read_frame()).payload
+            await socket.close()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_client_reset_while_its_token_is_looked_up_leaves_nothing_behind(
+    sqlite_url: str, path: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_relay(sqlite_url, ping_interval=0, behind_proxy=path == "tornado") as relay:
+        _, token = await relay.user()
+        users, asked, answer = relay.relay.tokens._users, asyncio.Event(), asyncio.Event()
+        look_up = users.user_for_token
+
+        async def slow(token: str) -> str | None:
+            asked.set()
+            await answer.wait()
+            return await look_up(token)
+
+        monkeypatch.setattr(users, "user_for_token", slow)
+        loop = asyncio.get_running_loop()
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, ("127.0.0.1", relay.port))
+        await loop.sock_sendall(client, upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}"))
+        await asked.wait()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset
+        answer.set()
+        for _ in range(3):  # turns of the relay's loop: the lookup's answer, and the upgrade after it
+            status, _, _ = await answer_to(relay.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status == 200
+        assert not [record.getMessage() for record in caplog.records if record.exc_info]
+        upgrades = relay.server._upgrades
+        assert upgrades is not None
+        assert (upgrades._pending, upgrades._answering) == (set(), set())
+
+
+async def test_the_relay_stops_while_a_token_lookup_hangs(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        _, token = await relay.user()
+        users, asked, answer = relay.relay.tokens._users, asyncio.Event(), asyncio.Event()
+
+        async def hanging(_token: str) -> str | None:
+            asked.set()
+            await answer.wait()  # a database that answers only at its timeout
+            return None
+
+        monkeypatch.setattr(users, "user_for_token", hanging)
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(upgrade_request("/api/streams/ws", f"Authorization: Bearer {token}"))
+        await asked.wait()
+        try:
+            async with asyncio.timeout(GUARD):
+                await relay.server.stop()
+                assert await reader.read() == b""
+        finally:
+            answer.set()
+            writer.close()
+
+
+async def test_the_relay_stops_without_waiting_for_refused_clients_to_close(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lingering: list[socket.socket] = []
+    linger = direct_upgrade._Lingering.__init__
+
+    def kept(self: direct_upgrade._Lingering, *args: Any) -> None:
+        linger(self, *args)
+        lingering.append(args[1])
+
+    monkeypatch.setattr(direct_upgrade._Lingering, "__init__", kept)
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(b"GET /api/streams/ws HTTP/1.1\r\nHost: x\r\n\r\n")  # 426, and the client stays
+        async with asyncio.timeout(GUARD):
+            assert (await reader.read()).startswith(b"HTTP/1.1 426")
+        await relay.server.stop()
+        assert [sock.fileno() for sock in lingering] == [-1]  # closed by the stop, not LINGER_SECONDS later
+        writer.close()

@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 
+from relay.identity.credentials import token_hash
 from relay.identity.tokens import TokenVerifier
 from relay.store import Users
 
@@ -77,3 +78,36 @@ async def test_a_failed_lookup_fails_every_caller_and_is_not_remembered() -> Non
     users.fail = None
     assert await tokens.user_id("good") == "u1"
     assert users.lookups == 2
+
+
+class RevocableUsers(SlowUsers):
+    """A user table that reads the token when asked, and answers when the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revoked = False
+        self.read = asyncio.Event()
+
+    async def user_for_token(self, token: str) -> str | None:
+        self.lookups += 1
+        user_id = "u1" if token == "good" and not self.revoked else None
+        self.read.set()
+        await self.answer.wait()
+        return user_id
+
+
+async def test_a_token_revoked_during_a_lookup_is_not_trusted_on_its_answer() -> None:
+    """Who asks after the revocation asks the database; the answer read before it is not remembered."""
+    users = RevocableUsers()
+    tokens = verifier(users)
+    before = asyncio.ensure_future(tokens.user_id("good"))
+    await users.read.wait()
+    users.revoked = True
+    tokens.forget([token_hash("good")])
+    after = asyncio.ensure_future(tokens.user_id("good"))
+    await asyncio.sleep(0)
+    users.answer.set()
+    assert await before == "u1"  # asked before the revocation
+    assert await after is None
+    assert await tokens.user_id("good") is None
+    assert users.lookups == 3
