@@ -167,7 +167,11 @@ class _Upgrade:
             return False
         if not (len(start) == len(PATH) + 1 and start.startswith(PATH) and start[-1] in _AFTER_PATH):
             self._done()
-            self._owner._to_tornado(self._sock, self._address)
+            try:
+                self._owner._to_tornado(self._sock, self._address)
+            except Exception:  # as the acceptor does: one connection's failure is not the server's
+                log.exception("could not give a new connection to Tornado")
+                self._sock.close()
             return False
         self._ours = True
         return self._read()

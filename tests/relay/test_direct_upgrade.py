@@ -10,6 +10,7 @@ whole: dribbling, an endless head, silence, bad bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import logging
 import os
@@ -350,3 +351,28 @@ async def test_the_relay_stops_without_waiting_for_refused_clients_to_close(
         await relay.server.stop()
         assert [sock.fileno() for sock in lingering] == [-1]  # closed by the stop, not LINGER_SECONDS later
         writer.close()
+
+
+async def test_a_connection_tornado_cannot_take_is_closed_not_left_open(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_: object) -> None:
+        raise RuntimeError("Tornado could not take it")
+
+    monkeypatch.setattr("relay.tornado.server.to_http_server", fail)
+    async with running_relay(sqlite_url, ping_interval=0) as relay:
+        silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", relay.port)  # first peek: nothing
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await closed(reader)  # and so accepted after the silent one
+        silent_writer.write(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")  # now a later peek hands it over
+        await closed(silent_reader)
+        writer.close()
+        silent_writer.close()
+
+
+async def closed(reader: asyncio.StreamReader) -> None:
+    """The relay closed the connection (its unread request makes that a reset)."""
+    async with asyncio.timeout(GUARD):
+        with contextlib.suppress(ConnectionResetError):
+            assert await reader.read() == b""
