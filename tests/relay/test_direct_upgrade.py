@@ -10,8 +10,8 @@ whole: dribbling, an endless head, silence, bad bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import logging
 import os
 import socket
