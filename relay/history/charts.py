@@ -20,7 +20,7 @@ from relay.history.palette import SEVERITY_COLOURS
 from relay.wire import SEVERITIES
 
 if TYPE_CHECKING:
-    from bokeh.models import ColumnDataSource
+    from bokeh.models import ColumnDataSource, LayoutDOM
     from bokeh.plotting import figure as Figure
 
 UNUSUAL_COLOUR: Final = "#d62728"
@@ -346,3 +346,22 @@ def time_between_alerts(gaps: Answer, names: Mapping[str, str]) -> Figure:
     plot.legend.location = "bottom_right"
     plot.xaxis.axis_label = "minutes"
     return plot
+
+
+def summaries(answers: Mapping[str, Answer], names: Mapping[str, str]) -> list[LayoutDOM]:
+    """The five smaller charts as the Analytics page and the report lay them out: two rows, then the gaps."""
+    from bokeh.layouts import row
+
+    return [
+        row(
+            severity_mix(answers["severity-mix"], names),
+            top_object_types(answers["top-object-types"]),
+            sizing_mode="stretch_width",
+        ),
+        row(
+            confidence_histogram(answers["confidence-histogram"]),
+            hour_of_week(answers["hour-of-week"]),
+            sizing_mode="stretch_width",
+        ),
+        time_between_alerts(answers["time-between-alerts"], names),
+    ]

@@ -63,7 +63,7 @@ def stream_labels(answers: Mapping[str, Answer]) -> dict[str, str]:
 def render(answers: Mapping[str, Answer], *, title: str, since: datetime | None, until: datetime | None) -> str:
     """The whole HTML page of ``answers`` (from :func:`gather`)."""
     from bokeh.embed import file_html
-    from bokeh.layouts import column, row
+    from bokeh.layouts import column
     from bokeh.models.widgets import Div
     from bokeh.resources import INLINE
 
@@ -77,17 +77,7 @@ def render(answers: Mapping[str, Answer], *, title: str, since: datetime | None,
         summary,
         over_time,
         Div(text=_unusual_html(answers["unusual-hours"], names), sizing_mode="stretch_width"),
-        row(
-            charts.severity_mix(answers["severity-mix"], names),
-            charts.top_object_types(answers["top-object-types"]),
-            sizing_mode="stretch_width",
-        ),
-        row(
-            charts.confidence_histogram(answers["confidence-histogram"]),
-            charts.hour_of_week(answers["hour-of-week"]),
-            sizing_mode="stretch_width",
-        ),
-        charts.time_between_alerts(answers["time-between-alerts"], names),
+        *charts.summaries(answers, names),
         Div(text=_latest_html(answers["latest-serious"], names), sizing_mode="stretch_width"),
         sizing_mode="stretch_width",
     )

@@ -19,7 +19,7 @@ from typing import Any, Final
 import pandas as pd
 import panel as pn
 import param
-from bokeh.layouts import column, row
+from bokeh.layouts import column
 from bokeh.models import ColumnDataSource
 
 from relay.clock import utcnow
@@ -164,20 +164,7 @@ class AnalyticsPage(Page):
         over_time, marks = charts.alerts_over_time(answers["alerts-per-hour"], answers["unusual-hours"], names)
         marks.selected.on_change("indices", lambda _attribute, _old, indices: self._mark_tapped(marks, indices))
         self.over_time.object = over_time
-        self.summaries.object = column(
-            row(
-                charts.severity_mix(answers["severity-mix"], names),
-                charts.top_object_types(answers["top-object-types"]),
-                sizing_mode="stretch_width",
-            ),
-            row(
-                charts.confidence_histogram(answers["confidence-histogram"]),
-                charts.hour_of_week(answers["hour-of-week"]),
-                sizing_mode="stretch_width",
-            ),
-            charts.time_between_alerts(answers["time-between-alerts"], names),
-            sizing_mode="stretch_width",
-        )
+        self.summaries.object = column(*charts.summaries(answers, names), sizing_mode="stretch_width")
         unusual = answers["unusual-hours"].frame()
         self._unusual_rows = pd.DataFrame(
             {
