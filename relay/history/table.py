@@ -315,10 +315,11 @@ def empty() -> pa.Table:
     return SCHEMA.empty_table()
 
 
-def day_filter(where: AlertFilter, day: date) -> AlertFilter:
-    """``where`` narrowed to the alerts stored on ``day`` (UTC)."""
-    start = datetime.combine(day, time(), UTC)
-    end = start + timedelta(days=1)
+def days_filter(where: AlertFilter, first: date, last: date | None = None) -> AlertFilter:
+    """``where`` narrowed to the alerts stored from ``first`` to ``last`` (UTC; both included, ``last`` by
+    default ``first``)."""
+    start = datetime.combine(first, time(), UTC)
+    end = datetime.combine(last or first, time(), UTC) + timedelta(days=1)
     since = start if where.since is None else max(where.since, start)
     until = end if where.until is None else min(where.until, end)
     return replace(where, since=since, until=until)

@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Final
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -28,9 +29,17 @@ LAST_USED_RESOLUTION: Final = timedelta(minutes=1)
 """``lastUsedAt`` is written when it is older than this: a busy token costs a write a minute, not one per call."""
 CHECK_BATCH: Final = 500
 
-# A fixed scrypt hash to verify against when the user does not exist, so that a
-# wrong username costs as long as a wrong password and does not reveal itself.
-_DUMMY_HASH = hash_password("not a password anyone uses")
+
+@cache
+def _dummy_hash() -> str:
+    """A fixed scrypt hash to verify against when the user does not exist, so that a wrong username
+    costs as long as a wrong password and does not reveal itself.  Made on the first such login, not
+    at import: every ``relay`` command and test process imports this module (a hash is ~50 ms)."""
+    return hash_password("not a password anyone uses")
+
+
+def _verify(password: str, stored: str | None) -> bool:
+    return verify_password(password, stored or _dummy_hash())
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +269,8 @@ class Users:
         """The user if ``password`` is theirs; the slow hash runs off the event loop."""
         async with self._sessions() as session:
             user = await session.scalar(select(User).where(User.username == username))
-        stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
-        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
+        stored = user.password_hash if user is not None else None
+        ok = await asyncio.get_running_loop().run_in_executor(None, _verify, password, stored)
         return user if ok and user is not None and user.password_hash else None
 
     async def by_id(self, user_id: str) -> User | None:

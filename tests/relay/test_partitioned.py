@@ -6,18 +6,20 @@ import asyncio
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 
 from benchmarks.history_data import seed
-from relay.history import hourly, partitioned
+from relay.history import hourly, partitioned, table
 from relay.store import AlertFilter, Store
 from relay.store.alerts import Review
 from relay.store.database import create_sync_engine
+from relay.store.models import Alert
 from relay.wire import AlertIn
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -97,6 +99,57 @@ def _assert_counts_are_the_days(folder: Path) -> None:
     assert counts == counted
     days = {path.parent.name for path in folder.glob(f"date=*/{partitioned.DAY_FILE}")}
     assert {path.parent.name for path in (folder / hourly.FOLDER).glob(f"date=*/{hourly.FILE}")} == days
+
+
+def test_days_read_in_one_pass_keep_each_alert_on_its_day(
+    engine: Engine, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run reads its consecutive days in one pass and splits the rows by day: alerts stored later (higher
+    ``seq``) on an earlier day, and alerts either side of midnight, each land in their own day's file, also
+    when more days than one pass reads are written."""
+    monkeypatch.setattr(partitioned, "DAYS_PER_PASS", 3)
+    seeded = seed(engine, 1_500, streams=2, days=5, bursts=0, start=START)
+    midnight = START + timedelta(days=1)
+    asyncio.run(_add(database_url, seeded.stream_ids[0], midnight - timedelta(microseconds=1), 1))
+    asyncio.run(_add(database_url, seeded.stream_ids[0], midnight, 1))
+    asyncio.run(_add(database_url, seeded.stream_ids[1], START + timedelta(hours=3), 4))  # day one, stored last
+    monkeypatch.setattr(table, "batches", partial(table.batches, rows_per_batch=97))  # days across batches
+    folder = tmp_path / "copy"
+    where = AlertFilter(user_id=seeded.user_id)
+    assert partitioned.count_pending(engine, folder, where) == seeded.alerts + 6
+
+    done = partitioned.refresh(engine, folder, where)
+    assert done.alerts_written == seeded.alerts + 6
+    assert done.days_written == [START.date() + timedelta(days=day) for day in range(5)]
+    for day in done.days_written:
+        rows = pq.read_table(partitioned.partition(folder, day) / partitioned.DAY_FILE).to_pydict()
+        assert {stored.date() for stored in rows["createdAt"]} == {day}
+        assert rows["seq"] == sorted(rows["seq"]), "storage order within a day"
+    day_one = pq.read_table(partitioned.partition(folder, date(2026, 10, 1)) / partitioned.DAY_FILE)
+    with engine.connect() as connection:  # what the database holds for day one, by its own SQL
+        stored = table.count(connection, AlertFilter(user_id=seeded.user_id, since=START, until=midnight))
+    assert day_one.num_rows == stored
+    assert sum(message.startswith("late") for message in day_one.column("message").to_pylist()) == 5
+    total = duckdb.connect().execute(f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{folder}/**/*.parquet')")
+    assert total.fetchone() == (seeded.alerts + 6, seeded.alerts + 6)
+    _assert_counts_are_the_days(folder)
+
+    with engine.begin() as connection:  # the middle day emptied: a run over three days removes it alone
+        connection.execute(
+            delete(Alert).where(Alert.created_at >= midnight, Alert.created_at < midnight + timedelta(1))
+        )
+    again = partitioned.rewrite_days(engine, folder, where, [date(2026, 10, 1), date(2026, 10, 2), date(2026, 10, 3)])
+    assert list(_files(folder)) == ["date=2026-10-01", *(f"date=2026-10-0{day}" for day in range(3, 6))]
+    assert pq.read_table(partitioned.partition(folder, date(2026, 10, 1)) / partitioned.DAY_FILE).num_rows == (
+        day_one.num_rows
+    )
+    assert (
+        again.alerts_written
+        == day_one.num_rows
+        + pq.read_metadata(partitioned.partition(folder, date(2026, 10, 3)) / partitioned.DAY_FILE).num_rows
+    )
+    assert not list(folder.rglob("*.partial"))
+    _assert_counts_are_the_days(folder)
 
 
 def test_a_folder_keeps_to_its_filter(engine: Engine, tmp_path: Path) -> None:
