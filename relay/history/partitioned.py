@@ -186,21 +186,15 @@ def _write_days(
     return written
 
 
-_DAY_MICROS: Final = 86_400_000_000
-
-
 def _by_day(batch: pa.RecordBatch) -> Iterator[tuple[date, pa.RecordBatch]]:
     """The rows of ``batch`` by the UTC day they were stored on, in storage order within each day."""
-    days = pc.divide(pc.cast(batch.column("createdAt"), pa.int64()), _DAY_MICROS)  # stored times are after 1970
+    days = pc.cast(batch.column("createdAt"), pa.date32())  # the UTC date: the column is in UTC
     first, last = pc.min_max(days).values()
     if first == last:
-        yield _EPOCH + timedelta(days=first.as_py()), batch
+        yield first.as_py(), batch
         return
-    for number in pc.unique(days).to_pylist():
-        yield _EPOCH + timedelta(days=number), batch.filter(pc.equal(days, number))
-
-
-_EPOCH: Final = date(1970, 1, 1)
+    for day in pc.unique(days):
+        yield day.as_py(), batch.filter(pc.equal(days, day))
 
 
 class _DayFile:
