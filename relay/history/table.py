@@ -159,9 +159,13 @@ def batches(
 ) -> Iterator[pa.RecordBatch]:
     """The alerts ``where`` selects with ``seq`` above ``after_seq``, oldest first, as record batches.
 
-    The first page is read through SQLAlchemy; from a SQLite file the pages after it come from
-    a child process that reads them in C (:mod:`relay.history.sqlite_pages`), until its driver
-    refuses one, and every page of another database through SQLAlchemy.
+    From a SQLite file, pages come from a child process that reads them in C
+    (:mod:`relay.history.sqlite_pages`) until its driver refuses one, and the rest through SQLAlchemy;
+    from any other database, through SQLAlchemy.  The child takes half a second to start, so a read
+    that may fit in one page has its first page read through SQLAlchemy and starts the child only if
+    there is more; a time range whose stretch of storage is longer than a page (days of the
+    partitioned copy) starts with the child: its first page through SQLAlchemy took longer than the
+    child's start (20,000 rows made Python values, then Arrow ones).
     """
     dialect = connection.dialect.name
     last: int | None = None
@@ -172,37 +176,43 @@ def batches(
         after_seq, last = span
     page = _page(query(where, dialect), rows_per_batch, last)
     path = sqlite_pages.database_file(connection)
-    while True:
+    if path is None or last is None or last - after_seq <= rows_per_batch:
         batch = to_batch(connection.execute(page, {"after": after_seq}).all(), dialect)
         if batch.num_rows:
             yield batch
         if batch.num_rows < rows_per_batch:
             return
         after_seq = batch.column(0)[-1].as_py()
-        if path is not None:
-            plain = _page(query(where, dialect, well_known_by_sql=False), rows_per_batch, last)
-            child = _child_pages(path, plain, after_seq, rows_per_batch, connection.dialect)
-            path = None  # one child per export: after a refusal, SQLAlchemy reads the rest
-            if child is not None:
-                read_again = 0
-                with child:
-                    for raw in child:
-                        batch, again = _with_well_known(raw, connection, page, after_seq, dialect)
-                        read_again += again
-                        yield batch
-                        after_seq = raw.column(0)[-1].as_py()
-                if read_again:
-                    logger.info(
-                        "%d pages of the alert table held metadata Arrow's JSON reader refuses (a confidence of "
-                        "\"0.9\", say): read again through SQLAlchemy", read_again,
-                    )  # fmt: skip
-                if child.refused is None:
-                    return
-                logger.warning(
-                    "the SQLite reader stopped after alert %d (%s); reading the rest through SQLAlchemy",
-                    child.refused.seq, child.refused.error,
+    if path is not None:
+        plain = _page(query(where, dialect, well_known_by_sql=False), rows_per_batch, last)
+        child = _child_pages(path, plain, after_seq, rows_per_batch, connection.dialect)
+        if child is not None:
+            read_again = 0
+            with child:
+                for raw in child:
+                    batch, again = _with_well_known(raw, connection, page, after_seq, dialect)
+                    read_again += again
+                    yield batch
+                    after_seq = raw.column(0)[-1].as_py()
+            if read_again:
+                logger.info(
+                    "%d pages of the alert table held metadata Arrow's JSON reader refuses (a confidence of "
+                    "\"0.9\", say): read again through SQLAlchemy", read_again,
                 )  # fmt: skip
-                after_seq = child.refused.seq
+            if child.refused is None:
+                return
+            logger.warning(
+                "the SQLite reader stopped after alert %d (%s); reading the rest through SQLAlchemy",
+                child.refused.seq, child.refused.error,
+            )  # fmt: skip
+            after_seq = child.refused.seq
+    while True:  # one child per read: after a refusal (or none), SQLAlchemy reads the rest
+        batch = to_batch(connection.execute(page, {"after": after_seq}).all(), dialect)
+        if batch.num_rows:
+            yield batch
+        if batch.num_rows < rows_per_batch:
+            return
+        after_seq = batch.column(0)[-1].as_py()
 
 
 def _page(rows: Select[Any], limit: int, last: int | None) -> Select[Any]:

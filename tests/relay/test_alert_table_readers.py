@@ -1,7 +1,8 @@
 """The alert table read from a SQLite file by the child reader is what SQLAlchemy reads, page for page.
 
-:func:`relay.history.table.batches` reads the first page through SQLAlchemy and
-the rest through a child process (:mod:`relay.history.sqlite_pages`), with the
+:func:`relay.history.table.batches` reads the first page through SQLAlchemy (all of
+them from the child when a time range spans more than a page) and the rest
+through a child process (:mod:`relay.history.sqlite_pages`), with the
 metadata's well-known keys picked out by Arrow (:mod:`relay.history.metadata_columns`).
 Whatever either refuses is read through SQLAlchemy; the answer must be the same
 table, whatever the metadata holds.
@@ -107,6 +108,31 @@ def test_every_filter_reads_the_same_table_both_ways(engine: Engine, children: l
     assert all(child.refused is None for child in children)
     assert all(child._child.returncode == 0 for child in children), "each child finished and was reaped"
     assert "adbc_driver_sqlite" not in sys.modules, "the driver's own SQLite never loads beside Python's"
+
+
+def test_a_time_range_longer_than_a_page_is_read_by_the_child_from_its_first_page(
+    engine: Engine, children: list[sqlite_pages.ChildPages], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day of the partitioned copy starts with the child; a read without a time range (it may fit
+    in a page) has its first page read through SQLAlchemy, and nothing else is."""
+    seeded = seed(engine, 120, streams=3, days=2, bursts=0)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    day = AlertFilter(user_id=seeded.user_id, since=start, until=start + timedelta(days=1))
+    converted: list[int] = []
+    original = table.to_batch
+
+    def counting(rows: Any, dialect: str) -> pa.RecordBatch:
+        converted.append(len(rows))
+        return original(rows, dialect)
+
+    monkeypatch.setattr(table, "to_batch", counting)
+    read_day, read_all = _read(engine, day, rows=4), _read(engine, AlertFilter(), rows=4)
+    monkeypatch.setattr(table, "to_batch", original)
+    assert read_day.equals(_reference(engine, day))
+    assert read_day.num_rows > 8
+    assert read_all.equals(_reference(engine, AlertFilter()))
+    assert converted == [4], "the day: no page through SQLAlchemy; everything: its first page alone"
+    assert len(children) == 2
 
 
 def test_a_page_the_child_refuses_is_read_through_sqlalchemy(
