@@ -44,10 +44,11 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Protocol, cast
 
 from relay.metrics import COUNTERS, DELIVERY_LATENCY
+from relay.routing.connection import Sink
 from relay.wire.envelope import Envelope
 from relay.wire.frames import Wire
 
@@ -63,7 +64,15 @@ class Transport(Protocol):
 
 
 class Flusher:
-    """Flushes, once at the end of the loop's turn, every outbox that queued something in it."""
+    """Flushes, once at the end of the loop's turn, every outbox that queued something in it.
+
+    The paced case gets a loop of its own here: an outbox holding one message is
+    written without a call into it, and consecutive outboxes waiting for the same
+    frame in the same form reuse its bytes without asking the envelope again.  At
+    a paced rate that is every outbox, every turn, and the calls were most of
+    what writing a frame to a consumer cost in Python (``benchmarks/RESULTS.md``,
+    issue 12).
+    """
 
     __slots__ = ("_due", "_loop")
 
@@ -76,11 +85,36 @@ class Flusher:
             self._loop.call_soon(self._run)
         self._due.append(outbox)
 
+    def add_all(self, outboxes: list[Outbox]) -> None:
+        """:meth:`add` for many outboxes at once (a frame's consumers)."""
+        if not self._due:
+            self._loop.call_soon(self._run)
+        self._due += outboxes
+
     def _run(self) -> None:
         due, self._due = self._due, []
+        envelope: Envelope | None = None  # the frame last written alone, in the form ``form``, as ``wire``
+        form = False
+        wire: Wire = ()
         for outbox in due:
             try:
-                outbox.flush()
+                waiting = outbox._waiting
+                if len(waiting) != 1 or outbox._busy:  # (a closed outbox holds nothing)
+                    outbox.flush()
+                    continue
+                # Outbox.flush() for one message, inline.
+                outbox._scheduled = False
+                item, binary = waiting.pop()
+                if binary is None:
+                    outbox._transport.writelines(item)  # type: ignore[arg-type]
+                    continue
+                outbox._frames_waiting -= 1
+                if item is not envelope or binary is not form:
+                    envelope, form = item, binary  # type: ignore[assignment]
+                    wire = item.wire(binary)  # type: ignore[union-attr]
+                outbox._transport.writelines(wire)
+                if item.arrived:  # type: ignore[union-attr]
+                    DELIVERY_LATENCY.observe(time.perf_counter() - item.arrived)  # type: ignore[union-attr]
             except Exception:  # one connection's failure is not the others'
                 log.exception("writing to a connection failed")
 
@@ -95,6 +129,29 @@ def flusher() -> Flusher:
     if found is None:
         found = _flushers[loop] = Flusher(loop)
     return found
+
+
+def fan_out(envelope: Envelope, targets: Sequence[tuple[Sink, bool]]) -> None:
+    """Queue a video frame for each of its consumers: :meth:`Outbox.send_frame` for every target, inline.
+
+    The hub's frame path (``Hub(fan_out=...)``) for outboxes only: one call per
+    frame instead of one per consumer, and the outboxes that this frame is the
+    first message of in this turn go to the flusher together.  Every outbox of a
+    process belongs to one loop's flusher, so the first one's is everyone's.
+    """
+    scheduled: list[Outbox] = []
+    for outbox, binary in cast("Sequence[tuple[Outbox, bool]]", targets):
+        if outbox._closed:
+            continue
+        outbox._waiting.append((envelope, binary))
+        outbox._frames_waiting += 1
+        if outbox._busy:
+            outbox._trim_frames()
+        elif not outbox._scheduled:
+            outbox._scheduled = True
+            scheduled.append(outbox)
+    if scheduled:
+        scheduled[0]._flusher.add_all(scheduled)
 
 
 class Outbox:
