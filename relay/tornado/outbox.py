@@ -64,36 +64,68 @@ class Transport(Protocol):
 
 
 class Flusher:
-    """Flushes, once at the end of the loop's turn, every outbox that queued something in it.
+    """Writes, once at the end of the loop's turn, what every outbox queued in it, and the frames fanned out in it.
 
-    The paced case gets a loop of its own here: an outbox holding one message is
+    A frame for many consumers (:func:`fan_out`) is not put in their outboxes as
+    it arrives: it waits here, whole, as ``(envelope, targets)``.  At the end of
+    the turn, a frame that is alone (the paced case: nothing else was queued or
+    fanned out in the turn) is written straight to each consumer whose outbox is
+    idle, one ``writelines`` each, without entering the outbox at all; a consumer
+    with messages waiting, backed up or closed gets it through
+    :meth:`Outbox.send_frame`, whose rules (its order, the dropping of old frames,
+    nothing after closing) then apply as ever.  Anything else is *settled* first:
+    the waiting frames are queued in their outboxes, in order, and the outboxes
+    flushed as usual.  To keep every consumer's order, whatever touches an outbox's
+    queue during the turn settles first (:meth:`settle`), so a frame fanned out
+    before a message stays before it.
+
+    The queued outboxes get a loop of their own too: one holding one message is
     written without a call into it, and consecutive outboxes waiting for the same
-    frame in the same form reuse its bytes without asking the envelope again.  At
-    a paced rate that is every outbox, every turn, and the calls were most of
-    what writing a frame to a consumer cost in Python (``benchmarks/RESULTS.md``,
-    issue 12).
+    frame in the same form reuse its bytes.  At a paced rate the calls per
+    consumer were most of what writing a frame cost in Python
+    (``benchmarks/RESULTS.md``, issue 12).
     """
 
-    __slots__ = ("_due", "_loop")
+    __slots__ = ("_armed", "_due", "_fanned", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._due: list[Outbox] = []
+        self._fanned: list[tuple[Envelope, Sequence[tuple[Outbox, bool]]]] = []
+        self._armed = False  # a call of _run is scheduled
 
     def add(self, outbox: Outbox) -> None:
-        if not self._due:
+        if not self._armed:
+            self._armed = True
             self._loop.call_soon(self._run)
         self._due.append(outbox)
 
-    def add_all(self, outboxes: list[Outbox]) -> None:
-        """:meth:`add` for many outboxes at once (a frame's consumers)."""
-        if not self._due:
-            self._loop.call_soon(self._run)
-        self._due += outboxes
+    def settle(self) -> None:
+        """Queue the frames fanned out so far in their outboxes (:meth:`Outbox.send_frame`, inline), in order."""
+        fanned, self._fanned = self._fanned, []
+        due = self._due
+        for envelope, targets in fanned:
+            for outbox, binary in targets:
+                if outbox._closed:
+                    continue
+                outbox._waiting.append((envelope, binary))
+                outbox._frames_waiting += 1
+                if outbox._busy:
+                    outbox._trim_frames()
+                elif not outbox._scheduled:
+                    outbox._scheduled = True
+                    due.append(outbox)  # _run is armed: frames are fanned out
 
     def _run(self) -> None:
+        self._armed = False
+        fanned = self._fanned
+        if fanned:
+            if len(fanned) == 1 and not self._due:
+                self._write_alone(*fanned.pop())
+                return
+            self.settle()
         due, self._due = self._due, []
-        envelope: Envelope | None = None  # the frame last written alone, in the form ``form``, as ``wire``
+        envelope: Envelope | None = None  # the frame last written, in the form ``form``, as ``wire``
         form = False
         wire: Wire = ()
         for outbox in due:
@@ -118,6 +150,25 @@ class Flusher:
             except Exception:  # one connection's failure is not the others'
                 log.exception("writing to a connection failed")
 
+    @staticmethod
+    def _write_alone(envelope: Envelope, targets: Sequence[tuple[Outbox, bool]]) -> None:
+        """The turn's only frame, and nothing queued: straight to every idle consumer."""
+        arrived = envelope.arrived
+        form: bool | None = None
+        wire: Wire = ()
+        for outbox, binary in targets:
+            try:
+                if outbox._waiting or outbox._busy or outbox._closed:
+                    outbox.send_frame(envelope, binary)  # (flushed in a later turn if it is not backed up)
+                    continue
+                if binary is not form:
+                    form, wire = binary, envelope.wire(binary)
+                outbox._transport.writelines(wire)
+                if arrived:
+                    DELIVERY_LATENCY.observe(time.perf_counter() - arrived)
+            except Exception:  # one connection's failure is not the others'
+                log.exception("writing to a connection failed")
+
 
 _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = weakref.WeakKeyDictionary()
 
@@ -132,26 +183,18 @@ def flusher() -> Flusher:
 
 
 def fan_out(envelope: Envelope, targets: Sequence[tuple[Sink, bool]]) -> None:
-    """Queue a video frame for each of its consumers: :meth:`Outbox.send_frame` for every target, inline.
+    """Send a video frame to each of its consumers' outboxes, at the end of the turn (see :class:`Flusher`).
 
     The hub's frame path (``Hub(fan_out=...)``) for outboxes only: one call per
-    frame instead of one per consumer, and the outboxes that this frame is the
-    first message of in this turn go to the flusher together.  Every outbox of a
-    process belongs to one loop's flusher, so the first one's is everyone's.
+    frame instead of one per consumer.  Every outbox of a process belongs to the
+    one loop's flusher, so the first one's is everyone's.
     """
-    scheduled: list[Outbox] = []
-    for outbox, binary in cast("Sequence[tuple[Outbox, bool]]", targets):
-        if outbox._closed:
-            continue
-        outbox._waiting.append((envelope, binary))
-        outbox._frames_waiting += 1
-        if outbox._busy:
-            outbox._trim_frames()
-        elif not outbox._scheduled:
-            outbox._scheduled = True
-            scheduled.append(outbox)
-    if scheduled:
-        scheduled[0]._flusher.add_all(scheduled)
+    outboxes = cast("Sequence[tuple[Outbox, bool]]", targets)
+    found = outboxes[0][0]._flusher
+    if not found._armed:
+        found._armed = True
+        found._loop.call_soon(found._run)
+    found._fanned.append((envelope, outboxes))
 
 
 class Outbox:
@@ -202,12 +245,16 @@ class Outbox:
     @property
     def pending(self) -> int:
         """Messages not yet handed to the transport."""
+        if self._flusher._fanned:
+            self._flusher.settle()
         return len(self._waiting)
 
     def send(self, wire: Wire) -> None:
         """Queue a message that must not be dropped (alerts, status, replies)."""
         if self._closed:
             return
+        if self._flusher._fanned:  # frames fanned out before it go before it
+            self._flusher.settle()
         if len(self._waiting) - self._frames_waiting >= self._max_control:
             overflowed = self._on_overflow
             self.close()
@@ -221,11 +268,13 @@ class Outbox:
         """Queue a video frame in the form ``binary`` asks for; while the socket is backed up, drop the oldest."""
         if self._closed:
             return
+        if self._flusher._fanned:  # frames fanned out before it go before it
+            self._flusher.settle()
         self._waiting.append((envelope, binary))
         self._frames_waiting += 1
         if self._busy:
             self._trim_frames()
-        elif not self._scheduled:  # _schedule(), inline: this runs once per frame and consumer
+        elif not self._scheduled:
             self._scheduled = True
             self._flusher.add(self)
 

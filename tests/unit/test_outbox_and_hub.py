@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from relay.metrics import COUNTERS
+from relay.metrics import COUNTERS, DELIVERY_LATENCY
 from relay.routing.connection import Connection
 from relay.routing.hub import Hub
 from relay.tornado.outbox import Outbox, fan_out
@@ -262,3 +263,36 @@ async def test_frame_targets_follow_the_registry() -> None:
     hub.deliver(frame_envelope(TwoForms(b"<f1>")))
     await asyncio.sleep(0)
     assert transports["b"].written == [b"B<f0>"]
+
+
+async def test_a_lone_frame_goes_straight_to_idle_consumers_and_by_the_queue_rules_to_the_others() -> None:
+    hub, transports, connections = frame_hub(["idle", "slow", "closed"], binary=["idle", "slow", "closed"])
+    transports["slow"].blocked = True
+    connections["slow"].outbox.send((b"<c0>",))
+    connections["slow"].outbox.send_frame(TwoForms(b"<old>"), True)
+    await asyncio.sleep(0)  # c0 and the old frame fill the slow one's socket
+    connections["slow"].outbox.send_frame(TwoForms(b"<waiting>"), True)
+    connections["closed"].outbox.close()
+    latencies = DELIVERY_LATENCY.count
+    frame = TwoForms(b"<f>")
+    frame.arrived = time.perf_counter()  # one of the frames whose latency is measured
+    hub.deliver(frame_envelope(frame))
+    assert transports["idle"].written == [], "nothing is written before the turn ends"
+    await asyncio.sleep(0)
+    assert transports["idle"].written == [b"B<f>"]
+    assert transports["closed"].written == []
+    assert connections["slow"].outbox.frames_dropped == 1, "the frame waiting gave way to the new one"
+    assert DELIVERY_LATENCY.count == latencies + 1, "timed per consumer it is written to"
+    transports["slow"].flush()
+    assert transports["slow"].written == [b"<c0>B<old>", b"B<f>"]
+    assert DELIVERY_LATENCY.count == latencies + 2
+
+
+async def test_what_is_queued_after_a_frame_in_its_turn_goes_after_it() -> None:
+    hub, transports, connections = frame_hub(["a", "b"], binary=["a", "b"])
+    hub.deliver(frame_envelope(TwoForms(b"<f>")))
+    assert connections["a"].outbox.pending == 1, "a frame fanned out is pending in each outbox"
+    connections["b"].outbox.send((b"<after>",))
+    await asyncio.sleep(0)
+    assert transports["a"].written == [b"B<f>"]
+    assert transports["b"].written == [b"B<f><after>"]
