@@ -46,6 +46,7 @@ from relay.wire.video import LENGTH, VideoFrame
 _URL_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _TWO_63: Final = 2**63
+MAX_CONTENT_TYPE_CHARS: Final = 100
 _FRAME_KEYS: Final = frozenset({"type", "streamId", "data", "timestamp", "contentType"})
 _BINARY_HEADER_KEYS: Final = frozenset({"type", "streamId", "timestamp", "contentType"})
 
@@ -94,12 +95,21 @@ def parse_binary(data: bytes, *, received_ms: int | None = None) -> VideoFrame:
         raise ProtocolError("invalid-json", "binary frame header is not valid JSON") from None
     if not isinstance(header, dict) or header.get("type") != VIDEO_FRAME:
         raise ProtocolError("invalid-message", "binary messages must be video frames with a JSON object header")
-    stream_id = _stream_id(header)
+    # The checks of _stream_id, _optional_timestamp and _content_type, inline for the header every
+    # frame has (a valid id, an integer timestamp, a short content type): three calls less per frame.
+    # Anything else goes through those functions, which accept or refuse it as ever.
+    stream_id = header.get("streamId")
+    if not isinstance(stream_id, str) or _URL_SAFE_ID.fullmatch(stream_id) is None:
+        stream_id = _stream_id(header)
     jpeg = view[4 + header_len :]
     if not jpeg:
         raise ProtocolError("invalid-message", "binary frame has no image bytes", stream_id=stream_id)
-    timestamp = _optional_timestamp(header, received_ms)
-    content_type = _content_type(header)
+    timestamp = header.get("timestamp")
+    if type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP:
+        timestamp = _optional_timestamp(header, received_ms)
+    content_type = header.get("contentType", DEFAULT_CONTENT_TYPE)
+    if type(content_type) is not str or not 0 < len(content_type) <= MAX_CONTENT_TYPE_CHARS:
+        content_type = _content_type(header)
     forwardable = "timestamp" in header and header.keys() <= _BINARY_HEADER_KEYS
     # Positional: a class called with keywords packs them into a dict first, once per frame.
     return VideoFrame(stream_id, timestamp, content_type, jpeg, None, None, data if forwardable else None)
@@ -370,6 +380,6 @@ def _optional_timestamp(obj: dict[str, Any], received_ms: int | None) -> int:
 
 def _content_type(obj: dict[str, Any]) -> str:
     value = obj.get("contentType", DEFAULT_CONTENT_TYPE)
-    if not isinstance(value, str) or not 0 < len(value) <= 100:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CONTENT_TYPE_CHARS:
         raise ProtocolError("invalid-message", "contentType must be a short string such as image/jpeg")
     return value
