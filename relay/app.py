@@ -266,7 +266,14 @@ class Relay:
                 client.terminate(CloseCode.POLICY_VIOLATION, USER_REMOVED)
 
     def _deliver(self, envelope: Envelope) -> None:
-        """What the broker brings: announcements are this node's business, the rest its clients'."""
+        """What the broker brings: announcements are this node's business, the rest its clients'.
+
+        A frame goes straight to the hub: no announcement carries one, and the
+        continuity is about alerts only (two calls less per frame).
+        """
+        if envelope.frame is not None:
+            self.hub.deliver(envelope)
+            return
         if not is_announcement(envelope):
             self.continuity.deliver(envelope)
             return
