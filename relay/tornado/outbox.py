@@ -106,7 +106,7 @@ class Flusher:
         due = self._due
         for envelope, targets in fanned:
             for outbox, binary in targets:
-                if outbox._closed:
+                if outbox.closed:
                     continue
                 outbox._waiting.append((envelope, binary))
                 outbox._frames_waiting += 1
@@ -158,7 +158,7 @@ class Flusher:
         wire: Wire = ()
         for outbox, binary in targets:
             try:
-                if outbox._waiting or outbox._busy or outbox._closed:
+                if outbox._waiting or outbox._busy or outbox.closed:
                     outbox.send_frame(envelope, binary)  # (flushed in a later turn if it is not backed up)
                     continue
                 if binary is not form:
@@ -202,7 +202,6 @@ class Outbox:
 
     __slots__ = (
         "_busy",
-        "_closed",
         "_flusher",
         "_frames_waiting",
         "_max_control",
@@ -211,6 +210,7 @@ class Outbox:
         "_scheduled",
         "_transport",
         "_waiting",
+        "closed",
         "frames_dropped",
     )
 
@@ -234,13 +234,11 @@ class Outbox:
         self._max_control = max_control
         self._busy = False
         self._scheduled = False
-        self._closed = False
+        self.closed = False
+        """True once the connection is closing: later messages are ignored.  An attribute, not a property,
+        since the session reads it for every message."""
         self._on_overflow = on_overflow
         self.frames_dropped = 0
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     @property
     def pending(self) -> int:
@@ -251,7 +249,7 @@ class Outbox:
 
     def send(self, wire: Wire) -> None:
         """Queue a message that must not be dropped (alerts, status, replies)."""
-        if self._closed:
+        if self.closed:
             return
         if self._flusher._fanned:  # frames fanned out before it go before it
             self._flusher.settle()
@@ -266,7 +264,7 @@ class Outbox:
 
     def send_frame(self, envelope: Envelope, binary: bool) -> None:
         """Queue a video frame in the form ``binary`` asks for; while the socket is backed up, drop the oldest."""
-        if self._closed:
+        if self.closed:
             return
         if self._flusher._fanned:  # frames fanned out before it go before it
             self._flusher.settle()
@@ -280,7 +278,7 @@ class Outbox:
 
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
-        self._closed = True
+        self.closed = True
         self._waiting.clear()
         self._frames_waiting = 0
         self._on_overflow = None  # a reference back to the connection: no cycle left to the garbage collector
@@ -335,7 +333,7 @@ class Outbox:
         """Hand what waits to the transport (the flusher calls it at the end of the turn)."""
         self._scheduled = False
         waiting = self._waiting
-        while waiting and not self._busy and not self._closed:
+        while waiting and not self._busy and not self.closed:
             # The transport calls pause() (through its protocol) from inside
             # writelines when the socket does not take it all.
             if len(waiting) > 1:
