@@ -10,7 +10,7 @@ arrived in.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, Final
 
 import orjson
@@ -48,7 +48,6 @@ _BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 _TWO_63: Final = 2**63
 MAX_CONTENT_TYPE_CHARS: Final = 100
 _FRAME_KEYS: Final = frozenset({"type", "streamId", "data", "timestamp", "contentType"})
-_BINARY_HEADER_KEYS: Final = frozenset({"type", "streamId", "timestamp", "contentType"})
 
 ClientMessage = Auth | Register | Subscribe | Unsubscribe | Ping | AlertIn | VideoFrame
 
@@ -81,8 +80,13 @@ def parse_text(text: str | bytes, *, received_ms: int | None = None) -> ClientMe
     return parser(obj, received_ms)
 
 
-def parse_binary(data: bytes, *, received_ms: int | None = None) -> VideoFrame:
-    """Parse one binary message: a video frame with its length-prefixed JSON header."""
+def parse_binary(data: bytes, *, received_ms: int | None = None, known_ids: Container[str] = frozenset()) -> VideoFrame:
+    """Parse one binary message: a video frame with its length-prefixed JSON header.
+
+    ``known_ids`` are stream ids the caller has seen pass these checks already
+    (a connection's permits): one of them is not matched against the pattern
+    again, which was the dearest check of a frame's header.
+    """
     if len(data) < 4:
         raise ProtocolError("invalid-message", "binary message shorter than its 4-byte header length")
     (header_len,) = LENGTH.unpack_from(data)
@@ -99,7 +103,7 @@ def parse_binary(data: bytes, *, received_ms: int | None = None) -> VideoFrame:
     # frame has (a valid id, an integer timestamp, a short content type): three calls less per frame.
     # Anything else goes through those functions, which accept or refuse it as ever.
     stream_id = header.get("streamId")
-    if not isinstance(stream_id, str) or _URL_SAFE_ID.fullmatch(stream_id) is None:
+    if not isinstance(stream_id, str) or (stream_id not in known_ids and _URL_SAFE_ID.fullmatch(stream_id) is None):
         stream_id = _stream_id(header)
     jpeg = view[4 + header_len :]
     if not jpeg:
@@ -110,7 +114,9 @@ def parse_binary(data: bytes, *, received_ms: int | None = None) -> VideoFrame:
     content_type = header.get("contentType", DEFAULT_CONTENT_TYPE)
     if type(content_type) is not str or not 0 < len(content_type) <= MAX_CONTENT_TYPE_CHARS:
         content_type = _content_type(header)
-    forwardable = "timestamp" in header and header.keys() <= _BINARY_HEADER_KEYS
+    # Forwarded as it came if it has no field but the four (type, streamId and timestamp are there: a
+    # fourth key must be contentType).  Counting is cheaper than comparing its keys with a set.
+    forwardable = "timestamp" in header and len(header) - ("contentType" in header) == 3
     # Positional: a class called with keywords packs them into a dict first, once per frame.
     return VideoFrame(stream_id, timestamp, content_type, jpeg, None, None, data if forwardable else None)
 
