@@ -154,6 +154,7 @@ class Flusher:
     def _write_alone(envelope: Envelope, targets: Sequence[tuple[Outbox, bool]]) -> None:
         """The turn's only frame, and nothing queued: straight to every idle consumer."""
         arrived = envelope.arrived
+        timed = arrived > 0.0  # a bool: its test per consumer costs nothing, a float's is a call
         form: bool | None = None
         wire: Wire = ()
         for outbox, binary in targets:
@@ -164,7 +165,7 @@ class Flusher:
                 if binary is not form:
                     form, wire = binary, envelope.wire(binary)
                 outbox._transport.writelines(wire)
-                if arrived:
+                if timed:
                     DELIVERY_LATENCY.observe(time.perf_counter() - arrived)
             except Exception:  # one connection's failure is not the others'
                 log.exception("writing to a connection failed")
