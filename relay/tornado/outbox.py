@@ -15,8 +15,10 @@ most of what relaying small frames costs.
 One callback per turn of the loop flushes every outbox that has something to
 write (:class:`Flusher`), not one callback per outbox: a paced frame for ten
 consumers is one scheduled callback, not ten, and a lone message waiting is
-written without building a batch (measured in ``benchmarks/RESULTS.md``,
-issue 12).
+written without building a batch.  A video frame for many consumers
+(:func:`fan_out`) even waits in the flusher, whole, and a frame alone in its
+turn goes straight from there to every consumer that has nothing else waiting
+(measured in ``benchmarks/RESULTS.md``, issue 12).
 
 When the socket does not take everything, the transport keeps the rest and the
 outbox is *busy* (the transport's write buffer limit is 0, so it tells the
