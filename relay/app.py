@@ -68,6 +68,7 @@ from relay.store.models import Alert
 from relay.tornado.connection import Connections
 from relay.tornado.handler import UpgradeHandler
 from relay.tornado.heartbeat import Heartbeat
+from relay.tornado.outbox import fan_out
 from relay.wire import CloseCode
 from relay.wire.envelope import Envelope
 
@@ -127,7 +128,7 @@ class Relay:
             max_bytes=settings.snapshot_stream_bytes,
             max_total_bytes=settings.snapshot_node_bytes,
         )
-        self.hub = Hub(on_interest=self._interest, frames=frames)
+        self.hub = Hub(on_interest=self._interest, frames=frames, fan_out=fan_out)
         self.continuity = AlertContinuity(self.hub, self.store.alerts)
         await self.broker.start(self._deliver, on_reconnect=self._broker_back)
         single_node = is_in_process(settings.broker_url)
@@ -265,7 +266,14 @@ class Relay:
                 client.terminate(CloseCode.POLICY_VIOLATION, USER_REMOVED)
 
     def _deliver(self, envelope: Envelope) -> None:
-        """What the broker brings: announcements are this node's business, the rest its clients'."""
+        """What the broker brings: announcements are this node's business, the rest its clients'.
+
+        A frame goes straight to the hub: no announcement carries one, and the
+        continuity is about alerts only (two calls less per frame).
+        """
+        if envelope.frame is not None:
+            self.hub.deliver(envelope)
+            return
         if not is_announcement(envelope):
             self.continuity.deliver(envelope)
             return

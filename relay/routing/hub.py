@@ -12,16 +12,25 @@ decides what may happen, the broker brings messages from every node here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from relay.metrics import COUNTERS
-from relay.routing.connection import Connection
+from relay.routing.connection import Connection, Sink
 from relay.routing.recent_frames import RecentFrames
 from relay.wire import ALERT, ALERT_UPDATED, VIDEO_FRAME
 from relay.wire.envelope import Envelope
 
 _EMPTY: Mapping[Connection, bool] = MappingProxyType({})
+
+FanOut = Callable[[Envelope, Sequence[tuple[Sink, bool]]], None]
+"""Queues a frame for each (outbox, wants binary) of its stream's frame consumers."""
+
+
+def send_each(envelope: Envelope, targets: Sequence[tuple[Sink, bool]]) -> None:
+    """The plain :data:`FanOut`: :meth:`Sink.send_frame` on each, for any kind of outbox."""
+    for sink, binary in targets:
+        sink.send_frame(envelope, binary)
 
 
 class Hub:
@@ -32,13 +41,26 @@ class Hub:
     video frames (``frames`` True) and of everything else (alerts, status,
     reviews) apart, so a broker can listen only to what someone here wants: a
     phone wants its stream's alerts, not its own frames back.
+
+    ``fan_out`` queues a frame for all of a stream's frame consumers at once
+    (:func:`relay.tornado.outbox.fan_out` for the relay's own outboxes, which
+    saves a call per consumer and frame); they are kept per stream as a tuple
+    of (outbox, wants binary), rebuilt when they change rather than walked out
+    of the registry per frame.
     """
 
     def __init__(
-        self, on_interest: Callable[[str, bool, bool], None] | None = None, *, frames: RecentFrames | None = None
+        self,
+        on_interest: Callable[[str, bool, bool], None] | None = None,
+        *,
+        frames: RecentFrames | None = None,
+        fan_out: FanOut = send_each,
     ) -> None:
         # stream id -> message type -> consumer -> wants binary frames
         self._consumers: dict[str, dict[str, dict[Connection, bool]]] = {}
+        # stream id -> its frame consumers' outboxes, each with whether it wants binary
+        self._frame_targets: dict[str, tuple[tuple[Sink, bool], ...]] = {}
+        self._fan_out = fan_out
         self._producers: dict[str, Connection] = {}
         self._on_interest = on_interest
         self.frames = frames if frames is not None else RecentFrames(max_frames=0, max_bytes=0)
@@ -66,6 +88,7 @@ class Hub:
         before = _wants(by_type)
         for message_type in types:
             by_type.setdefault(message_type, {})[connection] = binary
+        self._retarget(stream_id, by_type)
         self._tell(stream_id, before, _wants(by_type))
 
     def unregister(self, stream_id: str, connection: Connection) -> bool:
@@ -105,7 +128,18 @@ class Hub:
                 del by_type[message_type]
         if not by_type:
             del self._consumers[stream_id]
+        self._retarget(stream_id, by_type)
         self._tell(stream_id, before, _wants(by_type))
+
+    def _retarget(self, stream_id: str, by_type: Mapping[str, Mapping[Connection, bool]]) -> None:
+        """Rebuild the stream's frame targets from its registry, in the registry's order."""
+        consumers = by_type.get(VIDEO_FRAME)
+        if consumers:
+            self._frame_targets[stream_id] = tuple(
+                (connection.outbox, binary) for connection, binary in consumers.items()
+            )
+        else:
+            self._frame_targets.pop(stream_id, None)
 
     def _tell(self, stream_id: str, before: tuple[bool, bool], after: tuple[bool, bool]) -> None:
         """Tell ``on_interest`` what changed of (frames wanted, other messages wanted)."""
@@ -129,16 +163,16 @@ class Hub:
         """
         if envelope.frame is not None:
             self.frames.remember(envelope.frame)
+            targets = self._frame_targets.get(envelope.stream_id)  # (only video frames carry a frame)
+            if targets:
+                COUNTERS.frames_delivered += len(targets)
+                self._fan_out(envelope, targets)
+            return
         by_type = self._consumers.get(envelope.stream_id)
         if by_type is None:
             return
         consumers = by_type.get(ALERT if envelope.type == ALERT_UPDATED else envelope.type)
         if not consumers:
-            return
-        if envelope.type == VIDEO_FRAME:
-            COUNTERS.frames_delivered += len(consumers)
-            for connection, binary in consumers.items():
-                connection.outbox.send_frame(envelope, binary)
             return
         origin = envelope.origin
         is_alert = envelope.type == ALERT

@@ -35,24 +35,30 @@ class RecentFrames:
         self._total = 0
 
     def remember(self, frame: VideoFrame) -> None:
-        if self.max_frames <= 0 or frame.size > self.max_bytes:
+        """Keep ``frame`` as its stream's newest, giving up the stream's oldest (and then the least recent
+        streams') beyond the bounds.  Runs once per frame through the hub: locals, not attributes, in the loop."""
+        size = frame.size
+        max_bytes = self.max_bytes
+        if self.max_frames <= 0 or size > max_bytes:
             return  # off, or a frame too big to keep: the stream keeps its smaller ones
         stream_id = frame.stream_id
-        kept = self._frames.get(stream_id)
+        streams = self._frames
+        kept = streams.get(stream_id)
         if kept is None:
-            kept = self._frames[stream_id] = deque()
+            kept = streams[stream_id] = deque()
             self._bytes[stream_id] = 0
         else:
-            self._frames.move_to_end(stream_id)
+            streams.move_to_end(stream_id)
         kept.append(frame)
         before = self._bytes[stream_id]
-        held = before + frame.size
-        while kept and (len(kept) > self.max_frames or held > self.max_bytes):
+        held = before + size
+        max_frames = self.max_frames
+        while kept and (len(kept) > max_frames or held > max_bytes):
             held -= kept.popleft().size
         self._bytes[stream_id] = held
         self._total += held - before
-        while self._total > self.max_total_bytes and len(self._frames) > 1:
-            self.forget(next(iter(self._frames)))
+        while self._total > self.max_total_bytes and len(streams) > 1:
+            self.forget(next(iter(streams)))
 
     def find(self, stream_id: str, timestamp: int | None) -> VideoFrame | None:
         """The frame of ``stream_id`` with this ``timestamp`` (None: the newest), if it is kept."""

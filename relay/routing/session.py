@@ -138,7 +138,7 @@ class Session:
         if connection.outbox.closed:
             return None
         try:
-            frame = parse_binary(data)
+            frame = parse_binary(data, known_ids=connection.permits)  # ids it may produce for passed the checks
             if connection.user_id is None:
                 raise _unauthorized()
             waiting = self._router.frame(connection, frame)

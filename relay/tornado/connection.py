@@ -88,6 +88,8 @@ _receive_view = memoryview(_receive_buffer)
 """Where every connection of the process reads into: one buffer, because the
 loop reads one socket at a time and the bytes are handed to the connection's
 protocol (which keeps what it needs) before the next read."""
+_flood_view = _receive_view[:FLOOD_READ_BYTES]
+"""Its first :data:`FLOOD_READ_BYTES`, made once rather than sliced per read."""
 
 _WEBSOCKET_LOG = logging.getLogger("relay.websockets")
 _WEBSOCKET_LOG.setLevel(logging.WARNING)  # the library logs every connection's end at INFO; we log our own
@@ -178,7 +180,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         "_opening",
         "_partial",
         "_plain",
-        "_read_size",
+        "_read_view",
         "_reading_stopped",
         "_text_decoder",
         "_transport",
@@ -233,7 +235,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         self._fragments: bytearray | None = None  # a fragmented message being put together
         self._text_decoder: codecs.IncrementalDecoder | None = None  # checks a fragmented text as it comes
         self._close_timer: asyncio.TimerHandle | None = None
-        self._read_size = READ_BYTES
+        self._read_view = _receive_view  # what the next read may fill: all of it, or _flood_view
         self._reading_stopped = False
 
     @property
@@ -277,11 +279,16 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             self.data_received(received)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _receive_view[: self._read_size]
+        return self._read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._read_size = FLOOD_READ_BYTES if nbytes == self._read_size else READ_BYTES
-        self.data_received(_receive_view[:nbytes])
+        self._read_view = _flood_view if nbytes == len(self._read_view) else _receive_view
+        if self._backlog is not None:  # data_received(), inline: this runs once per read
+            self._backlog += _receive_view[:nbytes]
+            return
+        waiting = self._read_frames(_receive_view[:nbytes])
+        if waiting is not None:
+            self._wait_for(waiting)
 
     def data_received(self, data: bytes | memoryview) -> None:
         if self._backlog is not None:  # a message waits for the database: the rest waits behind it
@@ -303,7 +310,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         if kept is not None:
             kept += data
             data, self._partial = kept, None
-        view = memoryview(data)
+        view = data if type(data) is memoryview else memoryview(data)
         offset, end = 0, len(view)
         while offset < end:
             if not self._plain:  # closing or failed: the library has the rest
@@ -338,15 +345,16 @@ class WebSocketConnection(asyncio.BufferedProtocol):
                 if first == PLAIN_PING:
                     self._pong(payload)
                     continue
-                waiting = self._message(first == PLAIN_TEXT, payload)
+                # A binary frame skips _message(): the connection is open (plain, above).
+                waiting = self.session.on_binary(payload) if first == PLAIN_BINARY else self._message(True, payload)
             if waiting is not None:
                 self._backlog = bytearray(view[offset:])
                 return waiting
         if offset < end:
-            view.release()
             if kept is None:
-                self._partial = bytearray(data[offset:])
+                self._partial = bytearray(view[offset:])
             else:  # a frame read in many pieces is appended to, not copied again per piece
+                view.release()  # (a bytearray with a view on it cannot be resized)
                 del kept[:offset]
                 self._partial = kept
         return None

@@ -15,8 +15,10 @@ most of what relaying small frames costs.
 One callback per turn of the loop flushes every outbox that has something to
 write (:class:`Flusher`), not one callback per outbox: a paced frame for ten
 consumers is one scheduled callback, not ten, and a lone message waiting is
-written without building a batch (measured in ``benchmarks/RESULTS.md``,
-issue 12).
+written without building a batch.  A video frame for many consumers
+(:func:`fan_out`) even waits in the flusher, whole, and a frame alone in its
+turn goes straight from there to every consumer that has nothing else waiting
+(measured in ``benchmarks/RESULTS.md``, issue 12).
 
 When the socket does not take everything, the transport keeps the rest and the
 outbox is *busy* (the transport's write buffer limit is 0, so it tells the
@@ -44,10 +46,11 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Protocol, cast
 
 from relay.metrics import COUNTERS, DELIVERY_LATENCY
+from relay.routing.connection import Sink
 from relay.wire.envelope import Envelope
 from relay.wire.frames import Wire
 
@@ -63,24 +66,109 @@ class Transport(Protocol):
 
 
 class Flusher:
-    """Flushes, once at the end of the loop's turn, every outbox that queued something in it."""
+    """Writes, once at the end of the loop's turn, what every outbox queued in it, and the frames fanned out in it.
 
-    __slots__ = ("_due", "_loop")
+    A frame for many consumers (:func:`fan_out`) is not put in their outboxes as
+    it arrives: it waits here, whole, as ``(envelope, targets)``.  At the end of
+    the turn, a frame that is alone (the paced case: nothing else was queued or
+    fanned out in the turn) is written straight to each consumer whose outbox is
+    idle, one ``writelines`` each, without entering the outbox at all; a consumer
+    with messages waiting, backed up or closed gets it through
+    :meth:`Outbox.send_frame`, whose rules (its order, the dropping of old frames,
+    nothing after closing) then apply as ever.  Anything else is *settled* first:
+    the waiting frames are queued in their outboxes, in order, and the outboxes
+    flushed as usual.  To keep every consumer's order, whatever touches an outbox's
+    queue during the turn settles first (:meth:`settle`), so a frame fanned out
+    before a message stays before it.
+
+    The queued outboxes get a loop of their own too: one holding one message is
+    written without a call into it, and consecutive outboxes waiting for the same
+    frame in the same form reuse its bytes.  At a paced rate the calls per
+    consumer were most of what writing a frame cost in Python
+    (``benchmarks/RESULTS.md``, issue 12).
+    """
+
+    __slots__ = ("_armed", "_due", "_fanned", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._due: list[Outbox] = []
+        self._fanned: list[tuple[Envelope, Sequence[tuple[Outbox, bool]]]] = []
+        self._armed = False  # a call of _run is scheduled
 
     def add(self, outbox: Outbox) -> None:
-        if not self._due:
+        if not self._armed:
+            self._armed = True
             self._loop.call_soon(self._run)
         self._due.append(outbox)
 
+    def settle(self) -> None:
+        """Queue the frames fanned out so far in their outboxes (:meth:`Outbox.send_frame`, inline), in order."""
+        fanned, self._fanned = self._fanned, []
+        due = self._due
+        for envelope, targets in fanned:
+            for outbox, binary in targets:
+                if outbox.closed:
+                    continue
+                outbox._waiting.append((envelope, binary))
+                outbox._frames_waiting += 1
+                if outbox._busy:
+                    outbox._trim_frames()
+                elif not outbox._scheduled:
+                    outbox._scheduled = True
+                    due.append(outbox)  # _run is armed: frames are fanned out
+
     def _run(self) -> None:
+        self._armed = False
+        fanned = self._fanned
+        if fanned:
+            if len(fanned) == 1 and not self._due:
+                self._write_alone(*fanned.pop())
+                return
+            self.settle()
         due, self._due = self._due, []
+        envelope: Envelope | None = None  # the frame last written, in the form ``form``, as ``wire``
+        form = False
+        wire: Wire = ()
         for outbox in due:
             try:
-                outbox.flush()
+                waiting = outbox._waiting
+                if len(waiting) != 1 or outbox._busy:  # (a closed outbox holds nothing)
+                    outbox.flush()
+                    continue
+                # Outbox.flush() for one message, inline.
+                outbox._scheduled = False
+                item, binary = waiting.pop()
+                if binary is None:
+                    outbox._transport.writelines(item)  # type: ignore[arg-type]
+                    continue
+                outbox._frames_waiting -= 1
+                if item is not envelope or binary is not form:
+                    envelope, form = item, binary  # type: ignore[assignment]
+                    wire = item.wire(binary)  # type: ignore[union-attr]
+                outbox._transport.writelines(wire)
+                if item.arrived:  # type: ignore[union-attr]
+                    DELIVERY_LATENCY.observe(time.perf_counter() - item.arrived)  # type: ignore[union-attr]
+            except Exception:  # one connection's failure is not the others'
+                log.exception("writing to a connection failed")
+
+    @staticmethod
+    def _write_alone(envelope: Envelope, targets: Sequence[tuple[Outbox, bool]]) -> None:
+        """The turn's only frame, and nothing queued: straight to every idle consumer."""
+        arrived = envelope.arrived
+        timed = arrived > 0.0  # a bool: its test per consumer costs nothing, a float's is a call
+        form: bool | None = None
+        wire: Wire = ()
+        for outbox, binary in targets:
+            try:
+                if outbox._waiting or outbox._busy or outbox.closed:
+                    outbox.send_frame(envelope, binary)  # (flushed in a later turn if it is not backed up)
+                    continue
+                if binary is not form:
+                    form, wire = binary, envelope.wire(binary)
+                outbox._transport.writelines(wire)
+                if timed:
+                    DELIVERY_LATENCY.observe(time.perf_counter() - arrived)
             except Exception:  # one connection's failure is not the others'
                 log.exception("writing to a connection failed")
 
@@ -97,12 +185,26 @@ def flusher() -> Flusher:
     return found
 
 
+def fan_out(envelope: Envelope, targets: Sequence[tuple[Sink, bool]]) -> None:
+    """Send a video frame to each of its consumers' outboxes, at the end of the turn (see :class:`Flusher`).
+
+    The hub's frame path (``Hub(fan_out=...)``) for outboxes only: one call per
+    frame instead of one per consumer.  Every outbox of a process belongs to the
+    one loop's flusher, so the first one's is everyone's.
+    """
+    outboxes = cast("Sequence[tuple[Outbox, bool]]", targets)
+    found = outboxes[0][0]._flusher
+    if not found._armed:
+        found._armed = True
+        found._loop.call_soon(found._run)
+    found._fanned.append((envelope, outboxes))
+
+
 class Outbox:
     """Send queue of one connection; see the module docstring."""
 
     __slots__ = (
         "_busy",
-        "_closed",
         "_flusher",
         "_frames_waiting",
         "_max_control",
@@ -111,6 +213,7 @@ class Outbox:
         "_scheduled",
         "_transport",
         "_waiting",
+        "closed",
         "frames_dropped",
     )
 
@@ -134,23 +237,25 @@ class Outbox:
         self._max_control = max_control
         self._busy = False
         self._scheduled = False
-        self._closed = False
+        self.closed = False
+        """True once the connection is closing: later messages are ignored.  An attribute, not a property,
+        since the session reads it for every message."""
         self._on_overflow = on_overflow
         self.frames_dropped = 0
 
     @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
     def pending(self) -> int:
         """Messages not yet handed to the transport."""
+        if self._flusher._fanned:
+            self._flusher.settle()
         return len(self._waiting)
 
     def send(self, wire: Wire) -> None:
         """Queue a message that must not be dropped (alerts, status, replies)."""
-        if self._closed:
+        if self.closed:
             return
+        if self._flusher._fanned:  # frames fanned out before it go before it
+            self._flusher.settle()
         if len(self._waiting) - self._frames_waiting >= self._max_control:
             overflowed = self._on_overflow
             self.close()
@@ -162,19 +267,21 @@ class Outbox:
 
     def send_frame(self, envelope: Envelope, binary: bool) -> None:
         """Queue a video frame in the form ``binary`` asks for; while the socket is backed up, drop the oldest."""
-        if self._closed:
+        if self.closed:
             return
+        if self._flusher._fanned:  # frames fanned out before it go before it
+            self._flusher.settle()
         self._waiting.append((envelope, binary))
         self._frames_waiting += 1
         if self._busy:
             self._trim_frames()
-        elif not self._scheduled:  # _schedule(), inline: this runs once per frame and consumer
+        elif not self._scheduled:
             self._scheduled = True
             self._flusher.add(self)
 
     def close(self) -> None:
         """Forget everything queued; later sends are ignored."""
-        self._closed = True
+        self.closed = True
         self._waiting.clear()
         self._frames_waiting = 0
         self._on_overflow = None  # a reference back to the connection: no cycle left to the garbage collector
@@ -229,7 +336,7 @@ class Outbox:
         """Hand what waits to the transport (the flusher calls it at the end of the turn)."""
         self._scheduled = False
         waiting = self._waiting
-        while waiting and not self._busy and not self._closed:
+        while waiting and not self._busy and not self.closed:
             # The transport calls pause() (through its protocol) from inside
             # writelines when the socket does not take it all.
             if len(waiting) > 1:

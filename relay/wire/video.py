@@ -34,7 +34,7 @@ class VideoFrame:
     to be built from the other, which the benchmarks report.
     """
 
-    __slots__ = ("_b64", "_binary", "_jpeg", "_json", "content_type", "stream_id", "timestamp")
+    __slots__ = ("_b64", "_binary", "_jpeg", "_json", "content_type", "size", "stream_id", "timestamp")
 
     conversions = 0
 
@@ -55,14 +55,10 @@ class VideoFrame:
         self._b64 = b64
         self._json = json_payload
         self._binary = binary_payload
-
-    @property
-    def size(self) -> int:
-        """The image's size in bytes, without decoding a JSON frame's base64 for it."""
-        if self._jpeg is not None:
-            return len(self._jpeg)
-        assert self._b64 is not None
-        return len(self._b64) * 3 // 4
+        self.size = len(jpeg) if jpeg is not None else _decoded_size(b64)
+        """The image's size in bytes (a JSON frame's base64 is not decoded for it).  An attribute, not
+        a property: the snapshot buffer reads it twice per frame, and it must not change once the
+        base64 is decoded (the buffer subtracts what it added)."""
 
     @property
     def jpeg(self) -> bytes | memoryview:
@@ -100,6 +96,12 @@ class VideoFrame:
                 self.stream_id, self.jpeg, timestamp=self.timestamp, content_type=self.content_type
             )
         return self._binary
+
+
+def _decoded_size(b64: str | None) -> int:
+    """The bytes that padded base64 decodes to, without decoding it."""
+    assert b64 is not None, "a frame has its image in one form or the other"
+    return len(b64) * 3 // 4 - (2 if b64.endswith("==") else 1 if b64.endswith("=") else 0)
 
 
 def encode_binary_frame(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from typing import Any
 
+from relay.metrics import COUNTERS, DELIVERY_LATENCY
 from relay.routing.connection import Connection
 from relay.routing.hub import Hub
-from relay.tornado.outbox import Outbox
+from relay.tornado.outbox import Outbox, fan_out
 from relay.wire import encode_binary_frame, parse_binary
 from relay.wire.envelope import Envelope
 from relay.wire.frames import websocket_frame
@@ -178,3 +180,119 @@ async def test_the_outboxes_of_one_turn_are_flushed_together_and_one_failing_wri
     second.send((b"<c0>",))
     await asyncio.sleep(0)  # the turn ends: one callback flushes both
     assert working.written == [b"<f0><c0>"]
+
+
+class TwoForms(Frame):
+    """A frame's envelope whose bytes differ per form, counting how often each form is asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked = {True: 0, False: 0}
+
+    def wire(self, binary: bool) -> tuple[bytes, ...]:
+        self.asked[binary] += 1
+        return ((b"B" if binary else b"T") + self.data,)
+
+
+def frame_hub(
+    names: Iterable[str], binary: Iterable[str] = ()
+) -> tuple[Hub, dict[str, SlowTransport], dict[str, Connection]]:
+    """A hub on the relay's own fan-out, each named consumer of stream ``s``'s frames on a socket that keeps up."""
+    hub = Hub(fan_out=fan_out)
+    transports = {name: SlowTransport() for name in names}
+    connections = {}
+    for name, transport in transports.items():
+        transport.blocked = False
+        connections[name] = Connection("node", "peer", outbox_on(transport, max_frames=1), max_alerts_per_second=0)
+        hub.register_consumer("s", connections[name], ["video-frame", "alert"], binary=name in binary)
+    return hub, transports, connections
+
+
+def frame_envelope(envelope: Frame) -> Envelope:
+    """``envelope`` as the hub sees a frame's (a frame aboard, of stream ``s``)."""
+    envelope.frame = parse_binary(encode_binary_frame("s", JPEG, timestamp=1))  # type: ignore[attr-defined]
+    envelope.stream_id = "s"  # type: ignore[attr-defined]
+    return envelope  # type: ignore[return-value]
+
+
+async def test_the_fan_out_keeps_each_consumers_order_form_and_drop_policy() -> None:
+    hub, transports, connections = frame_hub(["a", "slow", "closed", "text"], binary=["a", "slow", "closed"])
+    transports["slow"].blocked = True
+    connections["slow"].outbox.send((b"<c0>",))
+    await asyncio.sleep(0)  # c0 fills the slow one's socket: it is busy from now on
+    connections["closed"].outbox.close()
+    delivered = COUNTERS.frames_delivered
+    frames = [TwoForms(f"<f{index}>".encode()) for index in range(3)]
+    for frame in frames:
+        hub.deliver(frame_envelope(frame))
+    hub.deliver(Envelope.for_message("alert", "s", b"<alert>"))
+    assert COUNTERS.frames_delivered == delivered + 12, "counted per target, as queued"
+    assert transports["a"].written == [], "nothing is written before the turn ends"
+    await asyncio.sleep(0)
+    assert transports["a"].written == [b"B<f0>B<f1>B<f2>\x81\x07<alert>"], "one write, in order, after the frames"
+    assert transports["text"].written == [b"T<f0>T<f1>T<f2>\x81\x07<alert>"]
+    assert transports["closed"].written == []
+    assert connections["slow"].outbox.frames_dropped == 2, "a busy consumer keeps its newest frame only"
+    transports["slow"].flush()
+    assert transports["slow"].written == [b"<c0>", b"B<f2>\x81\x07<alert>"]
+
+
+async def test_a_lone_frame_is_built_once_per_form_for_all_its_consumers() -> None:
+    hub, transports, _ = frame_hub(["b1", "t1", "b2", "b3"], binary=["b1", "b2", "b3"])
+    frame = TwoForms(b"<f>")
+    hub.deliver(frame_envelope(frame))
+    await asyncio.sleep(0)
+    assert {name: transport.written for name, transport in transports.items()} == {
+        "b1": [b"B<f>"],
+        "t1": [b"T<f>"],
+        "b2": [b"B<f>"],
+        "b3": [b"B<f>"],
+    }
+    assert frame.asked == {True: 2, False: 1}, "asked again only where the form changes from one outbox to the next"
+
+
+async def test_frame_targets_follow_the_registry() -> None:
+    hub, transports, connections = frame_hub(["a", "b"])
+    hub.register_consumer("s", connections["a"], ["alert"])  # no frames any more
+    hub.register_consumer("s", connections["b"], ["video-frame"], binary=True)  # now binary
+    hub.deliver(frame_envelope(TwoForms(b"<f0>")))
+    await asyncio.sleep(0)
+    assert transports["a"].written == []
+    assert transports["b"].written == [b"B<f0>"]
+    hub.unregister("s", connections["b"])
+    hub.deliver(frame_envelope(TwoForms(b"<f1>")))
+    await asyncio.sleep(0)
+    assert transports["b"].written == [b"B<f0>"]
+
+
+async def test_a_lone_frame_goes_straight_to_idle_consumers_and_by_the_queue_rules_to_the_others() -> None:
+    hub, transports, connections = frame_hub(["idle", "slow", "closed"], binary=["idle", "slow", "closed"])
+    transports["slow"].blocked = True
+    connections["slow"].outbox.send((b"<c0>",))
+    connections["slow"].outbox.send_frame(TwoForms(b"<old>"), True)
+    await asyncio.sleep(0)  # c0 and the old frame fill the slow one's socket
+    connections["slow"].outbox.send_frame(TwoForms(b"<waiting>"), True)
+    connections["closed"].outbox.close()
+    latencies = DELIVERY_LATENCY.count
+    frame = TwoForms(b"<f>")
+    frame.arrived = time.perf_counter()  # one of the frames whose latency is measured
+    hub.deliver(frame_envelope(frame))
+    assert transports["idle"].written == [], "nothing is written before the turn ends"
+    await asyncio.sleep(0)
+    assert transports["idle"].written == [b"B<f>"]
+    assert transports["closed"].written == []
+    assert connections["slow"].outbox.frames_dropped == 1, "the frame waiting gave way to the new one"
+    assert DELIVERY_LATENCY.count == latencies + 1, "timed per consumer it is written to"
+    transports["slow"].flush()
+    assert transports["slow"].written == [b"<c0>B<old>", b"B<f>"]
+    assert DELIVERY_LATENCY.count == latencies + 2
+
+
+async def test_what_is_queued_after_a_frame_in_its_turn_goes_after_it() -> None:
+    hub, transports, connections = frame_hub(["a", "b"], binary=["a", "b"])
+    hub.deliver(frame_envelope(TwoForms(b"<f>")))
+    assert connections["a"].outbox.pending == 1, "a frame fanned out is pending in each outbox"
+    connections["b"].outbox.send((b"<after>",))
+    await asyncio.sleep(0)
+    assert transports["a"].written == [b"B<f>"]
+    assert transports["b"].written == [b"B<f><after>"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from relay.routing.recent_frames import RecentFrames
 from relay.wire.video import VideoFrame
 
@@ -52,4 +54,18 @@ def test_no_frames_are_kept_when_snapshots_are_off() -> None:
     frames = RecentFrames(max_frames=0, max_bytes=0)
     frames.remember(frame("a", 1))
     assert frames.find("a", None) is None
+    assert frames.bytes_held == 0
+
+
+def test_a_json_frame_counts_its_decoded_size_before_and_after_it_is_decoded() -> None:
+    frames = RecentFrames(max_frames=2, max_bytes=1000)
+    for image in (b"a", b"ab", b"abc", b"abcd"):  # two, one and no padding characters
+        b64 = base64.b64encode(image).decode()
+        json_frame = VideoFrame("a", len(image), "image/jpeg", b64=b64)
+        assert json_frame.size == len(image)
+        frames.remember(json_frame)
+        assert json_frame.jpeg == image  # decoded (for a snapshot, a binary consumer) while it is kept
+        assert json_frame.size == len(image)
+    assert frames.bytes_held == 3 + 4, "what was added is what is taken away: the newest two are held"
+    frames.forget("a")
     assert frames.bytes_held == 0

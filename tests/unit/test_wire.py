@@ -196,6 +196,28 @@ def test_frames_missing_a_timestamp_or_with_extra_fields_are_rebuilt() -> None:
     assert b"secret" not in leaky.json_payload()
 
 
+def test_a_binary_frame_is_forwarded_only_with_none_but_its_own_fields() -> None:
+    own = {"type": "video-frame", "streamId": "s", "timestamp": 1}
+    for header, forwarded in (
+        (own, True),
+        ({**own, "contentType": "image/png"}, True),
+        ({**own, "token": "secret"}, False),  # four fields, but not the fourth
+        ({**own, "contentType": "image/png", "token": "secret"}, False),
+    ):
+        data = _binary(header)
+        frame = parse_binary(data)
+        assert (frame.binary_payload() is data) is forwarded, header
+        assert b"secret" not in frame.binary_payload()
+
+
+def test_a_known_stream_id_is_taken_and_a_malformed_one_refused_all_the_same() -> None:
+    frame = parse_binary(_binary({"type": "video-frame", "streamId": "s", "timestamp": 1}), known_ids={"s"})
+    assert frame.stream_id == "s"
+    for bad in ("s/../t", "", 7):
+        with pytest.raises(ProtocolError, match="streamId"):
+            parse_binary(_binary({"type": "video-frame", "streamId": bad, "timestamp": 1}), known_ids={"s"})
+
+
 def _binary(header: dict[str, object], image: bytes = JPEG) -> bytes:
     encoded = orjson.dumps(header)
     return struct.pack(">I", len(encoded)) + encoded + image
