@@ -33,7 +33,17 @@ from workbench.session import AnalystSession
 STALE_AFTER: Final = timedelta(seconds=60)
 """A copy older than this (alerts may have come through other nodes) is brought up to date before the
 page reads it; so is one that lacks alerts this node stored."""
-_UNUSUAL_COLUMNS: Final = ["Hour (UTC)", "Stream", "Alerts", "Usual", "Threshold", "streamId", "hour"]
+_UNUSUAL_TYPES: Final = {
+    "Hour (UTC)": "str",
+    "Stream": "str",
+    "Alerts": "int64",
+    "Usual": "float64",
+    "Threshold": "float64",
+    "streamId": "str",
+    "hour": "str",
+}
+"""The unusual hours' columns, typed from the start: rows arriving in an untyped empty table change the
+Tabulator's configuration (number sorters), and Panel's TabulatorView then destroys and builds the table anew."""
 
 OpenHistory = Callable[[str, datetime, datetime], None]
 """Show the History page for a stream and a time range (naive UTC times, as the page's inputs hold)."""
@@ -54,7 +64,7 @@ class AnalyticsPage(Page):
         super().__init__(session, **params)
         self._open_history = open_history
         self._generation = 0
-        self._unusual_rows = pd.DataFrame(columns=_UNUSUAL_COLUMNS)
+        self._unusual_rows = pd.DataFrame(columns=list(_UNUSUAL_TYPES)).astype(_UNUSUAL_TYPES)
         self._offer_streams()
         session.param.watch(lambda _event: self._offer_streams(), "streams")
 
@@ -166,7 +176,7 @@ class AnalyticsPage(Page):
         self.over_time.object = over_time
         self.summaries.object = column(*charts.summaries(answers, names), sizing_mode="stretch_width")
         unusual = answers["unusual-hours"].frame()
-        self._unusual_rows = pd.DataFrame(
+        rows = pd.DataFrame(
             {
                 "Hour (UTC)": [str(hour)[:16].replace("T", " ") for hour in unusual["hour"]],
                 "Stream": [charts.label(names, str(stream)) for stream in unusual["streamId"]],
@@ -176,9 +186,11 @@ class AnalyticsPage(Page):
                 "streamId": unusual["streamId"],
                 "hour": unusual["hour"],
             },
-            columns=_UNUSUAL_COLUMNS,
-        )
-        self.unusual.value = self._unusual_rows
+            columns=list(_UNUSUAL_TYPES),
+        ).astype(_UNUSUAL_TYPES)
+        if not rows.equals(self._unusual_rows):  # the same rows again (a refresh): the table stays as drawn
+            self._unusual_rows = rows
+            self.unusual.value = rows
         total = sum(row[2] for row in answers["alerts-per-hour"].rows)
         refreshed = self._session.relay.history.refreshed_at
         as_of = refreshed.strftime("%H:%M:%S UTC") if refreshed is not None else "—"
