@@ -53,9 +53,9 @@ def label(names: Mapping[str, str], stream_id: str) -> str:
 def _draw(plot: Figure, source: ColumnDataSource, glyph: Glyph, name: str | None = None) -> GlyphRenderer[Any]:
     """``glyph`` drawn from ``source``, its looks when unselected or muted left to BokehJS ("auto").
 
-    ``figure.vbar()`` and the like build a glyph model for each of those looks as well, three glyphs a
-    renderer, each made, sent and turned into a view on every draw of the page; BokehJS derives the same
-    looks from the glyph itself.  About a third of the page's models went that way.
+    ``figure.vbar()`` and the like build a glyph model for each of those looks as well: two of every
+    renderer's six models, each made, sent and turned into a view on every draw of the page, where
+    BokehJS derives the same looks from the glyph itself.
     """
     return plot.add_glyph(source, glyph, name=name)
 
