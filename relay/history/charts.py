@@ -20,7 +20,10 @@ from relay.history.palette import SEVERITY_COLOURS
 from relay.wire import SEVERITIES
 
 if TYPE_CHECKING:
+    from bokeh.core.property.vectorization import Field
     from bokeh.models import ColumnDataSource, LayoutDOM
+    from bokeh.models.glyph import Glyph
+    from bokeh.models.renderers import GlyphRenderer
     from bokeh.plotting import figure as Figure
 
 UNUSUAL_COLOUR: Final = "#d62728"
@@ -47,12 +50,30 @@ def label(names: Mapping[str, str], stream_id: str) -> str:
     return names.get(stream_id, stream_id)
 
 
+def _draw(plot: Figure, source: ColumnDataSource, glyph: Glyph, name: str | None = None) -> GlyphRenderer[Any]:
+    """``glyph`` drawn from ``source``, its looks when unselected or muted left to BokehJS ("auto").
+
+    ``figure.vbar()`` and the like build a glyph model for each of those looks as well: two of every
+    renderer's six models, each made, sent and turned into a view on every draw of the page, where
+    BokehJS derives the same looks from the glyph itself.
+    """
+    return plot.add_glyph(source, glyph, name=name)
+
+
+def _legend(plot: Figure, items: list[tuple[str | Field, GlyphRenderer[Any]]], **options: Any) -> None:
+    """A legend of ``(label, renderer)`` items; a ``field(column)`` label gives an item per value of the column."""
+    from bokeh.models.annotations import Legend, LegendItem
+
+    legend = Legend(items=[LegendItem(label=text, renderers=[renderer]) for text, renderer in items], **options)
+    plot.add_layout(legend)
+
+
 def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]) -> tuple[Figure, ColumnDataSource]:
     """Alerts per time bucket stacked by stream, with the unusual hours marked above their bars.
 
     Returns the figure and the data source of the marks (the page listens to its selection).
     """
-    from bokeh.models import ColumnDataSource, HoverTool, TapTool
+    from bokeh.models import ColumnDataSource, HoverTool, Scatter, TapTool, VBar
     from bokeh.plotting import figure
 
     frame = per_hour.frame()
@@ -91,16 +112,20 @@ def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]
         data[f"{index}.top"] = tops[stream].to_numpy()
         data[f"{index}.bottom"] = (tops[stream] - table[stream]).to_numpy()
     source = ColumnDataSource(data)
+    colours = [STREAM_COLOURS[index % len(STREAM_COLOURS)] for index in range(len(streams))]
     stacked = [
-        plot.vbar(
-            x="bucket",
-            bottom=f"{index}.bottom",
-            top=f"{index}.top",
-            width=hours * 3_600_000 * 0.9,
-            source=source,
+        _draw(
+            plot,
+            source,
+            VBar(
+                x="bucket",
+                bottom=f"{index}.bottom",
+                top=f"{index}.top",
+                width=hours * 3_600_000 * 0.9,
+                fill_color=colours[index],
+                line_color=colours[index],
+            ),
             name=stream,
-            color=STREAM_COLOURS[index % len(STREAM_COLOURS)],
-            legend_label=label(names, stream),
         )
         for index, stream in enumerate(streams)
     ]
@@ -112,8 +137,9 @@ def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]
         )
     )
     plot.yaxis.axis_label = "alerts"
-    plot.legend.location = "top_left"
-    plot.legend.click_policy = "hide"
+    items: list[tuple[str | Field, GlyphRenderer[Any]]] = [
+        (label(names, stream), renderer) for stream, renderer in zip(streams, stacked, strict=True)
+    ]
     found = unusual.frame()
     if not found.empty:
         found["hour"] = pd.to_datetime(found["hour"]).dt.tz_localize(None)
@@ -126,15 +152,19 @@ def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]
             "expected": list(found["expected"]),
             "y": [float(totals.get(moment.floor(f"{hours}h"), 0)) * 1.05 for moment in found["hour"]],
         }
-        points = plot.scatter(
-            "hour",
-            "y",
-            source=marks,
-            marker="inverted_triangle",
-            size=13,
-            color=UNUSUAL_COLOUR,
-            legend_label="unusual hour",
+        points = _draw(
+            plot,
+            marks,
+            Scatter(
+                x="hour",
+                y="y",
+                marker="inverted_triangle",
+                size=13,
+                fill_color=UNUSUAL_COLOUR,
+                line_color=UNUSUAL_COLOUR,
+            ),
         )
+        items.append(("unusual hour", points))
         plot.add_tools(
             HoverTool(
                 renderers=[points],
@@ -148,12 +178,18 @@ def alerts_over_time(per_hour: Answer, unusual: Answer, names: Mapping[str, str]
             ),
             TapTool(renderers=[points]),
         )
+    _legend(plot, items, location="top_left", click_policy="hide")
     return plot, marks
 
 
 def severity_mix(mix: Answer, names: Mapping[str, str]) -> Figure:
-    """Each stream's alerts by severity, stacked, in the severity colours."""
-    from bokeh.models import FactorRange
+    """Each stream's alerts by severity, stacked, in the severity colours.
+
+    One renderer for all the bars (a row per stream and severity, its ends summed here) rather than
+    ``hbar_stack``'s renderer and two ``Stack`` transforms per severity: the legend needs no click here.
+    """
+    from bokeh.core.properties import field
+    from bokeh.models import ColumnDataSource, FactorRange, HBar
     from bokeh.plotting import figure
 
     frame = mix.frame()
@@ -170,23 +206,32 @@ def severity_mix(mix: Answer, names: Mapping[str, str]) -> Figure:
         tooltips=[("stream", "@stream"), *[(severity, f"@{severity}") for severity in SEVERITIES]],
     )
     if streams:
-        source = {"stream": streams, **{severity: list(table[severity]) for severity in SEVERITIES}}
-        plot.hbar_stack(
-            list(SEVERITIES),
-            y="stream",
-            height=0.8,
-            source=source,
-            color=[SEVERITY_COLOURS[severity] for severity in SEVERITIES],
-            legend_label=list(SEVERITIES),
+        ends = table[list(SEVERITIES)].cumsum(axis=1)
+        rows = [(stream, severity) for stream in range(len(streams)) for severity in SEVERITIES]
+        source = ColumnDataSource(
+            {
+                "stream": [streams[stream] for stream, _ in rows],
+                "severity": [severity for _, severity in rows],
+                "colour": [SEVERITY_COLOURS[severity] for _, severity in rows],
+                "left": [
+                    float(ends.iloc[stream][severity] - table.iloc[stream][severity]) for stream, severity in rows
+                ],
+                "right": [float(ends.iloc[stream][severity]) for stream, severity in rows],
+                **{severity: [int(table.iloc[stream][severity]) for stream, _ in rows] for severity in SEVERITIES},
+            }
         )
-        plot.legend.location = "bottom_right"
-        plot.legend.orientation = "horizontal"
+        bars = _draw(
+            plot,
+            source,
+            HBar(y="stream", left="left", right="right", height=0.8, fill_color="colour", line_color="colour"),
+        )
+        _legend(plot, [(field("severity"), bars)], location="bottom_right", orientation="horizontal")
     plot.xaxis.axis_label = "alerts"
     return plot
 
 
 def top_object_types(kinds: Answer) -> Figure:
-    from bokeh.models import ColumnDataSource, FactorRange
+    from bokeh.models import ColumnDataSource, FactorRange, HBar
     from bokeh.plotting import figure
 
     frame = kinds.frame().iloc[::-1]
@@ -200,14 +245,14 @@ def top_object_types(kinds: Answer) -> Figure:
         tooltips=[("object", "@kind"), ("alerts", "@alerts"), ("share", "@share{0.0%}")],
     )
     source = ColumnDataSource({"kind": names, "alerts": list(frame["alerts"]), "share": list(frame["share"])})
-    plot.hbar(y="kind", right="alerts", height=0.8, color="#4c78a8", source=source)
+    _draw(plot, source, HBar(y="kind", right="alerts", height=0.8, fill_color="#4c78a8", line_color="#4c78a8"))
     plot.xaxis.axis_label = "alerts"
     return plot
 
 
 def confidence_histogram(histogram: Answer, *, most: int = 6) -> Figure:
     """The detector's confidence for the ``most`` commonest object types, as overlaid bars over [0, 1]."""
-    from bokeh.models import ColumnDataSource, Range1d
+    from bokeh.models import ColumnDataSource, Quad, Range1d
     from bokeh.plotting import figure
 
     frame = histogram.frame()
@@ -234,22 +279,26 @@ def confidence_histogram(histogram: Answer, *, most: int = 6) -> Figure:
             **{str(kind): counts[kind].to_numpy() for kind in common},
         }
     )
-    for index, kind in enumerate(common):
-        colour = STREAM_COLOURS[index % len(STREAM_COLOURS)]
-        plot.quad(
-            left="left",
-            right="right",
-            top=str(kind),
-            bottom=0,
-            source=source,
-            name=str(kind),
-            fill_color=colour,
-            line_color=colour,
-            fill_alpha=0.3,
-            legend_label=str(kind),
+    kinds = [str(kind) for kind in common]
+    colours = [STREAM_COLOURS[index % len(STREAM_COLOURS)] for index in range(len(kinds))]
+    bars = [
+        _draw(
+            plot,
+            source,
+            Quad(
+                left="left",
+                right="right",
+                top=kind,
+                bottom=0,
+                fill_color=colour,
+                line_color=colour,
+                fill_alpha=0.3,
+            ),
+            name=kind,
         )
-    plot.legend.location = "top_left"
-    plot.legend.click_policy = "hide"
+        for kind, colour in zip(kinds, colours, strict=True)
+    ]
+    _legend(plot, list(zip(kinds, bars, strict=True)), location="top_left", click_policy="hide")
     plot.xaxis.axis_label = "confidence"
     plot.yaxis.axis_label = "alerts"
     return plot
@@ -260,7 +309,7 @@ DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 def hour_of_week(week: Answer) -> Figure:
     """A heat map of the week: days down, hours (UTC) across."""
-    from bokeh.models import ColumnDataSource, FactorRange, LinearColorMapper
+    from bokeh.models import ColumnDataSource, FactorRange, LinearColorMapper, Rect
     from bokeh.palettes import Blues256
     from bokeh.plotting import figure
 
@@ -284,14 +333,12 @@ def hour_of_week(week: Answer) -> Figure:
         }
     )
     mapper = LinearColorMapper(palette=list(reversed(Blues256)), low=0, high=max(1, int(frame["alerts"].max() or 0)))
-    plot.rect(
-        x="hour",
-        y="day",
-        width=1,
-        height=1,
-        source=source,
-        line_color=None,
-        fill_color={"field": "alerts", "transform": mapper},
+    _draw(
+        plot,
+        source,
+        Rect(
+            x="hour", y="day", width=1, height=1, line_color=None, fill_color={"field": "alerts", "transform": mapper}
+        ),
     )
     plot.grid.grid_line_color = None
     plot.axis.axis_line_color = None
@@ -300,7 +347,7 @@ def hour_of_week(week: Answer) -> Figure:
 
 def time_between_alerts(gaps: Answer, names: Mapping[str, str]) -> Figure:
     """Per stream, the mean and the median time from one alert to the next."""
-    from bokeh.models import ColumnDataSource, FactorRange
+    from bokeh.models import ColumnDataSource, FactorRange, HBar
     from bokeh.plotting import figure
     from bokeh.transform import dodge
 
@@ -327,23 +374,24 @@ def time_between_alerts(gaps: Answer, names: Mapping[str, str]) -> Figure:
             "alerts": list(frame["alerts"]),
         }
     )
-    plot.hbar(
-        y=dodge("stream", 0.18, range=plot.y_range),
-        right="mean",
-        height=0.34,
-        source=source,
-        color="#4c78a8",
-        legend_label="mean",
-    )
-    plot.hbar(
-        y=dodge("stream", -0.18, range=plot.y_range),
-        right="median",
-        height=0.34,
-        source=source,
-        color="#72b7b2",
-        legend_label="median",
-    )
-    plot.legend.location = "bottom_right"
+    bars = [
+        (
+            which,
+            _draw(
+                plot,
+                source,
+                HBar(
+                    y=dodge("stream", offset, range=plot.y_range),
+                    right=which,
+                    height=0.34,
+                    fill_color=colour,
+                    line_color=colour,
+                ),
+            ),
+        )
+        for which, offset, colour in (("mean", 0.18, "#4c78a8"), ("median", -0.18, "#72b7b2"))
+    ]
+    _legend(plot, [*bars], location="bottom_right")
     plot.xaxis.axis_label = "minutes"
     return plot
 

@@ -33,7 +33,17 @@ from workbench.session import AnalystSession
 STALE_AFTER: Final = timedelta(seconds=60)
 """A copy older than this (alerts may have come through other nodes) is brought up to date before the
 page reads it; so is one that lacks alerts this node stored."""
-_UNUSUAL_COLUMNS: Final = ["Hour (UTC)", "Stream", "Alerts", "Usual", "Threshold", "streamId", "hour"]
+_UNUSUAL_TYPES: Final = {
+    "Hour (UTC)": "str",
+    "Stream": "str",
+    "Alerts": "int64",
+    "Usual": "float64",
+    "Threshold": "float64",
+    "streamId": "str",
+    "hour": "str",
+}
+"""The unusual hours' columns, typed from the start: rows arriving in an untyped empty table change the
+Tabulator's configuration (number sorters), and Panel's TabulatorView then destroys and builds the table anew."""
 
 OpenHistory = Callable[[str, datetime, datetime], None]
 """Show the History page for a stream and a time range (naive UTC times, as the page's inputs hold)."""
@@ -54,7 +64,7 @@ class AnalyticsPage(Page):
         super().__init__(session, **params)
         self._open_history = open_history
         self._generation = 0
-        self._unusual_rows = pd.DataFrame(columns=_UNUSUAL_COLUMNS)
+        self._unusual_rows = pd.DataFrame(columns=list(_UNUSUAL_TYPES)).astype(_UNUSUAL_TYPES)
         self._offer_streams()
         session.param.watch(lambda _event: self._offer_streams(), "streams")
 
@@ -85,17 +95,20 @@ class AnalyticsPage(Page):
             css_classes=["unusual-hours"],
         )
         self.unusual.on_click(self._unusual_clicked)
+        # The chart panes sit in columns of their own: a pane whose figure is replaced changes its parent's
+        # children, and BokehJS then renders every child of that parent again; the Tabulator among them
+        # redrew itself in full each time (~200 ms of the browser's ~1 s after the charts arrived).
         self._page = pn.Column(
             pn.Row(since, until, last_week, streams, refresh, sizing_mode="stretch_width"),
             self.problem,
             pn.Row(self.status, self.report, align="center"),
-            self.over_time,
+            pn.Column(self.over_time, sizing_mode="stretch_width"),
             pn.pane.Markdown(
                 "**Unusual hours**: a stream raised more alerts than the mean plus three standard deviations of its "
                 "own counts at that hour of day. Click one (here or its ▼ above) to see its alerts in History."
             ),
             self.unusual,
-            self.summaries,
+            pn.Column(self.summaries, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
             css_classes=["analytics-page"],
         )
@@ -166,7 +179,7 @@ class AnalyticsPage(Page):
         self.over_time.object = over_time
         self.summaries.object = column(*charts.summaries(answers, names), sizing_mode="stretch_width")
         unusual = answers["unusual-hours"].frame()
-        self._unusual_rows = pd.DataFrame(
+        rows = pd.DataFrame(
             {
                 "Hour (UTC)": [str(hour)[:16].replace("T", " ") for hour in unusual["hour"]],
                 "Stream": [charts.label(names, str(stream)) for stream in unusual["streamId"]],
@@ -176,9 +189,11 @@ class AnalyticsPage(Page):
                 "streamId": unusual["streamId"],
                 "hour": unusual["hour"],
             },
-            columns=_UNUSUAL_COLUMNS,
-        )
-        self.unusual.value = self._unusual_rows
+            columns=list(_UNUSUAL_TYPES),
+        ).astype(_UNUSUAL_TYPES)
+        if not rows.equals(self._unusual_rows):  # the same rows again (a refresh): the table stays as drawn
+            self._unusual_rows = rows
+            self.unusual.value = rows
         total = sum(row[2] for row in answers["alerts-per-hour"].rows)
         refreshed = self._session.relay.history.refreshed_at
         as_of = refreshed.strftime("%H:%M:%S UTC") if refreshed is not None else "—"
