@@ -296,3 +296,29 @@ async def test_what_is_queued_after_a_frame_in_its_turn_goes_after_it() -> None:
     await asyncio.sleep(0)
     assert transports["a"].written == [b"B<f>"]
     assert transports["b"].written == [b"B<f><after>"]
+
+
+class Unbuildable(Frame):
+    """A frame's envelope whose bytes cannot be built (a conversion that fails)."""
+
+    def wire(self, binary: bool) -> tuple[bytes, ...]:
+        self.built += 1
+        raise MemoryError("no room for the converted frame")
+
+
+async def test_a_frame_that_cannot_be_built_is_not_replaced_by_the_last_one_written() -> None:
+    """The flusher reuses the bytes of the frame it wrote last for the next outbox waiting for the same
+    frame: one that failed to build must not leave the previous (another stream's) bytes to be reused."""
+    transports = {name: SlowTransport() for name in ("a", "b", "c")}
+    outboxes = {}
+    for name, transport in transports.items():
+        transport.blocked = False
+        outboxes[name] = outbox_on(transport)
+    broken = Unbuildable(b"<s2>")
+    outboxes["a"].send_frame(Frame(b"<s1>"), True)
+    outboxes["b"].send_frame(broken, True)  # type: ignore[arg-type]
+    outboxes["c"].send_frame(broken, True)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert transports["a"].written == [b"<s1>"]
+    assert transports["b"].written == []
+    assert transports["c"].written == [], "c waits for s2's frame: it must never get s1's bytes instead"
