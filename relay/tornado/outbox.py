@@ -294,6 +294,8 @@ class Outbox:
 
     def resume(self) -> None:
         """The transport has written everything: send what waited meanwhile."""
+        if self._flusher._fanned:  # frames fanned out while it was backed up give way to each other first
+            self._flusher.settle()
         self._busy = False
         self.flush()
 

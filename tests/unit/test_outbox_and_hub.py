@@ -361,3 +361,21 @@ async def test_what_happens_to_consumers_between_a_fan_out_and_the_end_of_its_tu
     assert transports["backs_up"].written == [b"T<f3>\x81\x03<a>"]
     assert COUNTERS.frames_delivered - delivered == 5 + 4 * 3, "counted as handed to the targets of the time"
     assert COUNTERS.frames_dropped - dropped == 3
+
+
+async def test_frames_fanned_out_while_a_consumer_was_backed_up_are_trimmed_when_its_socket_drains() -> None:
+    """The socket can drain (resume) in the same turn as frames were fanned out to it, before the flusher
+    runs: those frames came while it was backed up, so only the newest ``max_frames`` of them go out, as
+    when they were queued one by one -- not all of them, oldest first."""
+    hub, transports, connections = frame_hub(["slow"], binary=["slow"])  # max_frames=1
+    transports["slow"].blocked = True
+    connections["slow"].outbox.send((b"<c0>",))
+    await asyncio.sleep(0)  # c0 fills its socket: it is backed up from now on
+    dropped = COUNTERS.frames_dropped
+    for index in range(3):
+        hub.deliver(frame_envelope(TwoForms(f"<f{index}>".encode())))
+    transports["slow"].flush()  # the socket drains in this same turn
+    await asyncio.sleep(0)
+    assert transports["slow"].written == [b"<c0>", b"B<f2>"], "the newest frame only"
+    assert connections["slow"].outbox.frames_dropped == 2
+    assert COUNTERS.frames_dropped == dropped + 2
