@@ -83,7 +83,7 @@ async def test_a_frame_behind_an_unsubscribe_in_the_same_read_is_refused_and_goe
     stream_id, producer, binary, text = await _producing_consumer(relay)
     unsubscribe = _text({"type": "unsubscribe", "streamId": stream_id})
     producer.send(_frame(stream_id, 0) + unsubscribe + _frame(stream_id, 1))
-    assert _what(await producer.read_frame()) == 0, "fanned out before the unsubscribe: it comes before its answer"
+    assert _what(await producer.read_frame()) == 0, "sent before the unsubscribe: it comes before its answer"
     assert _what(await producer.read_frame()) == "unsubscribed"
     refusal = orjson.loads((await producer.read_frame()).payload)
     assert (refusal["type"], refusal["code"]) == ("error", "not-registered"), refusal
