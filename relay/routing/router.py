@@ -92,6 +92,9 @@ class Router:
         if not await self.owns(connection, stream_id):
             raise _forbidden(stream_id)
         replay_after = await self._replay_start(connection, stream_id, message.since_alert_id, message.consumes)
+        if _gone(connection):  # gone while it waited: nothing to register, nobody to clean up after it
+            connection.replaying.pop(stream_id, None)
+            return
         try:
             connection.client_type = message.client_type
             permit = self._grant(connection, stream_id, PRODUCIBLE)
@@ -100,6 +103,8 @@ class Router:
             await self.broker.listening(stream_id)
             if ALERT in message.consumes and not self.continuity.follows(stream_id):
                 await self._follow_alerts(stream_id)
+            if _gone(connection):  # gone meanwhile, and cleaned up after: not the producer now
+                return
             previous = self.hub.register_producer(stream_id, connection)
             if previous is not None:
                 replaced = previous.permits.get(stream_id)
@@ -127,6 +132,9 @@ class Router:
         if not await self.owns(connection, stream_id):
             raise _forbidden(stream_id)
         replay_after = await self._replay_start(connection, stream_id, message.since_alert_id, message.consumes)
+        if _gone(connection):  # gone while it waited: nothing to subscribe, nobody to clean up after it
+            connection.replaying.pop(stream_id, None)
+            return
         connection.client_type = message.client_type
         try:
             binary = message.frame_format == "binary"
@@ -363,3 +371,11 @@ def _refusal(stream_id: str, kind: str, owned: bool, ref: str | None) -> Protoco
         stream_id=stream_id,
         ref=ref,
     )
+
+
+def _gone(connection: Connection) -> bool:
+    """Whether the connection closed (and was or will be cleaned up after) while one of its messages waited.
+
+    A call rather than the attribute where it is asked again after an ``await``, which mypy would take
+    for unchanged."""
+    return connection.outbox.closed

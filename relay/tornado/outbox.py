@@ -144,8 +144,9 @@ class Flusher:
                     continue
                 outbox._frames_waiting -= 1
                 if item is not envelope or binary is not form:
-                    envelope, form = item, binary  # type: ignore[assignment]
+                    # Built first: a frame whose bytes could not be built must not be taken for the last one's.
                     wire = item.wire(binary)  # type: ignore[union-attr]
+                    envelope, form = item, binary  # type: ignore[assignment]
                 outbox._transport.writelines(wire)
                 if item.arrived:  # type: ignore[union-attr]
                     DELIVERY_LATENCY.observe(time.perf_counter() - item.arrived)  # type: ignore[union-attr]
@@ -293,6 +294,8 @@ class Outbox:
 
     def resume(self) -> None:
         """The transport has written everything: send what waited meanwhile."""
+        if self._flusher._fanned:  # frames fanned out while it was backed up give way to each other first
+            self._flusher.settle()
         self._busy = False
         self.flush()
 

@@ -115,8 +115,9 @@ def parse_binary(data: bytes, *, received_ms: int | None = None, known_ids: Cont
     if type(content_type) is not str or not 0 < len(content_type) <= MAX_CONTENT_TYPE_CHARS:
         content_type = _content_type(header)
     # Forwarded as it came if it has no field but the four (type, streamId and timestamp are there: a
-    # fourth key must be contentType).  Counting is cheaper than comparing its keys with a set.
-    forwardable = "timestamp" in header and len(header) - ("contentType" in header) == 3
+    # fourth key must be contentType).  Counting is cheaper than comparing its keys with a set.  Only
+    # with an integer timestamp: a null or fractional one is not what the frame is taken for.
+    forwardable = type(header.get("timestamp")) is int and len(header) - ("contentType" in header) == 3
     # Positional: a class called with keywords packs them into a dict first, once per frame.
     return VideoFrame(stream_id, timestamp, content_type, jpeg, None, None, data if forwardable else None)
 
@@ -127,7 +128,7 @@ def _parse_json_frame(obj: dict[str, Any], text: str | bytes, received_ms: int |
     if not isinstance(data, str) or not data or not _is_base64(data):
         raise ProtocolError("invalid-message", "video-frame needs base64 'data'", stream_id=stream_id)
     timestamp = _optional_timestamp(obj, received_ms)
-    forwardable = "timestamp" in obj and obj.keys() <= _FRAME_KEYS
+    forwardable = type(obj.get("timestamp")) is int and obj.keys() <= _FRAME_KEYS  # (see parse_binary)
     payload = None
     if forwardable:
         payload = text.encode() if isinstance(text, str) else text

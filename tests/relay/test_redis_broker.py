@@ -95,3 +95,33 @@ async def test_the_phones_node_hears_its_alerts_not_its_own_frames_back(
     await ml.send({"type": "alert", "streamId": stream_id, "severity": "low", "message": "m", "ref": "r"})
     stored = await ml.expect("alert-stored")
     assert (await phone.until("alert"))["id"] == stored["id"]
+
+
+async def test_a_burst_of_frames_from_another_node_reaches_each_form_in_order_and_its_snapshot_buffer(
+    two_nodes: tuple[RelayHarness, RelayHarness],
+) -> None:
+    """Frames from the broker go to the hub as the node's own do: fanned out in both forms, in order
+    (many can come in one read of Redis), and kept for the snapshots of alerts stored on this node."""
+    first, second = two_nodes
+    _, token = await first.user(f"n{uuid.uuid4().hex[:6]}")
+    stream_id = await first.stream(token)
+    binary = await second.consumer(token, stream_id, consumes=["video-frame"], frameFormat="binary")
+    text = await second.consumer(token, stream_id, consumes=["video-frame"], frameFormat="json")
+    phone = await first.producer(token, stream_id)
+    images = {timestamp: bytes([timestamp]) * (100 + timestamp) for timestamp in range(1, 7)}
+    for timestamp, image in images.items():
+        await phone.send_frame(stream_id, image, timestamp=timestamp)
+    for viewer in (binary, text):
+        received = []
+        while len(received) < len(images):
+            message = await viewer.recv()
+            header = message[0] if isinstance(message, tuple) else message
+            received.append(header["timestamp"])
+        assert received == list(images), "every frame, in order"
+    ml = await second.consumer(token, stream_id, consumes=[], produces=["alert"])
+    await ml.send(
+        {"type": "alert", "streamId": stream_id, "severity": "low", "message": "m", "ref": "r", "frameTimestamp": 4}
+    )
+    stored = await ml.expect("alert-stored")
+    snapshot = await second.api("GET", f"/api/alerts/{stored['id']}/snapshot", token=token)
+    assert (snapshot.status, snapshot.body) == (200, images[4])

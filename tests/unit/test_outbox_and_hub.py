@@ -296,3 +296,86 @@ async def test_what_is_queued_after_a_frame_in_its_turn_goes_after_it() -> None:
     await asyncio.sleep(0)
     assert transports["a"].written == [b"B<f>"]
     assert transports["b"].written == [b"B<f><after>"]
+
+
+class Unbuildable(Frame):
+    """A frame's envelope whose bytes cannot be built (a conversion that fails)."""
+
+    def wire(self, binary: bool) -> tuple[bytes, ...]:
+        self.built += 1
+        raise MemoryError("no room for the converted frame")
+
+
+async def test_a_frame_that_cannot_be_built_is_not_replaced_by_the_last_one_written() -> None:
+    """The flusher reuses the bytes of the frame it wrote last for the next outbox waiting for the same
+    frame: one that failed to build must not leave the previous (another stream's) bytes to be reused."""
+    transports = {name: SlowTransport() for name in ("a", "b", "c")}
+    outboxes = {}
+    for name, transport in transports.items():
+        transport.blocked = False
+        outboxes[name] = outbox_on(transport)
+    broken = Unbuildable(b"<s2>")
+    outboxes["a"].send_frame(Frame(b"<s1>"), True)
+    outboxes["b"].send_frame(broken, True)  # type: ignore[arg-type]
+    outboxes["c"].send_frame(broken, True)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert transports["a"].written == [b"<s1>"]
+    assert transports["b"].written == []
+    assert transports["c"].written == [], "c waits for s2's frame: it must never get s1's bytes instead"
+
+
+class BrokenTransport(SlowTransport):
+    """A transport whose connection is gone while its outbox is not closed yet (uvloop raises then)."""
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+
+async def test_what_happens_to_consumers_between_a_fan_out_and_the_end_of_its_turn() -> None:
+    """Closed after the frame was fanned out: nothing; backed up: the queue's bound; unsubscribed: the frame
+    fanned out before; a broken socket: the others get theirs all the same."""
+    hub, transports, connections = frame_hub(["closes", "backs_up", "leaves", "ok"], binary=["ok"])
+    broken = BrokenTransport()
+    connections["broken"] = Connection("node", "peer", outbox_on(broken), max_alerts_per_second=0)
+    hub.register_consumer("s", connections["broken"], ["video-frame"], binary=True)
+    delivered, dropped = COUNTERS.frames_delivered, COUNTERS.frames_dropped
+    hub.deliver(frame_envelope(TwoForms(b"<f0>")))  # alone in its turn, so far
+    connections["closes"].outbox.close()
+    hub.unregister("s", connections["leaves"])
+    transports["backs_up"].blocked = True
+    connections["backs_up"].outbox.pause()  # (as a resume's write that the socket did not take would)
+    await asyncio.sleep(0)
+    assert transports["closes"].written == []
+    assert transports["leaves"].written == [b"T<f0>"], "fanned out while it was a consumer"
+    assert transports["ok"].written == [b"B<f0>"]
+    assert connections["backs_up"].outbox.pending == 1
+    for index in (1, 2, 3):
+        hub.deliver(frame_envelope(TwoForms(f"<f{index}>".encode())))
+    hub.deliver(Envelope.for_message("alert", "s", b"<a>"))
+    await asyncio.sleep(0)
+    assert transports["ok"].written == [b"B<f0>", b"B<f1>B<f2>B<f3>\x81\x03<a>"]
+    assert transports["leaves"].written == [b"T<f0>"]
+    assert transports["closes"].written == []
+    assert connections["backs_up"].outbox.frames_dropped == 3, "max_frames=1: the newest frame only"
+    transports["backs_up"].flush()
+    assert transports["backs_up"].written == [b"T<f3>\x81\x03<a>"]
+    assert COUNTERS.frames_delivered - delivered == 5 + 4 * 3, "counted as handed to the targets of the time"
+    assert COUNTERS.frames_dropped - dropped == 3
+
+
+async def test_frames_fanned_out_while_a_consumer_was_backed_up_are_trimmed_when_its_socket_drains() -> None:
+    """The socket can drain (resume) in the same turn as frames were fanned out to it, before the flusher
+    runs: those frames came while it was backed up, so only the newest ``max_frames`` of them go out, as
+    when they were queued one by one -- not all of them, oldest first."""
+    hub, transports, connections = frame_hub(["slow"], binary=["slow"])  # max_frames=1
+    transports["slow"].blocked = True
+    connections["slow"].outbox.send((b"<c0>",))
+    await asyncio.sleep(0)  # c0 fills its socket: it is backed up from now on
+    dropped = COUNTERS.frames_dropped
+    for index in range(3):
+        hub.deliver(frame_envelope(TwoForms(f"<f{index}>".encode())))
+    transports["slow"].flush()  # the socket drains in this same turn
+    await asyncio.sleep(0)
+    assert transports["slow"].written == [b"<c0>", b"B<f2>"], "the newest frame only"
+    assert connections["slow"].outbox.frames_dropped == 2
+    assert COUNTERS.frames_dropped == dropped + 2

@@ -241,3 +241,19 @@ def test_bad_binary_messages(raw: bytes, code: str) -> None:
 def test_error_message_echoes_ref_and_stream() -> None:
     body = orjson.loads(error_message(ProtocolError("forbidden", "no", ref="r1", stream_id="s")))
     assert body == {"type": "error", "code": "forbidden", "message": "no", "ref": "r1", "streamId": "s"}
+
+
+@pytest.mark.parametrize(("given", "meant"), [(None, 5), (1.9, 1)])
+def test_a_frame_is_forwarded_as_it_came_only_if_its_timestamp_is_the_one_it_is_taken_for(
+    given: object, meant: int
+) -> None:
+    """A frame without an integer timestamp gets one (the time it arrived, or its integer part): each
+    consumer must see that one, in either form, not the ``null`` or ``1.9`` it came with."""
+    header = {"type": "video-frame", "streamId": "s", "timestamp": given}
+    binary = parse_binary(_binary(header), received_ms=5)
+    text = parse_text(orjson.dumps({**header, "data": base64.b64encode(JPEG).decode()}), received_ms=5)
+    assert isinstance(text, VideoFrame)
+    for frame in (binary, text):
+        assert frame.timestamp == meant
+        assert decode_binary_frame(frame.binary_payload())[0]["timestamp"] == meant
+        assert orjson.loads(frame.json_payload())["timestamp"] == meant
