@@ -17,6 +17,7 @@ per alert.  Memory is one batch, whatever the number of rows.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -177,12 +178,12 @@ def batches(
     page = _page(query(where, dialect), rows_per_batch, last)
     path = sqlite_pages.database_file(connection)
     if path is None or last is None or last - after_seq <= rows_per_batch:
-        batch = to_batch(connection.execute(page, {"after": after_seq}).all(), dialect)
-        if batch.num_rows:
+        read = 0
+        for batch in _sqlalchemy_pages(connection, page, after_seq, rows_per_batch, dialect, 1 if path else None):
             yield batch
-        if batch.num_rows < rows_per_batch:
+            read, after_seq = batch.num_rows, batch.column(0)[-1].as_py()
+        if path is None or read < rows_per_batch:
             return
-        after_seq = batch.column(0)[-1].as_py()
     if path is not None:
         plain = _page(query(where, dialect, well_known_by_sql=False), rows_per_batch, last)
         child = _child_pages(path, plain, after_seq, rows_per_batch, connection.dialect)
@@ -206,11 +207,18 @@ def batches(
                 child.refused.seq, child.refused.error,
             )  # fmt: skip
             after_seq = child.refused.seq
-    while True:  # one child per read: after a refusal (or none), SQLAlchemy reads the rest
+    yield from _sqlalchemy_pages(connection, page, after_seq, rows_per_batch, dialect)  # one child per read
+
+
+def _sqlalchemy_pages(
+    connection: Connection, page: Select[Any], after_seq: int, rows: int, dialect: str, pages: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Pages of ``page`` read through SQLAlchemy after ``after_seq``, until one is short (or ``pages`` of them)."""
+    for _ in itertools.repeat(None) if pages is None else range(pages):
         batch = to_batch(connection.execute(page, {"after": after_seq}).all(), dialect)
         if batch.num_rows:
             yield batch
-        if batch.num_rows < rows_per_batch:
+        if batch.num_rows < rows:
             return
         after_seq = batch.column(0)[-1].as_py()
 
