@@ -49,7 +49,7 @@ class Store:
         sessions = session_factory(engine)
         self.users = Users(sessions)
         self.streams = Streams(sessions)
-        self.alerts = Alerts(sessions, text_index)
+        self.alerts = Alerts(sessions, text_index, dialect=engine.dialect.name)
         self.statistics = Statistics(engine)
         self.jobs = Jobs(sessions)
 
