@@ -13,13 +13,15 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -276,3 +278,18 @@ def settings_for_tests(database_url: str, **overrides: Any) -> Settings:
     overrides.setdefault("host", "127.0.0.1")
     overrides.setdefault("port", 0)
     return Settings(database_url=database_url, **overrides)
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements (and parameters) ``engine`` sends meanwhile."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)

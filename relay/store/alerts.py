@@ -12,7 +12,9 @@ the FTS5 table is joined in and *drives* the query, newest first by its rowid
 collecting every match and sorting; on PostgreSQL the planner picks the GIN
 index for the same ``ILIKE`` when it is selective.  A text that no index can
 serve (fewer than three letters or digits in a row, or a database without the
-index) is what :meth:`Alerts.search` bounds.
+index), or a text with another filter that may reject its matches, is what
+:meth:`Alerts.search` bounds; a time window of up to two days is read from its
+time index, whatever else filters it.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ from relay.store.sorting import Cursor, Sort, SortKey, sort_expression
 from relay.wire import AlertIn
 
 SCAN_BUDGET = 100_000
-"""How far back (in ``seq``) one :meth:`Alerts.search` call looks for a text that no index serves.
+"""How far back (in ``seq``) one :meth:`Alerts.search` call looks for a text it bounds.
 
-About 70 ms of scanning on SQLite and PostgreSQL here; see ``benchmarks/RESULTS.md``.
+About 70 ms of scanning on SQLite and PostgreSQL here for a text no index serves, 25–55 ms through the
+text index for a text with another filter; see ``benchmarks/RESULTS.md``.
 """
 
 
@@ -223,10 +226,10 @@ class Alerts:
 
     async def page(self, where: AlertFilter, *, limit: int, before_seq: int | None = None) -> list[Alert]:
         """Up to ``limit`` matching alerts, newest first, older than ``before_seq`` if given."""
-        query, order = self._ordered(where)
-        if self._dialect == "sqlite" and _narrow_window(where) and order is Alert.seq.expression:
-            query = _time_window_page(query, limit, before_seq)
+        if _narrow_window(where):
+            query = _time_window_page(_filtered(where), limit, before_seq)
         else:
+            query, order = self._ordered(where)
             query = query.order_by(order.desc()).limit(limit)
             if before_seq is not None:
                 query = query.where(order < before_seq)
@@ -268,17 +271,21 @@ class Alerts:
             return int(await session.scalar(query.with_only_columns(func.max(order)).order_by(None)) or 0)
 
     async def search(self, where: AlertFilter, *, limit: int, before_seq: int | None = None) -> Page:
-        """A page of ``GET /api/alerts``: :meth:`page`, except that a search no index serves is bounded.
+        """A page of ``GET /api/alerts``: :meth:`page`, except that a text search :meth:`_bounded` selects is
+        bounded.
 
-        Such a search (a text filter that :func:`~relay.store.search.usable_for`
-        refuses, or no text index at all) would otherwise read every alert when
-        little or nothing matches.  It looks at the :data:`SCAN_BUDGET` alerts
-        below ``before_seq`` (the newest, at first) and answers what it found
-        there, with the place to go on from if it found fewer than ``limit``.
+        Such a search would otherwise read every alert when little or nothing
+        matches: a text no index serves reads the whole table, and a text the
+        index serves but another filter rejects (``q=car&objectType=person``)
+        has the index yield every match only to reject it.  It looks at the
+        :data:`SCAN_BUDGET` alerts below ``before_seq`` (the newest, at first),
+        through the text index where it serves the text, and answers what it
+        found there, with the place to go on from if it found fewer than ``limit``.
         """
         if not self._bounded(where):
             rows = await self.page(where, limit=limit + 1, before_seq=before_seq)
             return Page(rows[:limit], rows[limit - 1].seq if len(rows) > limit else None)
+        query, order = self._ordered(where)
         async with self._sessions() as session:
             if before_seq is None:
                 newest = await session.scalar(select(func.max(Alert.seq)))
@@ -286,9 +293,9 @@ class Alerts:
                     return Page([], None)
                 before_seq = newest + 1
             lowest = before_seq - SCAN_BUDGET
-            query = _filtered(where).where(Alert.seq < before_seq).order_by(Alert.seq.desc()).limit(limit + 1)
+            query = query.where(order < before_seq).order_by(order.desc()).limit(limit + 1)
             if lowest > 1:
-                query = query.where(Alert.seq >= lowest)
+                query = query.where(order >= lowest)
             rows = list(await session.scalars(query))
         if len(rows) > limit:
             return Page(rows[:limit], rows[limit - 1].seq)
@@ -316,8 +323,13 @@ class Alerts:
             after = rows[-1].seq
 
     def _bounded(self, where: AlertFilter) -> bool:
-        """Whether :meth:`search` must bound this filter's search: a text that no index serves."""
-        return bool(where.text) and (self._text_index is TextIndex.NONE or not usable_for(where.text or ""))
+        """Whether :meth:`search` must bound this filter's search: a text that no index serves, or a text
+        with another filter that may reject its matches (a narrow time window excepted: :meth:`page`
+        reads all of it from its time index)."""
+        if not where.text or _narrow_window(where):
+            return False
+        unindexed = self._text_index is TextIndex.NONE or not usable_for(where.text)
+        return unindexed or _narrowed_beyond_text(where)
 
     def _ordered(self, where: AlertFilter) -> tuple[Select[Alert], ColumnElement[int]]:
         """The filter's query, and the column that puts it in storage order.
@@ -427,33 +439,49 @@ def matching(where: AlertFilter, *, with_stream: bool = False) -> Select[Alert]:
 
 
 NARROW_WINDOW: Final = timedelta(days=2)
-"""A time window up to this long is paged from its time index on SQLite (:func:`_time_window_page`); a
-wider one (sorting all of its ``seq`` would cost more than walking the primary key down) as any other."""
+"""A time window up to this long is paged from its time index (:func:`_time_window_page`); a wider one
+(sorting all of its ``seq`` would cost more than walking the primary key down) as any other."""
 
 
 def _narrow_window(where: AlertFilter) -> bool:
-    """A time window of at most :data:`NARROW_WINDOW`, without a stream or an object type: with one, SQLite
-    reads that filter's own index (all of the stream's or type's alerts, then the time) whatever the
-    cursor, about as before (``benchmarks/history_rest.py``: 56–62 ms a page of a day of one type)."""
-    if where.since is None or where.until is None or where.stream_ids or where.object_type:
+    """A time window of at most :data:`NARROW_WINDOW`, whatever else filters it."""
+    if where.since is None or where.until is None:
         return False
     return where.until - where.since <= NARROW_WINDOW
 
 
-def _time_window_page(query: Select[Alert], limit: int, before_seq: int | None) -> Select[Alert]:
-    """A page of a time window on SQLite: the window's ``seq`` read from the time index and sorted, then
-    ``limit`` alerts fetched by it.
+def _narrowed_beyond_text(where: AlertFilter) -> bool:
+    """Whether anything but the user and the text narrows ``where``: a filter that the text's matches may fail."""
+    return bool(
+        where.stream_ids
+        or where.severities
+        or where.since is not None
+        or where.until is not None
+        or where.object_type
+        or where.reviewed is not None
+        or where.false_positive is not None
+        or where.min_confidence is not None
+        or where.max_confidence is not None
+    )
 
-    With the cursor a bound parameter, SQLite walks the primary key down from it and tests each alert's
-    time, so a window's last page (fewer than ``limit`` left) read every older alert to the table's start
-    (90 ms at 1M; ``benchmarks/history_rest.py``): ``seq + 0`` keeps the cursor off the key and on the time
-    index, which holds ``seq``.  And sorting only ``seq`` (not whole rows) before fetching the page's
-    alerts made page 1 of a day of 34,000 alerts 46 → 10 ms.
+
+def _time_window_page(query: Select[Alert], limit: int, before_seq: int | None) -> Select[Alert]:
+    """A page of a time window: the window's ``seq`` read from the time index and sorted, then ``limit``
+    alerts fetched by them.
+
+    Ordered by ``seq`` itself, both databases walk an index in ``seq`` order down from the cursor and test
+    each alert: the primary key, or on SQLite the object type's or the stream's ``(…, seq)`` index when
+    the filter has one.  A page with fewer than ``limit`` left (a window's last) then read every alert
+    older than the window, to the table's start (68–195 ms at 1M; ``benchmarks/history_rest.py``).
+    ``seq + 0``, in the order and the cursor, is no index's order or key, so the window's time index is
+    the cheapest way in; and sorting only ``seq`` (not whole rows) before fetching the page's alerts made
+    page 1 of a day of 34,000 alerts 46 → 10 ms on SQLite.
     """
+    unindexed = Alert.seq + literal_column("0")
     seqs = query.with_only_columns(Alert.seq)
     if before_seq is not None:
-        seqs = seqs.where(Alert.seq + literal_column("0") < before_seq)
-    chosen = seqs.order_by(Alert.seq.desc()).limit(limit)
+        seqs = seqs.where(unindexed < before_seq)
+    chosen = seqs.order_by(unindexed.desc()).limit(limit)
     return select(Alert).where(Alert.seq.in_(chosen.scalar_subquery())).order_by(Alert.seq.desc())
 
 
