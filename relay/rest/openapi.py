@@ -64,7 +64,12 @@ _ALERT_FILTERS: list[dict[str, Any]] = [
     {
         "name": "q",
         "in": "query",
-        "description": "Only alerts whose message contains this text (case-insensitive).",
+        "description": (
+            "Only alerts whose message contains this text (case-insensitive). Without three letters or digits "
+            "in a row, or with another filter (but a since/until window of up to two days), it is searched "
+            "100,000 alerts back per page: a page may then hold fewer alerts than limit, even none; follow "
+            "nextCursor until it is null."
+        ),
         "schema": {"type": "string"},
     },
     {
