@@ -41,7 +41,7 @@ from relay.wire.messages import (
     Subscribe,
     Unsubscribe,
 )
-from relay.wire.video import LENGTH, VideoFrame
+from relay.wire.video import LENGTH, VideoFrame, received_binary
 
 _URL_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -118,8 +118,7 @@ def parse_binary(data: bytes, *, received_ms: int | None = None, known_ids: Cont
     # fourth key must be contentType).  Counting is cheaper than comparing its keys with a set.  Only
     # with an integer timestamp: a null or fractional one is not what the frame is taken for.
     forwardable = type(header.get("timestamp")) is int and len(header) - ("contentType" in header) == 3
-    # Positional: a class called with keywords packs them into a dict first, once per frame.
-    return VideoFrame(stream_id, timestamp, content_type, jpeg, None, None, data if forwardable else None)
+    return received_binary(stream_id, timestamp, content_type, jpeg, data if forwardable else None)
 
 
 def _parse_json_frame(obj: dict[str, Any], text: str | bytes, received_ms: int | None) -> VideoFrame:

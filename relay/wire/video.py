@@ -98,6 +98,30 @@ class VideoFrame:
         return self._binary
 
 
+_new = object.__new__
+
+
+def received_binary(
+    stream_id: str, timestamp: int, content_type: str, jpeg: bytes | memoryview, payload: bytes | None
+) -> VideoFrame:
+    """A frame that came as a binary message: ``jpeg`` its image, ``payload`` the message if it may go on as it came.
+
+    ``VideoFrame(stream_id, timestamp, content_type, jpeg, binary_payload=payload)``, made without a
+    call of ``__init__``, for the reason of :func:`relay.wire.envelope.frame_envelope` (one is made per
+    binary message).
+    """
+    frame = _new(VideoFrame)
+    frame.stream_id = stream_id
+    frame.timestamp = timestamp
+    frame.content_type = content_type
+    frame._jpeg = jpeg
+    frame._b64 = None
+    frame._json = None
+    frame._binary = payload
+    frame.size = len(jpeg)
+    return frame
+
+
 def _decoded_size(b64: str | None) -> int:
     """The bytes that padded base64 decodes to, without decoding it."""
     assert b64 is not None, "a frame has its image in one form or the other"

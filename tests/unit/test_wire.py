@@ -23,6 +23,8 @@ from relay.wire import (
     parse_binary,
     parse_text,
 )
+from relay.wire.envelope import Envelope, frame_envelope
+from relay.wire.video import received_binary
 from tests.support import JPEG
 
 
@@ -157,6 +159,21 @@ def test_binary_frame_is_forwarded_as_the_same_bytes() -> None:
     frame = parse_binary(data)
     assert frame.binary_payload() is data
     assert VideoFrame.conversions == before
+
+
+def test_the_frame_factories_make_what_the_constructors_make() -> None:
+    """received_binary and frame_envelope set the slots themselves (no __init__ call per frame): every slot, as
+    the constructor would, so that one added to a class and forgotten there fails here."""
+    frame = received_binary("s", 5, "image/png", memoryview(JPEG), b"<payload>")
+    made = VideoFrame("s", 5, "image/png", memoryview(JPEG), binary_payload=b"<payload>")
+    assert {name: getattr(frame, name) for name in VideoFrame.__slots__} == {
+        name: getattr(made, name) for name in VideoFrame.__slots__
+    }
+    envelope = frame_envelope(frame, "node:1")
+    constructed = Envelope("video-frame", "s", origin="node:1", frame=frame)
+    assert {name: getattr(envelope, name) for name in Envelope.__slots__} == {
+        name: getattr(constructed, name) for name in Envelope.__slots__
+    }
 
 
 def test_json_frame_is_forwarded_as_the_same_text() -> None:
