@@ -119,8 +119,7 @@ def parse_binary(data: bytes, *, received_ms: int | None = None, known_ids: Cont
     if type(content_type) is not str or not 0 < len(content_type) <= MAX_CONTENT_TYPE_CHARS:
         content_type = _content_type(header)
     forwardable = forwardable and len(header) - ("contentType" in header) == 3
-    image = memoryview(data)[image_at:]
-    return received_binary(stream_id, timestamp, content_type, image, data if forwardable else None)
+    return received_binary(stream_id, timestamp, content_type, data, image_at, forwardable)
 
 
 def _parse_json_frame(obj: dict[str, Any], text: str | bytes, received_ms: int | None) -> VideoFrame:

@@ -162,13 +162,21 @@ def test_binary_frame_is_forwarded_as_the_same_bytes() -> None:
 
 
 def test_the_frame_factories_make_what_the_constructors_make() -> None:
-    """received_binary and frame_envelope set the slots themselves (no __init__ call per frame): every slot, as
-    the constructor would, so that one added to a class and forgotten there fails here."""
-    frame = received_binary("s", 5, "image/png", memoryview(JPEG), b"<payload>")
-    made = VideoFrame("s", 5, "image/png", memoryview(JPEG), binary_payload=b"<payload>")
-    assert {name: getattr(frame, name) for name in VideoFrame.__slots__} == {
-        name: getattr(made, name) for name in VideoFrame.__slots__
-    }
+    """received_binary and frame_envelope set the slots themselves (no __init__ call per frame): every slot, so
+    that one added to a class and forgotten there fails here, to what the constructor's would come to."""
+    message = encode_binary_frame("s", JPEG, timestamp=5, content_type="image/png")
+    image_at = len(message) - len(JPEG)
+    for forwardable in (True, False):
+        frame = received_binary("s", 5, "image/png", message, image_at, forwardable)
+        made = VideoFrame("s", 5, "image/png", memoryview(message)[image_at:], binary_payload=message)
+        assert {name: getattr(frame, name) for name in ("stream_id", "timestamp", "content_type", "size")} == {
+            name: getattr(made, name) for name in ("stream_id", "timestamp", "content_type", "size")
+        }
+        assert all(hasattr(frame, name) for name in VideoFrame.__slots__)
+        assert (frame.binary_payload() is message) is forwardable
+        assert frame.jpeg == JPEG
+        assert frame.binary_payload() == made.binary_payload()
+        assert frame.json_payload() == made.json_payload()
     envelope = frame_envelope(frame, "node:1")
     constructed = Envelope("video-frame", "s", origin="node:1", frame=frame)
     assert {name: getattr(envelope, name) for name in Envelope.__slots__} == {
