@@ -14,15 +14,13 @@ class MemoryBroker:
     backlog = 0
 
     def __init__(self) -> None:
-        self._deliver: Deliver | None = None
+        self.publish: Deliver = _undelivered
+        """Publishing is delivering: once started, ``publish`` is the ``deliver`` it was started with, not
+        a method that calls it (a call less per frame: ``benchmarks/RESULTS.md``, issue 12)."""
 
     async def start(self, deliver: Deliver, on_reconnect: Callable[[], None] | None = None) -> None:
         """Deliver from now on; there is no connection to lose, so ``on_reconnect`` is never called."""
-        self._deliver = deliver
-
-    def publish(self, envelope: Envelope) -> None:
-        if self._deliver is not None:
-            self._deliver(envelope)
+        self.publish = deliver
 
     def interest(self, stream_id: str, interested: bool, *, frames: bool) -> None:
         """Every stream is local here: nothing to subscribe to."""
@@ -35,4 +33,8 @@ class MemoryBroker:
         return None
 
     async def close(self) -> None:
-        self._deliver = None
+        self.publish = _undelivered
+
+
+def _undelivered(envelope: Envelope) -> None:
+    """What is published before the broker starts or after it closes: delivered nowhere."""

@@ -12,7 +12,7 @@ decides what may happen, the broker brings messages from every node here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from relay.metrics import COUNTERS
@@ -23,14 +23,22 @@ from relay.wire.envelope import Envelope
 
 _EMPTY: Mapping[Connection, bool] = MappingProxyType({})
 
-FanOut = Callable[[Envelope, Sequence[tuple[Sink, bool]]], None]
-"""Queues a frame for each (outbox, wants binary) of its stream's frame consumers."""
+FrameTargets = tuple[tuple[bool, tuple[Sink, ...]], ...]
+"""A stream's frame consumers' outboxes by the form they want: (wants binary, outboxes), a group per form.
+
+Grouped, not a pair per consumer: the fan-out then picks a frame's bytes once per
+group instead of testing the form per consumer (``benchmarks/RESULTS.md``, issue 12).
+"""
+
+FanOut = Callable[[Envelope, FrameTargets], None]
+"""Queues a frame for each outbox of its stream's frame targets, in the form of its group."""
 
 
-def send_each(envelope: Envelope, targets: Sequence[tuple[Sink, bool]]) -> None:
+def send_each(envelope: Envelope, targets: FrameTargets) -> None:
     """The plain :data:`FanOut`: :meth:`Sink.send_frame` on each, for any kind of outbox."""
-    for sink, binary in targets:
-        sink.send_frame(envelope, binary)
+    for binary, sinks in targets:
+        for sink in sinks:
+            sink.send_frame(envelope, binary)
 
 
 class Hub:
@@ -44,9 +52,9 @@ class Hub:
 
     ``fan_out`` queues a frame for all of a stream's frame consumers at once
     (:func:`relay.tornado.outbox.fan_out` for the relay's own outboxes, which
-    saves a call per consumer and frame); they are kept per stream as a tuple
-    of (outbox, wants binary), rebuilt when they change rather than walked out
-    of the registry per frame.
+    saves a call per consumer and frame); they are kept per stream as its
+    :data:`FrameTargets`, rebuilt when they change rather than walked out of
+    the registry per frame.
     """
 
     def __init__(
@@ -58,8 +66,8 @@ class Hub:
     ) -> None:
         # stream id -> message type -> consumer -> wants binary frames
         self._consumers: dict[str, dict[str, dict[Connection, bool]]] = {}
-        # stream id -> its frame consumers' outboxes, each with whether it wants binary
-        self._frame_targets: dict[str, tuple[tuple[Sink, bool], ...]] = {}
+        # stream id -> how many frame consumers it has, and their outboxes by form
+        self._frame_targets: dict[str, tuple[int, FrameTargets]] = {}
         self._fan_out = fan_out
         self._producers: dict[str, Connection] = {}
         self._on_interest = on_interest
@@ -132,12 +140,14 @@ class Hub:
         self._tell(stream_id, before, _wants(by_type))
 
     def _retarget(self, stream_id: str, by_type: Mapping[str, Mapping[Connection, bool]]) -> None:
-        """Rebuild the stream's frame targets from its registry, in the registry's order."""
+        """Rebuild the stream's frame targets from its registry, each group in the registry's order."""
         consumers = by_type.get(VIDEO_FRAME)
         if consumers:
-            self._frame_targets[stream_id] = tuple(
-                (connection.outbox, binary) for connection, binary in consumers.items()
+            groups = (
+                (binary, tuple(connection.outbox for connection, wants in consumers.items() if wants == binary))
+                for binary in (True, False)
             )
+            self._frame_targets[stream_id] = (len(consumers), tuple(group for group in groups if group[1]))
         else:
             self._frame_targets.pop(stream_id, None)
 
@@ -164,9 +174,9 @@ class Hub:
         if envelope.frame is not None:
             self.frames.remember(envelope.frame)
             targets = self._frame_targets.get(envelope.stream_id)  # (only video frames carry a frame)
-            if targets:
-                COUNTERS.frames_delivered += len(targets)
-                self._fan_out(envelope, targets)
+            if targets is not None:
+                COUNTERS.frames_delivered += targets[0]
+                self._fan_out(envelope, targets[1])
             return
         by_type = self._consumers.get(envelope.stream_id)
         if by_type is None:

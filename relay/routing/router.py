@@ -44,7 +44,7 @@ from relay.wire import (
     VideoFrame,
     encode,
 )
-from relay.wire.envelope import Envelope
+from relay.wire.envelope import Envelope, frame_envelope
 
 log = logging.getLogger("relay.router")
 
@@ -272,7 +272,7 @@ class Router:
         if permit.producer and not permit.streaming:
             permit.streaming = True
             self.status.set(stream_id, "streaming")
-        envelope = Envelope(VIDEO_FRAME, stream_id, connection.id, 0, frame)  # positional: no keyword dict per frame
+        envelope = frame_envelope(frame, connection.id)
         if not COUNTERS.frames_received % LATENCY_SAMPLE:
             envelope.arrived = time.perf_counter()
         self.broker.publish(envelope)

@@ -286,35 +286,42 @@ class WebSocketConnection(asyncio.BufferedProtocol):
         if self._backlog is not None:  # data_received(), inline: this runs once per read
             self._backlog += _receive_view[:nbytes]
             return
-        waiting = self._read_frames(_receive_view[:nbytes])
+        waiting = self._read_frames(_receive_buffer, nbytes)
         if waiting is not None:
             self._wait_for(waiting)
 
-    def data_received(self, data: bytes | memoryview) -> None:
+    def data_received(self, data: bytes) -> None:
         if self._backlog is not None:  # a message waits for the database: the rest waits behind it
             self._backlog += data
             return
-        waiting = self._read_frames(data)
+        waiting = self._read_frames(data, len(data))
         if waiting is not None:
             self._wait_for(waiting)
 
-    def _read_frames(self, data: bytes | bytearray | memoryview) -> Awaitable[None] | None:
-        """Act on the frames in ``data`` (after what was left of the last read), in order.
+    def _read_frames(self, data: bytes | bytearray, end: int) -> Awaitable[None] | None:
+        """Act on the frames in the first ``end`` bytes of ``data`` (after what was left of the last read), in order.
 
         Plain frames (see :mod:`relay.tornado.framing`) are read here; any other
         frame goes to the library whole, which answers pings and closes and
         fails the connection on anything malformed.  Returns what a message
         must wait for, with the bytes after it kept in ``_backlog``.
+
+        After a read, ``data`` is the receive buffer itself and its one view is
+        used, not a new slice of it per read; a frame's mask is sliced out of
+        ``data``, not out of the view: memoryviews and their slices were a good
+        part of what reading a frame cost (``benchmarks/RESULTS.md``, issue 12).
         """
+        view = _receive_view if data is _receive_buffer else memoryview(data)
         kept = self._partial
         if kept is not None:
-            kept += data
+            kept += view[:end]
             data, self._partial = kept, None
-        view = data if type(data) is memoryview else memoryview(data)
-        offset, end = 0, len(view)
+            end = len(kept)
+            view = memoryview(kept)
+        offset = 0
         while offset < end:
             if not self._plain:  # closing or failed: the library has the rest
-                return self._to_library(view[offset:])
+                return self._to_library(view[offset:end])
             owed = self._library_owes
             if owed:
                 taken = min(owed, end - offset)
@@ -338,7 +345,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
                     break
                 start = offset + size
                 offset = start + length
-                payload = unmask(view[start:offset], bytes(view[start - 4 : start]))
+                payload = unmask(view[start:offset], data[start - 4 : start])
                 if first == PLAIN_PONG:
                     self.session.on_pong()
                     continue
@@ -348,11 +355,11 @@ class WebSocketConnection(asyncio.BufferedProtocol):
                 # A binary frame skips _message(): the connection is open (plain, above).
                 waiting = self.session.on_binary(payload) if first == PLAIN_BINARY else self._message(True, payload)
             if waiting is not None:
-                self._backlog = bytearray(view[offset:])
+                self._backlog = bytearray(view[offset:end])
                 return waiting
         if offset < end:
             if kept is None:
-                self._partial = bytearray(view[offset:])
+                self._partial = bytearray(view[offset:end])
             else:  # a frame read in many pieces is appended to, not copied again per piece
                 view.release()  # (a bytearray with a view on it cannot be resized)
                 del kept[:offset]
@@ -491,7 +498,7 @@ class WebSocketConnection(asyncio.BufferedProtocol):
             while waiting is not None:
                 await waiting
                 backlog, self._backlog = self._backlog, None
-                waiting = self._read_frames(backlog) if backlog else None
+                waiting = self._read_frames(backlog, len(backlog)) if backlog else None
         finally:
             self._backlog = self._handling = None
         transport = self._transport

@@ -46,17 +46,20 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, Protocol, cast
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
 
 from relay.metrics import COUNTERS, DELIVERY_LATENCY
-from relay.routing.connection import Sink
+from relay.routing.hub import FrameTargets
 from relay.wire.envelope import Envelope
 from relay.wire.frames import Wire
 
 MAX_BUFFERS_PER_CALL: Final = 512  # well under IOV_MAX (1024 on Linux)
 
 log = logging.getLogger("relay.connection")
+
+OutboxTargets = tuple[tuple[bool, tuple["Outbox", ...]], ...]
+"""The hub's :data:`~relay.routing.hub.FrameTargets` as the flusher sees them: every sink an :class:`Outbox`."""
 
 
 class Transport(Protocol):
@@ -93,7 +96,7 @@ class Flusher:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._due: list[Outbox] = []
-        self._fanned: list[tuple[Envelope, Sequence[tuple[Outbox, bool]]]] = []
+        self._fanned: list[tuple[Envelope, OutboxTargets]] = []
         self._armed = False  # a call of _run is scheduled
 
     def add(self, outbox: Outbox) -> None:
@@ -107,16 +110,17 @@ class Flusher:
         fanned, self._fanned = self._fanned, []
         due = self._due
         for envelope, targets in fanned:
-            for outbox, binary in targets:
-                if outbox.closed:
-                    continue
-                outbox._waiting.append((envelope, binary))
-                outbox._frames_waiting += 1
-                if outbox._busy:
-                    outbox._trim_frames()
-                elif not outbox._scheduled:
-                    outbox._scheduled = True
-                    due.append(outbox)  # _run is armed: frames are fanned out
+            for binary, outboxes in targets:
+                for outbox in outboxes:
+                    if outbox.closed:
+                        continue
+                    outbox._waiting.append((envelope, binary))
+                    outbox._frames_waiting += 1
+                    if outbox._busy:
+                        outbox._trim_frames()
+                    elif not outbox._scheduled:
+                        outbox._scheduled = True
+                        due.append(outbox)  # _run is armed: frames are fanned out
 
     def _run(self) -> None:
         self._armed = False
@@ -154,24 +158,24 @@ class Flusher:
                 log.exception("writing to a connection failed")
 
     @staticmethod
-    def _write_alone(envelope: Envelope, targets: Sequence[tuple[Outbox, bool]]) -> None:
+    def _write_alone(envelope: Envelope, targets: OutboxTargets) -> None:
         """The turn's only frame, and nothing queued: straight to every idle consumer."""
         arrived = envelope.arrived
         timed = arrived > 0.0  # a bool: its test per consumer costs nothing, a float's is a call
-        form: bool | None = None
-        wire: Wire = ()
-        for outbox, binary in targets:
-            try:
-                if outbox._waiting or outbox._busy or outbox.closed:
-                    outbox.send_frame(envelope, binary)  # (flushed in a later turn if it is not backed up)
-                    continue
-                if binary is not form:
-                    form, wire = binary, envelope.wire(binary)
-                outbox._transport.writelines(wire)
-                if timed:
-                    DELIVERY_LATENCY.observe(time.perf_counter() - arrived)
-            except Exception:  # one connection's failure is not the others'
-                log.exception("writing to a connection failed")
+        for binary, outboxes in targets:
+            wire: Wire | None = None  # built for the group's first idle consumer
+            for outbox in outboxes:
+                try:
+                    if outbox._waiting or outbox._busy or outbox.closed:
+                        outbox.send_frame(envelope, binary)  # (flushed in a later turn if it is not backed up)
+                        continue
+                    if wire is None:
+                        wire = envelope.wire(binary)
+                    outbox._transport.writelines(wire)
+                    if timed:
+                        DELIVERY_LATENCY.observe(time.perf_counter() - arrived)
+                except Exception:  # one connection's failure is not the others'
+                    log.exception("writing to a connection failed")
 
 
 _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flusher] = weakref.WeakKeyDictionary()
@@ -186,19 +190,19 @@ def flusher() -> Flusher:
     return found
 
 
-def fan_out(envelope: Envelope, targets: Sequence[tuple[Sink, bool]]) -> None:
+def fan_out(envelope: Envelope, targets: FrameTargets) -> None:
     """Send a video frame to each of its consumers' outboxes, at the end of the turn (see :class:`Flusher`).
 
     The hub's frame path (``Hub(fan_out=...)``) for outboxes only: one call per
     frame instead of one per consumer.  Every outbox of a process belongs to the
-    one loop's flusher, so the first one's is everyone's.
+    one loop's flusher, so the first one's is everyone's.  (Typed as the hub's
+    sinks, which are outboxes here: not cast, since ``cast`` is a call per frame.)
     """
-    outboxes = cast("Sequence[tuple[Outbox, bool]]", targets)
-    found = outboxes[0][0]._flusher
+    found = targets[0][1][0]._flusher  # type: ignore[attr-defined]
     if not found._armed:
         found._armed = True
         found._loop.call_soon(found._run)
-    found._fanned.append((envelope, outboxes))
+    found._fanned.append((envelope, targets))
 
 
 class Outbox:

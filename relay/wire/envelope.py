@@ -26,7 +26,7 @@ class Envelope:
     ``origin`` is the id of the connection that caused it (so an alert is not
     echoed to its sender); ``seq`` is an alert's place among its stream's alerts
     (so a consumer that is replaying stored alerts can drop a live one it
-    already replayed).
+    already replayed).  A video frame's is made by :func:`frame_envelope`.
     """
 
     __slots__ = ("_text", "_wire_binary", "_wire_text", "arrived", "frame", "origin", "seq", "stream_id", "type")
@@ -49,10 +49,6 @@ class Envelope:
         self._wire_text: Wire | None = None
         self._wire_binary: Wire | None = None
         self.arrived = 0.0  # perf_counter() at arrival, on the frames whose delivery latency is measured
-
-    @classmethod
-    def for_frame(cls, frame: VideoFrame, origin: str = "") -> Envelope:
-        return cls(VIDEO_FRAME, frame.stream_id, origin=origin, frame=frame)
 
     @classmethod
     def for_message(cls, type: str, stream_id: str, text: bytes, *, origin: str = "", seq: int = 0) -> Envelope:
@@ -93,5 +89,31 @@ class Envelope:
         head = orjson.loads(data[:split])
         payload = data[split + 1 :]
         if head["t"] == VIDEO_FRAME:
-            return cls.for_frame(parse_binary(payload), origin=head["o"])
+            return frame_envelope(parse_binary(payload), head["o"])
         return cls.for_message(head["t"], head["s"], payload, origin=head["o"], seq=head["q"])
+
+
+_new = object.__new__
+
+
+def frame_envelope(frame: VideoFrame, origin: str = "") -> Envelope:
+    """``Envelope(VIDEO_FRAME, frame.stream_id, origin=origin, frame=frame)``, made without a call of ``__init__``.
+
+    One is made per frame.  Calling a class runs its ``__init__`` in an
+    interpreter frame of its own entered from C (the class call is not
+    specialised in Python 3.11); a plain function that sets the same slots
+    costs about 0.5k instructions less per frame (``benchmarks/RESULTS.md``,
+    issue 12).  It sets every slot ``__init__`` sets, to what it would
+    (tests/unit/test_wire.py compares them).
+    """
+    envelope = _new(Envelope)
+    envelope.type = VIDEO_FRAME
+    envelope.stream_id = frame.stream_id
+    envelope.origin = origin
+    envelope.seq = 0
+    envelope.frame = frame
+    envelope._text = None
+    envelope._wire_text = None
+    envelope._wire_binary = None
+    envelope.arrived = 0.0
+    return envelope

@@ -41,7 +41,7 @@ from relay.wire.messages import (
     Subscribe,
     Unsubscribe,
 )
-from relay.wire.video import LENGTH, VideoFrame
+from relay.wire.video import LENGTH, VideoFrame, received_binary
 
 _URL_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _BASE64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -87,14 +87,15 @@ def parse_binary(data: bytes, *, received_ms: int | None = None, known_ids: Cont
     (a connection's permits): one of them is not matched against the pattern
     again, which was the dearest check of a frame's header.
     """
-    if len(data) < 4:
+    size = len(data)
+    if size < 4:
         raise ProtocolError("invalid-message", "binary message shorter than its 4-byte header length")
     (header_len,) = LENGTH.unpack_from(data)
-    if header_len == 0 or header_len > MAX_BINARY_HEADER_BYTES or 4 + header_len > len(data):
+    image_at = 4 + header_len
+    if header_len == 0 or header_len > MAX_BINARY_HEADER_BYTES or image_at > size:
         raise ProtocolError("invalid-message", f"binary header length {header_len} does not fit the message")
-    view = memoryview(data)
     try:
-        header = orjson.loads(view[4 : 4 + header_len])
+        header = orjson.loads(data[4:image_at])  # a copy of a short header costs less than a view of it
     except orjson.JSONDecodeError:
         raise ProtocolError("invalid-json", "binary frame header is not valid JSON") from None
     if not isinstance(header, dict) or header.get("type") != VIDEO_FRAME:
@@ -105,21 +106,20 @@ def parse_binary(data: bytes, *, received_ms: int | None = None, known_ids: Cont
     stream_id = header.get("streamId")
     if not isinstance(stream_id, str) or (stream_id not in known_ids and _URL_SAFE_ID.fullmatch(stream_id) is None):
         stream_id = _stream_id(header)
-    jpeg = view[4 + header_len :]
-    if not jpeg:
+    if image_at == size:
         raise ProtocolError("invalid-message", "binary frame has no image bytes", stream_id=stream_id)
-    timestamp = header.get("timestamp")
-    if type(timestamp) is not int or not 0 <= timestamp <= MAX_TIMESTAMP:
+    timestamp: Any = header.get("timestamp")  # (narrowed by forwardable, which mypy does not follow)
+    # Forwarded as it came only with an integer timestamp (a null or fractional one is not what the
+    # frame is taken for), and with no field but the four (type, streamId and timestamp are there: a
+    # fourth key must be contentType).  Counting is cheaper than comparing its keys with a set.
+    forwardable = type(timestamp) is int
+    if not forwardable or not 0 <= timestamp <= MAX_TIMESTAMP:
         timestamp = _optional_timestamp(header, received_ms)
     content_type = header.get("contentType", DEFAULT_CONTENT_TYPE)
     if type(content_type) is not str or not 0 < len(content_type) <= MAX_CONTENT_TYPE_CHARS:
         content_type = _content_type(header)
-    # Forwarded as it came if it has no field but the four (type, streamId and timestamp are there: a
-    # fourth key must be contentType).  Counting is cheaper than comparing its keys with a set.  Only
-    # with an integer timestamp: a null or fractional one is not what the frame is taken for.
-    forwardable = type(header.get("timestamp")) is int and len(header) - ("contentType" in header) == 3
-    # Positional: a class called with keywords packs them into a dict first, once per frame.
-    return VideoFrame(stream_id, timestamp, content_type, jpeg, None, None, data if forwardable else None)
+    forwardable = forwardable and len(header) - ("contentType" in header) == 3
+    return received_binary(stream_id, timestamp, content_type, data, image_at, forwardable)
 
 
 def _parse_json_frame(obj: dict[str, Any], text: str | bytes, received_ms: int | None) -> VideoFrame:

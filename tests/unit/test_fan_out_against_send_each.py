@@ -18,7 +18,7 @@ from relay.routing.connection import Connection
 from relay.routing.hub import Hub
 from relay.tornado.outbox import fan_out
 from relay.wire.envelope import Envelope
-from tests.unit.test_outbox_and_hub import SlowTransport, TwoForms, frame_envelope, outbox_on
+from tests.unit.test_outbox_and_hub import SlowTransport, TwoForms, hub_frame, outbox_on
 
 CONSUMERS = 4
 Operation = tuple[object, ...]
@@ -38,7 +38,7 @@ async def _run(operations: list[Operation], *, fanned: bool) -> Outcome:
         index = arguments[0] if arguments else 0
         assert isinstance(index, int)
         if kind == "frame":
-            hub.deliver(frame_envelope(TwoForms(f"<f{index}>".encode())))
+            hub.deliver(hub_frame(TwoForms(f"<f{index}>".encode())))
         elif kind == "alert":
             hub.deliver(Envelope.for_message("alert", "s", f"<a{index}>".encode()))
         elif kind == "reply":

@@ -50,6 +50,22 @@ def test_the_node_bound_gives_up_the_stream_seen_least_recently() -> None:
     assert frames.bytes_held == 100, "d alone"
 
 
+def test_a_stream_remembered_again_after_it_was_forgotten_is_the_most_recent() -> None:
+    """The buffer does not move a stream to the end again for each of its frames in a row; one forgotten meanwhile
+    is a new stream when it comes back, seen more recently than the others."""
+    frames = RecentFrames(max_frames=5, max_bytes=100, max_total_bytes=200)
+    frames.remember(frame("a", 1, size=100))
+    frames.remember(frame("b", 1, size=50))
+    frames.remember(frame("b", 2, size=50))
+    frames.forget("b")
+    frames.remember(frame("b", 3, size=100))
+    frames.remember(frame("c", 1, size=100))  # over the node's bound: a, seen least recently, goes
+    assert frames.find("a", None) is None
+    assert frames.find("b", 3) is not None
+    assert frames.find("c", 1) is not None
+    assert frames.bytes_held == 200
+
+
 def test_no_frames_are_kept_when_snapshots_are_off() -> None:
     frames = RecentFrames(max_frames=0, max_bytes=0)
     frames.remember(frame("a", 1))

@@ -23,6 +23,8 @@ from relay.wire import (
     parse_binary,
     parse_text,
 )
+from relay.wire.envelope import Envelope, frame_envelope
+from relay.wire.video import received_binary
 from tests.support import JPEG
 
 
@@ -157,6 +159,29 @@ def test_binary_frame_is_forwarded_as_the_same_bytes() -> None:
     frame = parse_binary(data)
     assert frame.binary_payload() is data
     assert VideoFrame.conversions == before
+
+
+def test_the_frame_factories_make_what_the_constructors_make() -> None:
+    """received_binary and frame_envelope set the slots themselves (no __init__ call per frame): every slot, so
+    that one added to a class and forgotten there fails here, to what the constructor's would come to."""
+    message = encode_binary_frame("s", JPEG, timestamp=5, content_type="image/png")
+    image_at = len(message) - len(JPEG)
+    for forwardable in (True, False):
+        frame = received_binary("s", 5, "image/png", message, image_at, forwardable)
+        made = VideoFrame("s", 5, "image/png", memoryview(message)[image_at:], binary_payload=message)
+        assert {name: getattr(frame, name) for name in ("stream_id", "timestamp", "content_type", "size")} == {
+            name: getattr(made, name) for name in ("stream_id", "timestamp", "content_type", "size")
+        }
+        assert all(hasattr(frame, name) for name in VideoFrame.__slots__)
+        assert (frame.binary_payload() is message) is forwardable
+        assert frame.jpeg == JPEG
+        assert frame.binary_payload() == made.binary_payload()
+        assert frame.json_payload() == made.json_payload()
+    envelope = frame_envelope(frame, "node:1")
+    constructed = Envelope("video-frame", "s", origin="node:1", frame=frame)
+    assert {name: getattr(envelope, name) for name in Envelope.__slots__} == {
+        name: getattr(constructed, name) for name in Envelope.__slots__
+    }
 
 
 def test_json_frame_is_forwarded_as_the_same_text() -> None:
